@@ -1,0 +1,23 @@
+"""collabc: fastai-style collaborative filtering with a C core and no PyTorch.
+
+    from collabc import *
+    dls = CollabDataLoaders.from_df(ratings, item_name='title', bs=64)
+    learn = collab_learner(dls, n_factors=50, y_range=(0, 5.5))
+    learn.fit_one_cycle(5, 5e-3, wd=0.1)
+"""
+from . import _core
+from .data import CategoryMap, CollabDataLoaders, DataLoader, DataLoaders
+from .external import URLs, untar_data
+from .learner import Learner, Recorder, TrainingDivergedError, collab_learner
+from .metrics import MSELossFlat, mae, mse, rmse
+from .models import (DotProduct, DotProductBias, Embedding, EmbeddingDotBias, create_params,
+                     sigmoid_range, trunc_normal_)
+from .optim import SGD, Adam
+from .seed import set_seed
+
+__version__ = _core.__version__
+
+__all__ = ["CategoryMap", "CollabDataLoaders", "DataLoader", "DataLoaders", "URLs", "untar_data",
+           "Learner", "Recorder", "TrainingDivergedError", "collab_learner", "MSELossFlat", "mae",
+           "mse", "rmse", "DotProduct", "DotProductBias", "Embedding", "EmbeddingDotBias",
+           "create_params", "sigmoid_range", "trunc_normal_", "SGD", "Adam", "set_seed"]

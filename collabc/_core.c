@@ -1,0 +1,754 @@
+/* _core.c - the CPython binding of collabc's C core: the only file that includes Python.h
+ * and NumPy. One wrapper per kernel, each the same shape: parse, validate every array
+ * (dtype, shape, C order, alignment, byte order, writability, no aliasing of outputs),
+ * check ids, release the GIL, call the kernel, re-acquire, raise on a bad status, return.
+ * Arrays the kernel writes are validated, never converted: a silent copy would make an
+ * in-place update vanish. C keeps no pointer into NumPy memory past a call. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <numpy/arrayobject.h>
+#include <math.h>
+#include <string.h>
+
+#include "collabc.h"
+
+/* ---------------------------------------------------------------- validation helpers */
+
+typedef struct {
+    PyObject *obj;   /* borrowed from argument parsing */
+    const char *name;
+    int type;        /* NPY_FLOAT32, NPY_INT32, NPY_INT64, NPY_FLOAT64 */
+    int writable;
+    int optional;    /* None allowed */
+    PyArrayObject *arr; /* filled in by check_args (borrowed) */
+} argspec;
+
+static const char *type_name(int t) {
+    switch (t) {
+    case NPY_FLOAT32: return "float32";
+    case NPY_FLOAT64: return "float64";
+    case NPY_INT32: return "int32";
+    case NPY_INT64: return "int64";
+    default: return "?";
+    }
+}
+
+static int check_one(const char *fn, argspec *a) {
+    a->arr = NULL;
+    if (a->obj == NULL || a->obj == Py_None) {
+        if (a->optional) return 0;
+        PyErr_Format(PyExc_TypeError, "%s(): argument '%s' must be a %s ndarray, got None", fn,
+                     a->name, type_name(a->type));
+        return -1;
+    }
+    if (!PyArray_Check(a->obj)) {
+        PyErr_Format(PyExc_TypeError, "%s(): argument '%s' must be a %s ndarray, got %s", fn,
+                     a->name, type_name(a->type), Py_TYPE(a->obj)->tp_name);
+        return -1;
+    }
+    PyArrayObject *arr = (PyArrayObject *)a->obj;
+    if (PyArray_TYPE(arr) != a->type) {
+        PyErr_Format(PyExc_TypeError, "%s(): argument '%s' must have dtype %s, got %s", fn,
+                     a->name, type_name(a->type), PyArray_DESCR(arr)->typeobj->tp_name);
+        return -1;
+    }
+    if (!PyArray_ISNOTSWAPPED(arr)) {
+        PyErr_Format(PyExc_ValueError, "%s(): argument '%s' must be in native byte order", fn,
+                     a->name);
+        return -1;
+    }
+    if (!PyArray_IS_C_CONTIGUOUS(arr)) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s(): argument '%s' must be C-contiguous (use np.ascontiguousarray)", fn,
+                     a->name);
+        return -1;
+    }
+    if (!PyArray_ISALIGNED(arr)) {
+        PyErr_Format(PyExc_ValueError, "%s(): argument '%s' must be aligned", fn, a->name);
+        return -1;
+    }
+    if (a->writable && !PyArray_ISWRITEABLE(arr)) {
+        PyErr_Format(PyExc_ValueError, "%s(): argument '%s' is written in place and must be writeable",
+                     fn, a->name);
+        return -1;
+    }
+    a->arr = arr;
+    return 0;
+}
+
+/* true when the byte ranges of two arrays intersect */
+static int overlaps(PyArrayObject *a, PyArrayObject *b) {
+    char *a0 = PyArray_BYTES(a), *b0 = PyArray_BYTES(b);
+    char *a1 = a0 + PyArray_NBYTES(a), *b1 = b0 + PyArray_NBYTES(b);
+    return PyArray_NBYTES(a) > 0 && PyArray_NBYTES(b) > 0 && a0 < b1 && b0 < a1;
+}
+
+/* validates every spec; then refuses any written array that shares memory with another */
+static int check_args(const char *fn, argspec *specs, int n) {
+    for (int i = 0; i < n; i++)
+        if (check_one(fn, &specs[i]) < 0) return -1;
+    for (int i = 0; i < n; i++) {
+        if (!specs[i].arr || !specs[i].writable) continue;
+        for (int j = 0; j < n; j++) {
+            if (j == i || !specs[j].arr) continue;
+            if (overlaps(specs[i].arr, specs[j].arr)) {
+                PyErr_Format(PyExc_ValueError,
+                             "%s(): argument '%s' is written in place and must not share memory "
+                             "with argument '%s'", fn, specs[i].name, specs[j].name);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static void shape_str(char *buf, size_t len, int ndim, const npy_intp *dims) {
+    size_t off = (size_t)snprintf(buf, len, "(");
+    for (int d = 0; d < ndim && off < len; d++)
+        off += (size_t)snprintf(buf + off, len - off, d + 1 == ndim && ndim == 1 ? "%lld," :
+                                (d + 1 == ndim ? "%lld" : "%lld, "), (long long)dims[d]);
+    if (off < len) snprintf(buf + off, len - off, ")");
+}
+
+/* shape check; a negative entry in want matches any size */
+static int check_shape(const char *fn, argspec *a, int ndim, const npy_intp *want) {
+    if (!a->arr) return 0;
+    int ok = PyArray_NDIM(a->arr) == ndim;
+    for (int d = 0; ok && d < ndim; d++)
+        if (want[d] >= 0 && PyArray_DIM(a->arr, d) != want[d]) ok = 0;
+    if (ok) return 0;
+    char got[128], exp[128];
+    shape_str(got, sizeof got, PyArray_NDIM(a->arr), PyArray_DIMS(a->arr));
+    shape_str(exp, sizeof exp, ndim, want);
+    for (char *c = exp; *c; c++)
+        if (*c == '-' && c[1] == '1') { c[0] = 'N'; memmove(c + 1, c + 2, strlen(c + 2) + 1); }
+    PyErr_Format(PyExc_ValueError, "%s(): argument '%s' has shape %s but %s was expected", fn,
+                 a->name, got, exp);
+    return -1;
+}
+
+static int check_shape1(const char *fn, argspec *a, npy_intp n0) {
+    npy_intp w[1] = {n0};
+    return check_shape(fn, a, 1, w);
+}
+
+static int check_shape2(const char *fn, argspec *a, npy_intp n0, npy_intp n1) {
+    npy_intp w[2] = {n0, n1};
+    return check_shape(fn, a, 2, w);
+}
+
+#define F32(a) ((float *)PyArray_DATA((a).arr))
+#define CF32(a) ((const float *)PyArray_DATA((a).arr))
+#define OPTF32(a) ((a).arr ? (float *)PyArray_DATA((a).arr) : NULL)
+#define I32(a) ((const int32_t *)PyArray_DATA((a).arr))
+#define DIM(a, d) ((int64_t)PyArray_DIM((a).arr, d))
+
+/* ids at a[col], a[col + stride], ... (n of them) must lie in [0, limit) */
+static int check_ids(const char *fn, argspec *a, int64_t col, int64_t stride, int64_t n,
+                     int64_t limit, const char *what) {
+    int64_t bad = cf_ids_first_bad(I32(*a) + col, n, stride, limit);
+    if (bad < 0) return 0;
+    int32_t v = I32(*a)[bad * stride + col];
+    PyErr_Format(PyExc_IndexError,
+                 "%s(): argument '%s' holds %s id %d at row %lld, outside [0, %lld)", fn,
+                 a->name, what ? what : "an", (int)v, (long long)bad, (long long)limit);
+    return -1;
+}
+
+static int positive(const char *fn, const char *name, long long v) {
+    if (v >= 1) return 0;
+    PyErr_Format(PyExc_ValueError, "%s(): argument '%s' must be >= 1, got %lld", fn, name, v);
+    return -1;
+}
+
+static int check_finite(const char *fn, const char *name, double v) {
+    if (isfinite(v)) return 0;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%g", v);
+    PyErr_Format(PyExc_ValueError, "%s(): argument '%s' must be finite, got %s", fn, name, buf);
+    return -1;
+}
+
+/* ---------------------------------------------------------------- embedding */
+
+PyDoc_STRVAR(embedding_forward_doc,
+"embedding_forward(out, weight, idx)\n--\n\n"
+"Gather rows: out[b] = weight[idx[b]]. out (B,K) float32 written; weight (N,K) float32;\n"
+"idx (B,) int32 in [0, N).");
+
+static PyObject *py_embedding_forward(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"out", "weight", "idx", NULL};
+    const char *fn = "embedding_forward";
+    argspec a[3] = {{0, "out", NPY_FLOAT32, 1}, {0, "weight", NPY_FLOAT32}, {0, "idx", NPY_INT32}};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO", kwlist, &a[0].obj, &a[1].obj, &a[2].obj))
+        return NULL;
+    if (check_args(fn, a, 3) < 0 || check_shape2(fn, &a[1], -1, -1) < 0) return NULL;
+    int64_t N = DIM(a[1], 0), K = DIM(a[1], 1);
+    if (check_shape1(fn, &a[2], -1) < 0) return NULL;
+    int64_t B = DIM(a[2], 0);
+    if (check_shape2(fn, &a[0], B, K) < 0 || check_ids(fn, &a[2], 0, 1, B, N, NULL) < 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_embedding_forward(F32(a[0]), CF32(a[1]), I32(a[2]), B, K, N);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(embedding_backward_doc,
+"embedding_backward(dweight, dout, idx)\n--\n\n"
+"Scatter-add, accumulating: dweight[idx[b]] += dout[b]. dweight (N,K) float32 written;\n"
+"dout (B,K) float32; idx (B,) int32 in [0, N).");
+
+static PyObject *py_embedding_backward(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"dweight", "dout", "idx", NULL};
+    const char *fn = "embedding_backward";
+    argspec a[3] = {{0, "dweight", NPY_FLOAT32, 1}, {0, "dout", NPY_FLOAT32}, {0, "idx", NPY_INT32}};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO", kwlist, &a[0].obj, &a[1].obj, &a[2].obj))
+        return NULL;
+    if (check_args(fn, a, 3) < 0 || check_shape2(fn, &a[0], -1, -1) < 0) return NULL;
+    int64_t N = DIM(a[0], 0), K = DIM(a[0], 1);
+    if (check_shape1(fn, &a[2], -1) < 0) return NULL;
+    int64_t B = DIM(a[2], 0);
+    if (check_shape2(fn, &a[1], B, K) < 0 || check_ids(fn, &a[2], 0, 1, B, N, NULL) < 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_embedding_backward(F32(a[0]), CF32(a[1]), I32(a[2]), B, K, N);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------- dotbias */
+
+/* uw (NU,K), iw (NI,K), optional ub (NU,), ib (NI,) (both or neither), users/items (B,) */
+static int check_dot_tables(const char *fn, argspec *uw, argspec *iw, argspec *ub, argspec *ib,
+                            int64_t *NU, int64_t *NI, int64_t *K) {
+    if (check_shape2(fn, uw, -1, -1) < 0) return -1;
+    *NU = DIM(*uw, 0);
+    *K = DIM(*uw, 1);
+    if (check_shape2(fn, iw, -1, *K) < 0) return -1;
+    *NI = DIM(*iw, 0);
+    if ((ub->arr == NULL) != (ib->arr == NULL)) {
+        PyErr_Format(PyExc_ValueError, "%s(): pass both '%s' and '%s' or neither", fn, ub->name,
+                     ib->name);
+        return -1;
+    }
+    if (check_shape1(fn, ub, *NU) < 0 || check_shape1(fn, ib, *NI) < 0) return -1;
+    return 0;
+}
+
+static int check_pairs(const char *fn, argspec *users, argspec *items, int64_t NU, int64_t NI,
+                       int64_t *B) {
+    if (check_shape1(fn, users, -1) < 0) return -1;
+    *B = DIM(*users, 0);
+    if (check_shape1(fn, items, *B) < 0) return -1;
+    if (check_ids(fn, users, 0, 1, *B, NU, "a user") < 0) return -1;
+    if (check_ids(fn, items, 0, 1, *B, NI, "an item") < 0) return -1;
+    return 0;
+}
+
+PyDoc_STRVAR(dotbias_forward_doc,
+"dotbias_forward(out, uw, iw, ub, ib, users, items)\n--\n\n"
+"out[b] = uw[users[b]] . iw[items[b]] + ub[users[b]] + ib[items[b]] (ub, ib may be None).\n"
+"out (B,) float32 written; uw (NU,K), iw (NI,K), ub (NU,), ib (NI,) float32; users, items (B,) int32.");
+
+static PyObject *py_dotbias_forward(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"out", "uw", "iw", "ub", "ib", "users", "items", NULL};
+    const char *fn = "dotbias_forward";
+    argspec a[7] = {{0, "out", NPY_FLOAT32, 1}, {0, "uw", NPY_FLOAT32}, {0, "iw", NPY_FLOAT32},
+                    {0, "ub", NPY_FLOAT32, 0, 1}, {0, "ib", NPY_FLOAT32, 0, 1},
+                    {0, "users", NPY_INT32}, {0, "items", NPY_INT32}};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOO", kwlist, &a[0].obj, &a[1].obj, &a[2].obj,
+                                     &a[3].obj, &a[4].obj, &a[5].obj, &a[6].obj))
+        return NULL;
+    int64_t NU, NI, K, B;
+    if (check_args(fn, a, 7) < 0 || check_dot_tables(fn, &a[1], &a[2], &a[3], &a[4], &NU, &NI, &K) < 0 ||
+        check_pairs(fn, &a[5], &a[6], NU, NI, &B) < 0 || check_shape1(fn, &a[0], B) < 0)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_dotbias_forward(F32(a[0]), CF32(a[1]), CF32(a[2]), OPTF32(a[3]), OPTF32(a[4]), I32(a[5]),
+                       I32(a[6]), B, K, NU, NI);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(dotbias_backward_doc,
+"dotbias_backward(duw, diw, dub, dib, dout, uw, iw, users, items)\n--\n\n"
+"Accumulates the gradients of dotbias_forward into duw (NU,K), diw (NI,K), dub (NU,), dib (NI,)\n"
+"(dub, dib may be None) given dout (B,) float32.");
+
+static PyObject *py_dotbias_backward(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"duw", "diw", "dub", "dib", "dout", "uw", "iw", "users", "items", NULL};
+    const char *fn = "dotbias_backward";
+    argspec a[9] = {{0, "duw", NPY_FLOAT32, 1}, {0, "diw", NPY_FLOAT32, 1},
+                    {0, "dub", NPY_FLOAT32, 1, 1}, {0, "dib", NPY_FLOAT32, 1, 1},
+                    {0, "dout", NPY_FLOAT32}, {0, "uw", NPY_FLOAT32}, {0, "iw", NPY_FLOAT32},
+                    {0, "users", NPY_INT32}, {0, "items", NPY_INT32}};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOO", kwlist, &a[0].obj, &a[1].obj,
+                                     &a[2].obj, &a[3].obj, &a[4].obj, &a[5].obj, &a[6].obj,
+                                     &a[7].obj, &a[8].obj))
+        return NULL;
+    int64_t NU, NI, K, B;
+    if (check_args(fn, a, 9) < 0 || check_dot_tables(fn, &a[5], &a[6], &a[2], &a[3], &NU, &NI, &K) < 0 ||
+        check_shape2(fn, &a[0], NU, K) < 0 || check_shape2(fn, &a[1], NI, K) < 0 ||
+        check_pairs(fn, &a[7], &a[8], NU, NI, &B) < 0 || check_shape1(fn, &a[4], B) < 0)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_dotbias_backward(F32(a[0]), F32(a[1]), OPTF32(a[2]), OPTF32(a[3]), CF32(a[4]), CF32(a[5]),
+                        CF32(a[6]), I32(a[7]), I32(a[8]), B, K, NU, NI);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------- activations and loss */
+
+static int check_range(const char *fn, double lo, double hi) {
+    if (check_finite(fn, "lo", lo) < 0 || check_finite(fn, "hi", hi) < 0) return -1;
+    if (!(lo < hi)) {
+        char buf[96];
+        snprintf(buf, sizeof buf, "lo=%g hi=%g", lo, hi);
+        PyErr_Format(PyExc_ValueError, "%s(): y_range must have lo < hi, got %s", fn, buf);
+        return -1;
+    }
+    return 0;
+}
+
+/* out and x of the same 1-D shape (N,) */
+static int check_same(const char *fn, argspec *a, int n) {
+    if (check_shape1(fn, &a[n - 1], -1) < 0) return -1;
+    for (int i = 0; i < n - 1; i++)
+        if (check_shape1(fn, &a[i], DIM(a[n - 1], 0)) < 0) return -1;
+    return 0;
+}
+
+PyDoc_STRVAR(sigmoid_range_forward_doc,
+"sigmoid_range_forward(out, x, lo, hi)\n--\n\nout = sigmoid(x) * (hi - lo) + lo, all (N,) float32.");
+
+static PyObject *py_sigmoid_range_forward(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"out", "x", "lo", "hi", NULL};
+    const char *fn = "sigmoid_range_forward";
+    argspec a[2] = {{0, "out", NPY_FLOAT32, 1}, {0, "x", NPY_FLOAT32}};
+    double lo, hi;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOdd", kwlist, &a[0].obj, &a[1].obj, &lo, &hi))
+        return NULL;
+    if (check_args(fn, a, 2) < 0 || check_same(fn, a, 2) < 0 || check_range(fn, lo, hi) < 0)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_sigmoid_range_forward(F32(a[0]), CF32(a[1]), DIM(a[1], 0), (float)lo, (float)hi);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(sigmoid_range_backward_doc,
+"sigmoid_range_backward(dx, dout, x, lo, hi)\n--\n\n"
+"Accumulates dx += dout * (hi - lo) * s * (1 - s), s = sigmoid(x); all (N,) float32.");
+
+static PyObject *py_sigmoid_range_backward(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"dx", "dout", "x", "lo", "hi", NULL};
+    const char *fn = "sigmoid_range_backward";
+    argspec a[3] = {{0, "dx", NPY_FLOAT32, 1}, {0, "dout", NPY_FLOAT32}, {0, "x", NPY_FLOAT32}};
+    double lo, hi;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOdd", kwlist, &a[0].obj, &a[1].obj, &a[2].obj,
+                                     &lo, &hi))
+        return NULL;
+    if (check_args(fn, a, 3) < 0 || check_same(fn, a, 3) < 0 || check_range(fn, lo, hi) < 0)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_sigmoid_range_backward(F32(a[0]), CF32(a[1]), CF32(a[2]), DIM(a[2], 0), (float)lo, (float)hi);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(relu_forward_doc, "relu_forward(out, x)\n--\n\nout = max(x, 0), (N,) float32.");
+
+static PyObject *py_relu_forward(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"out", "x", NULL};
+    const char *fn = "relu_forward";
+    argspec a[2] = {{0, "out", NPY_FLOAT32, 1}, {0, "x", NPY_FLOAT32}};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO", kwlist, &a[0].obj, &a[1].obj)) return NULL;
+    if (check_args(fn, a, 2) < 0 || check_same(fn, a, 2) < 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_relu_forward(F32(a[0]), CF32(a[1]), DIM(a[1], 0));
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(relu_backward_doc,
+"relu_backward(dx, dout, x)\n--\n\nAccumulates dx += dout where x > 0; all (N,) float32.");
+
+static PyObject *py_relu_backward(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"dx", "dout", "x", NULL};
+    const char *fn = "relu_backward";
+    argspec a[3] = {{0, "dx", NPY_FLOAT32, 1}, {0, "dout", NPY_FLOAT32}, {0, "x", NPY_FLOAT32}};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO", kwlist, &a[0].obj, &a[1].obj, &a[2].obj))
+        return NULL;
+    if (check_args(fn, a, 3) < 0 || check_same(fn, a, 3) < 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_relu_backward(F32(a[0]), CF32(a[1]), CF32(a[2]), DIM(a[2], 0));
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(mse_forward_doc,
+"mse_forward(pred, y)\n--\n\nReturns mean((pred - y)**2) as a float; pred, y (N,) float32, N >= 1.");
+
+static PyObject *py_mse_forward(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"pred", "y", NULL};
+    const char *fn = "mse_forward";
+    argspec a[2] = {{0, "pred", NPY_FLOAT32}, {0, "y", NPY_FLOAT32}};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO", kwlist, &a[0].obj, &a[1].obj)) return NULL;
+    if (check_args(fn, a, 2) < 0 || check_same(fn, a, 2) < 0 ||
+        positive(fn, "len(pred)", DIM(a[0], 0)) < 0)
+        return NULL;
+    double r;
+    Py_BEGIN_ALLOW_THREADS
+    r = cf_mse_forward(CF32(a[0]), CF32(a[1]), DIM(a[0], 0));
+    Py_END_ALLOW_THREADS
+    return PyFloat_FromDouble(r);
+}
+
+PyDoc_STRVAR(mse_backward_doc,
+"mse_backward(dpred, pred, y)\n--\n\nAccumulates dpred += 2 * (pred - y) / N; all (N,) float32.");
+
+static PyObject *py_mse_backward(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"dpred", "pred", "y", NULL};
+    const char *fn = "mse_backward";
+    argspec a[3] = {{0, "dpred", NPY_FLOAT32, 1}, {0, "pred", NPY_FLOAT32}, {0, "y", NPY_FLOAT32}};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO", kwlist, &a[0].obj, &a[1].obj, &a[2].obj))
+        return NULL;
+    if (check_args(fn, a, 3) < 0 || check_same(fn, a, 3) < 0 ||
+        positive(fn, "len(pred)", DIM(a[1], 0)) < 0)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_mse_backward(F32(a[0]), CF32(a[1]), CF32(a[2]), DIM(a[1], 0));
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------- optimizers */
+
+static int check_hyper(const char *fn, double lr, double mom, double wd) {
+    if (check_finite(fn, "lr", lr) < 0 || check_finite(fn, "mom", mom) < 0 || check_finite(fn, "wd", wd) < 0)
+        return -1;
+    if (lr < 0 || wd < 0) {
+        PyErr_Format(PyExc_ValueError, "%s(): lr and wd must be >= 0", fn);
+        return -1;
+    }
+    if (mom < 0 || mom >= 1) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%g", mom);
+        PyErr_Format(PyExc_ValueError, "%s(): momentum must be in [0, 1), got %s", fn, buf);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_adam_consts(const char *fn, double sqr_mom, double eps) {
+    if (check_finite(fn, "sqr_mom", sqr_mom) < 0 || check_finite(fn, "eps", eps) < 0) return -1;
+    if (sqr_mom < 0 || sqr_mom >= 1 || eps <= 0) {
+        PyErr_Format(PyExc_ValueError, "%s(): need 0 <= sqr_mom < 1 and eps > 0", fn);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(adam_step_doc,
+"adam_step(p, g, m, v, lr, mom, sqr_mom, eps, wd, step, decouple_wd=True)\n--\n\n"
+"One fastai Adam step, in place on p, m, v (all (N,) float32); step is the 1-based count\n"
+"after this update. See csrc/optim.h for the formula.");
+
+static PyObject *py_adam_step(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"p", "g", "m", "v", "lr", "mom", "sqr_mom", "eps", "wd", "step",
+                             "decouple_wd", NULL};
+    const char *fn = "adam_step";
+    argspec a[4] = {{0, "p", NPY_FLOAT32, 1}, {0, "g", NPY_FLOAT32}, {0, "m", NPY_FLOAT32, 1},
+                    {0, "v", NPY_FLOAT32, 1}};
+    double lr, mom, sqr_mom, eps, wd;
+    long long step;
+    int decouple = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOdddddL|p", kwlist, &a[0].obj, &a[1].obj,
+                                     &a[2].obj, &a[3].obj, &lr, &mom, &sqr_mom, &eps, &wd, &step,
+                                     &decouple))
+        return NULL;
+    if (check_args(fn, a, 4) < 0 || check_shape1(fn, &a[0], -1) < 0) return NULL;
+    for (int i = 1; i < 4; i++)
+        if (check_shape1(fn, &a[i], DIM(a[0], 0)) < 0) return NULL;
+    if (check_hyper(fn, lr, mom, wd) < 0 || check_adam_consts(fn, sqr_mom, eps) < 0 ||
+        positive(fn, "step", step) < 0)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_adam_step(F32(a[0]), CF32(a[1]), F32(a[2]), F32(a[3]), DIM(a[0], 0), lr, mom, sqr_mom,
+                 eps, wd, (int64_t)step, decouple);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(sgd_step_doc,
+"sgd_step(p, g, buf, lr, mom, wd, decouple_wd=True)\n--\n\n"
+"One fastai SGD step in place on p (and the momentum buffer buf, or None for plain SGD).");
+
+static PyObject *py_sgd_step(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"p", "g", "buf", "lr", "mom", "wd", "decouple_wd", NULL};
+    const char *fn = "sgd_step";
+    argspec a[3] = {{0, "p", NPY_FLOAT32, 1}, {0, "g", NPY_FLOAT32}, {0, "buf", NPY_FLOAT32, 1, 1}};
+    double lr, mom, wd;
+    int decouple = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOddd|p", kwlist, &a[0].obj, &a[1].obj,
+                                     &a[2].obj, &lr, &mom, &wd, &decouple))
+        return NULL;
+    if (check_args(fn, a, 3) < 0 || check_shape1(fn, &a[0], -1) < 0 ||
+        check_shape1(fn, &a[1], DIM(a[0], 0)) < 0 || check_shape1(fn, &a[2], DIM(a[0], 0)) < 0 ||
+        check_hyper(fn, lr, mom, wd) < 0)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_sgd_step(F32(a[0]), CF32(a[1]), OPTF32(a[2]), DIM(a[0], 0), lr, mom, wd, decouple);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* ---------------------------------------------------------------- schedules */
+
+PyDoc_STRVAR(onecycle_doc,
+"onecycle(pos, start, middle, end, pct_start)\n--\n\n"
+"fastai's combined cosine at each position of pos ((N,) float64 in [0, 1]); returns a new\n"
+"(N,) float64 array.");
+
+static PyObject *py_onecycle(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"pos", "start", "middle", "end", "pct_start", NULL};
+    const char *fn = "onecycle";
+    argspec a[1] = {{0, "pos", NPY_FLOAT64}};
+    double start, middle, end, pct;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Odddd", kwlist, &a[0].obj, &start, &middle, &end,
+                                     &pct))
+        return NULL;
+    if (check_args(fn, a, 1) < 0 || check_shape1(fn, &a[0], -1) < 0) return NULL;
+    if (!(pct >= 0 && pct <= 1)) {
+        PyErr_Format(PyExc_ValueError, "%s(): pct_start must be in [0, 1]", fn);
+        return NULL;
+    }
+    npy_intp n = PyArray_DIM(a[0].arr, 0);
+    PyObject *out = PyArray_SimpleNew(1, &n, NPY_FLOAT64);
+    if (!out) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_onecycle_fill((double *)PyArray_DATA((PyArrayObject *)out),
+                     (const double *)PyArray_DATA(a[0].arr), n, start, middle, end, pct);
+    Py_END_ALLOW_THREADS
+    return out;
+}
+
+/* ---------------------------------------------------------------- dot-product model */
+
+/* parses the model description shared by dot_predict and dot_fit_epoch */
+static int parse_dot_config(const char *fn, long long nu, long long ni, long long k, int has_bias,
+                            PyObject *y_range, cf_dot_config *c) {
+    if (positive(fn, "n_users", nu) < 0 || positive(fn, "n_items", ni) < 0 ||
+        positive(fn, "n_factors", k) < 0)
+        return -1;
+    if (nu > INT32_MAX || ni > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s(): n_users and n_items must be < 2**31", fn);
+        return -1;
+    }
+    c->n_users = nu;
+    c->n_items = ni;
+    c->k = k;
+    c->has_bias = has_bias;
+    c->has_range = 0;
+    c->lo = c->hi = 0.0f;
+    if (y_range != Py_None) {
+        double lo, hi;
+        if (!PyArg_ParseTuple(y_range, "dd;y_range must be None or a (low, high) pair of floats",
+                              &lo, &hi))
+            return -1;
+        if (check_range(fn, lo, hi) < 0) return -1;
+        c->has_range = 1;
+        c->lo = (float)lo;
+        c->hi = (float)hi;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(dot_predict_doc,
+"dot_predict(out, params, x, n_users, n_items, n_factors, has_bias, y_range)\n--\n\n"
+"Predictions of a dot-product model for the (user, item) rows of x ((N,2) int32) into out\n"
+"((N,) float32). params is the model's flat float32 block (see csrc/train.h for its layout).");
+
+static PyObject *py_dot_predict(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"out", "params", "x", "n_users", "n_items", "n_factors", "has_bias",
+                             "y_range", NULL};
+    const char *fn = "dot_predict";
+    argspec a[3] = {{0, "out", NPY_FLOAT32, 1}, {0, "params", NPY_FLOAT32}, {0, "x", NPY_INT32}};
+    long long nu, ni, k;
+    int has_bias;
+    PyObject *y_range;
+    cf_dot_config c;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOLLLpO", kwlist, &a[0].obj, &a[1].obj,
+                                     &a[2].obj, &nu, &ni, &k, &has_bias, &y_range))
+        return NULL;
+    if (check_args(fn, a, 3) < 0 || parse_dot_config(fn, nu, ni, k, has_bias, y_range, &c) < 0 ||
+        check_shape1(fn, &a[1], cf_dot_n_params(&c)) < 0 || check_shape2(fn, &a[2], -1, 2) < 0)
+        return NULL;
+    int64_t N = DIM(a[2], 0);
+    if (check_shape1(fn, &a[0], N) < 0 || check_ids(fn, &a[2], 0, 2, N, c.n_users, "a user") < 0 ||
+        check_ids(fn, &a[2], 1, 2, N, c.n_items, "an item") < 0)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_dot_predict(F32(a[0]), CF32(a[1]), I32(a[2]), N, &c);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(dot_fit_epoch_doc,
+"dot_fit_epoch(params, grads, m, v, losses, x, y, order, lrs, moms, *, n_users, n_items,\n"
+"              n_factors, has_bias, y_range, bs, opt, wd, n_wd, sqr_mom, eps, decouple_wd,\n"
+"              step)\n--\n\n"
+"Trains a dot-product model for one epoch in a single call with the GIL released.\n"
+"params, grads, m, v: (P,) float32 blocks (v unused and may be None for SGD; m None for SGD\n"
+"without momentum). x (R,2) int32, y (R,) float32, order (R,) int64; batch j is\n"
+"order[j*bs:(j+1)*bs]; lrs, moms (J,) float64 per batch; losses (J,) float64 receives each\n"
+"batch's MSE before its step. opt is 'adam' or 'sgd'; parameters [0, n_wd) take weight decay.\n"
+"Returns (step, bad_batch): the optimizer's step count afterwards and -1, or the index of the\n"
+"batch whose loss was not finite (training stopped before that batch's step).");
+
+static PyObject *py_dot_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"params", "grads", "m", "v", "losses", "x", "y", "order", "lrs",
+                             "moms", "n_users", "n_items", "n_factors", "has_bias", "y_range",
+                             "bs", "opt", "wd", "n_wd", "sqr_mom", "eps", "decouple_wd", "step",
+                             NULL};
+    const char *fn = "dot_fit_epoch";
+    argspec a[10] = {{0, "params", NPY_FLOAT32, 1}, {0, "grads", NPY_FLOAT32, 1},
+                     {0, "m", NPY_FLOAT32, 1, 1},     {0, "v", NPY_FLOAT32, 1, 1},
+                     {0, "losses", NPY_FLOAT64, 1},   {0, "x", NPY_INT32},
+                     {0, "y", NPY_FLOAT32},           {0, "order", NPY_INT64},
+                     {0, "lrs", NPY_FLOAT64},         {0, "moms", NPY_FLOAT64}};
+    long long nu, ni, k, bs, n_wd, step;
+    int has_bias, decouple;
+    PyObject *y_range;
+    const char *opt_name;
+    double wd, sqr_mom, eps;
+    cf_dot_config c;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOOO$LLLpOLsdLddpL", kwlist, &a[0].obj,
+                                     &a[1].obj, &a[2].obj, &a[3].obj, &a[4].obj, &a[5].obj,
+                                     &a[6].obj, &a[7].obj, &a[8].obj, &a[9].obj, &nu, &ni, &k,
+                                     &has_bias, &y_range, &bs, &opt_name, &wd, &n_wd, &sqr_mom,
+                                     &eps, &decouple, &step))
+        return NULL;
+    if (check_args(fn, a, 10) < 0 || parse_dot_config(fn, nu, ni, k, has_bias, y_range, &c) < 0)
+        return NULL;
+    cf_optimizer opt;
+    memset(&opt, 0, sizeof opt);
+    if (strcmp(opt_name, "adam") == 0) opt.kind = CF_OPT_ADAM;
+    else if (strcmp(opt_name, "sgd") == 0) opt.kind = CF_OPT_SGD;
+    else {
+        PyErr_Format(PyExc_ValueError, "%s(): opt must be 'adam' or 'sgd', got '%s'", fn, opt_name);
+        return NULL;
+    }
+    int64_t P = cf_dot_n_params(&c);
+    if (check_shape1(fn, &a[0], P) < 0 || check_shape1(fn, &a[1], P) < 0 ||
+        check_shape1(fn, &a[2], P) < 0 || check_shape1(fn, &a[3], P) < 0)
+        return NULL;
+    if (opt.kind == CF_OPT_ADAM && (!a[2].arr || !a[3].arr)) {
+        PyErr_Format(PyExc_TypeError, "%s(): Adam needs the moment buffers 'm' and 'v'", fn);
+        return NULL;
+    }
+    if (check_shape2(fn, &a[5], -1, 2) < 0) return NULL;
+    int64_t R = DIM(a[5], 0);
+    if (check_shape1(fn, &a[6], R) < 0 || check_shape1(fn, &a[7], R) < 0 ||
+        check_shape1(fn, &a[8], -1) < 0)
+        return NULL;
+    int64_t J = DIM(a[8], 0);
+    if (check_shape1(fn, &a[9], J) < 0 || check_shape1(fn, &a[4], J) < 0 ||
+        positive(fn, "bs", bs) < 0)
+        return NULL;
+    if (J > 0 && (J - 1) * bs >= R) {
+        PyErr_Format(PyExc_ValueError, "%s(): %lld batches of bs=%lld do not fit %lld rows", fn,
+                     (long long)J, bs, (long long)R);
+        return NULL;
+    }
+    if (n_wd < 0 || n_wd > P || step < 0) {
+        PyErr_Format(PyExc_ValueError, "%s(): need 0 <= n_wd <= %lld and step >= 0", fn,
+                     (long long)P);
+        return NULL;
+    }
+    if (check_hyper(fn, 0.0, 0.0, wd) < 0 ||
+        (opt.kind == CF_OPT_ADAM && check_adam_consts(fn, sqr_mom, eps) < 0))
+        return NULL;
+    const double *lrs = (const double *)PyArray_DATA(a[8].arr);
+    const double *moms = (const double *)PyArray_DATA(a[9].arr);
+    for (int64_t j = 0; j < J; j++)
+        if (check_hyper(fn, lrs[j], moms[j], wd) < 0) return NULL;
+    if (check_ids(fn, &a[5], 0, 2, R, c.n_users, "a user") < 0 ||
+        check_ids(fn, &a[5], 1, 2, R, c.n_items, "an item") < 0)
+        return NULL;
+    const int64_t *order = (const int64_t *)PyArray_DATA(a[7].arr);
+    for (int64_t r = 0; r < R; r++)
+        if (order[r] < 0 || order[r] >= R) {
+            PyErr_Format(PyExc_IndexError, "%s(): argument 'order' holds %lld at position %lld, "
+                         "outside [0, %lld)", fn, (long long)order[r], (long long)r, (long long)R);
+            return NULL;
+        }
+    opt.m = OPTF32(a[2]);
+    opt.v = OPTF32(a[3]);
+    opt.n = P;
+    opt.n_wd = n_wd;
+    opt.wd = wd;
+    opt.beta2 = sqr_mom;
+    opt.eps = eps;
+    opt.decouple_wd = decouple;
+    opt.step = step;
+    int64_t bad = -1;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = cf_dot_fit_epoch(F32(a[0]), F32(a[1]), &opt, (double *)PyArray_DATA(a[4].arr), &bad,
+                          I32(a[5]), CF32(a[6]), order, R, bs, J, lrs, moms, &c);
+    Py_END_ALLOW_THREADS
+    if (st == CF_ERR_NOMEM) return PyErr_NoMemory();
+    if (st != CF_OK && st != CF_ERR_NONFINITE) {
+        PyErr_Format(PyExc_RuntimeError, "%s(): internal error %d", fn, st);
+        return NULL;
+    }
+    return Py_BuildValue("LL", (long long)opt.step, (long long)bad);
+}
+
+/* ---------------------------------------------------------------- module */
+
+static PyMethodDef core_methods[] = {
+    {"embedding_forward", (PyCFunction)(void (*)(void))py_embedding_forward, METH_VARARGS | METH_KEYWORDS, embedding_forward_doc},
+    {"embedding_backward", (PyCFunction)(void (*)(void))py_embedding_backward, METH_VARARGS | METH_KEYWORDS, embedding_backward_doc},
+    {"dotbias_forward", (PyCFunction)(void (*)(void))py_dotbias_forward, METH_VARARGS | METH_KEYWORDS, dotbias_forward_doc},
+    {"dotbias_backward", (PyCFunction)(void (*)(void))py_dotbias_backward, METH_VARARGS | METH_KEYWORDS, dotbias_backward_doc},
+    {"sigmoid_range_forward", (PyCFunction)(void (*)(void))py_sigmoid_range_forward, METH_VARARGS | METH_KEYWORDS, sigmoid_range_forward_doc},
+    {"sigmoid_range_backward", (PyCFunction)(void (*)(void))py_sigmoid_range_backward, METH_VARARGS | METH_KEYWORDS, sigmoid_range_backward_doc},
+    {"relu_forward", (PyCFunction)(void (*)(void))py_relu_forward, METH_VARARGS | METH_KEYWORDS, relu_forward_doc},
+    {"relu_backward", (PyCFunction)(void (*)(void))py_relu_backward, METH_VARARGS | METH_KEYWORDS, relu_backward_doc},
+    {"mse_forward", (PyCFunction)(void (*)(void))py_mse_forward, METH_VARARGS | METH_KEYWORDS, mse_forward_doc},
+    {"mse_backward", (PyCFunction)(void (*)(void))py_mse_backward, METH_VARARGS | METH_KEYWORDS, mse_backward_doc},
+    {"adam_step", (PyCFunction)(void (*)(void))py_adam_step, METH_VARARGS | METH_KEYWORDS, adam_step_doc},
+    {"sgd_step", (PyCFunction)(void (*)(void))py_sgd_step, METH_VARARGS | METH_KEYWORDS, sgd_step_doc},
+    {"onecycle", (PyCFunction)(void (*)(void))py_onecycle, METH_VARARGS | METH_KEYWORDS, onecycle_doc},
+    {"dot_predict", (PyCFunction)(void (*)(void))py_dot_predict, METH_VARARGS | METH_KEYWORDS, dot_predict_doc},
+    {"dot_fit_epoch", (PyCFunction)(void (*)(void))py_dot_fit_epoch, METH_VARARGS | METH_KEYWORDS, dot_fit_epoch_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static int core_exec(PyObject *m) {
+    import_array1(-1);
+    if (PyModule_AddStringConstant(m, "__version__", CF_VERSION) < 0) return -1;
+    return 0;
+}
+
+static PyModuleDef_Slot core_slots[] = {
+    {Py_mod_exec, core_exec},
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
+    {0, NULL},
+};
+
+PyDoc_STRVAR(core_doc,
+"collabc._core: the C kernels of collabc (embedding gather/scatter, dot product with biases,\n"
+"sigmoid_range, ReLU, MSE, fastai's SGD and Adam, the one-cycle schedule) and the whole-epoch\n"
+"training driver for the dot-product models. Every function takes NumPy arrays of exact dtype\n"
+"(float32 values, int32 ids), C-contiguous, and writes its outputs in place.");
+
+static struct PyModuleDef core_def = {
+    PyModuleDef_HEAD_INIT, "_core", core_doc, 0, core_methods, core_slots, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__core(void) { return PyModuleDef_Init(&core_def); }

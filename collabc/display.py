@@ -1,0 +1,72 @@
+"""The epoch table, as fastai/fastprogress show it: padded text in a console, an HTML table
+(updated in place) in Jupyter, or plain lists under `learn.no_bar()`."""
+import html
+import sys
+
+__all__ = ["EpochTable", "format_time", "in_notebook"]
+
+
+def format_time(t):
+    "fastprogress's format: `mm:ss`, or `h:mm:ss` past an hour (seconds truncated)."
+    t = int(t)
+    h, m, s = t // 3600, (t // 60) % 60, t % 60
+    return f"{h}:{m:02d}:{s:02d}" if h != 0 else f"{m:02d}:{s:02d}"
+
+
+def in_notebook():
+    "True inside a Jupyter kernel (where HTML output renders)."
+    ip = sys.modules.get("IPython")
+    if ip is None:
+        return False
+    try:
+        shell = ip.get_ipython()
+    except Exception:
+        return False
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def _cell(v):
+    return f"{v:.6f}" if isinstance(v, float) else str(v)
+
+
+def html_table(rows):
+    "fastprogress's `text2html_table`: header row then one row per epoch."
+    out = ['<table border="1" class="dataframe">', "  <thead>", '    <tr style="text-align: left;">']
+    out += [f"      <th>{html.escape(str(c))}</th>" for c in rows[0]]
+    out += ["    </tr>", "  </thead>", "  <tbody>"]
+    for r in rows[1:]:
+        out.append("    <tr>")
+        out += [f"      <td>{html.escape(str(c))}</td>" for c in r]
+        out.append("    </tr>")
+    out += ["  </tbody>", "</table>"]
+    return "\n".join(out)
+
+
+class EpochTable:
+    "Writes one row per epoch in the right form for where the code runs."
+    def __init__(self, names, enabled=True, logger=print):
+        self.names, self.enabled, self.logger = list(names), enabled, logger
+        self.rows = [self.names]
+        self.handle = None
+        self.notebook = enabled and logger is print and in_notebook()
+        if self.enabled and not self.notebook:
+            self.padded = [n + " " * (8 - len(n)) if len(n) < 8 else n for n in self.names]
+            self.logger("  ".join(self.padded))
+
+    def row(self, values):
+        if not self.enabled:
+            self.logger(list(values))
+            return
+        cells = [_cell(v) for v in values]
+        self.rows.append(cells)
+        if self.notebook:
+            from IPython.display import HTML, display
+            if self.handle is None:
+                self.handle = display(HTML(html_table(self.rows)), display_id=True)
+            else:
+                self.handle.update(HTML(html_table(self.rows)))
+        else:
+            self.logger("".join(c + " " * (2 + len(n) - len(c)) for c, n in zip(cells, self.padded)))
+
+    def close(self):
+        pass

@@ -1,0 +1,301 @@
+"""`Learner`: fastai's training loop over a collabc model, with the loops in C.
+
+Python holds the policy (epochs, the per-batch lr/mom schedule, validation, the recorder and
+the epoch table); each training epoch is one call into the C driver with the GIL released.
+"""
+import contextlib
+import math
+import threading
+import time
+
+import numpy as np
+
+from . import _core
+from .display import EpochTable, format_time
+from .metrics import MSELossFlat
+from .models import EmbeddingDotBias, Module
+from .optim import SGD, Adam, Optimizer
+
+__all__ = ["Learner", "Recorder", "collab_learner", "TrainingDivergedError"]
+
+
+class TrainingDivergedError(FloatingPointError):
+    "The training loss became NaN or inf; the model holds its parameters from before that batch."
+
+
+class Recorder:
+    """What fastai's Recorder keeps: `values` (per epoch `[train_loss, valid_loss, *metrics]`),
+    `losses` (smoothed train loss after every batch), `lrs`, `moms`, `iters`, `metric_names`.
+    The train loss shown is fastai's debiased moving average (beta=0.98), reset at each fit."""
+    def __init__(self, beta=0.98):
+        self.beta = beta
+        self.values, self.losses, self.lrs, self.moms, self.iters = [], [], [], [], []
+        self.times, self.metric_names = [], []
+        self.hps = {}
+
+    def _begin_fit(self, metric_names, scheduled):
+        self.values, self.losses, self.lrs, self.moms, self.iters, self.times = [], [], [], [], [], []
+        self.hps = {"lr": [], "mom": []} if scheduled else {}
+        self.metric_names = ["epoch", "train_loss", "valid_loss", *metric_names, "time"]
+        self._val, self._count = 0.0, 0
+
+    def _add_batches(self, losses, lrs, moms):
+        "Smooth raw batch losses as fastai's AvgSmoothLoss does and record lr/mom per batch."
+        b = self.beta
+        val, count = self._val, self._count
+        out = np.empty(len(losses))
+        for j, loss in enumerate(losses):  # one value per batch, so a Python loop is cheap
+            val = b * val + (1 - b) * float(loss)
+            count += 1
+            out[j] = val / (1 - b ** count)
+        self._val, self._count = val, count
+        self.losses.extend(out.tolist())
+        self.lrs.extend(np.asarray(lrs).tolist())
+        self.moms.extend(np.asarray(moms).tolist())
+        if "lr" in self.hps:
+            self.hps["lr"].extend(np.asarray(lrs).tolist())
+            self.hps["mom"].extend(np.asarray(moms).tolist())
+
+    @property
+    def smooth_loss(self):
+        return self._val / (1 - self.beta ** self._count) if self._count else float("nan")
+
+    @property
+    def final_record(self):
+        return self.values[-1] if self.values else None
+
+    def plot_loss(self, skip_start=5, with_valid=True, ax=None):
+        "Smoothed train loss per batch, and valid loss at each epoch end (needs matplotlib)."
+        import matplotlib.pyplot as plt
+        if ax is None:
+            _, ax = plt.subplots()
+        ax.plot(list(range(skip_start, len(self.losses))), self.losses[skip_start:], label="train")
+        if with_valid and self.values:
+            ax.plot(self.iters, [v[1] for v in self.values], label="valid")
+            ax.legend()
+        return ax
+
+    def plot_sched(self, keys=None, figsize=None):
+        "The scheduled hyperparameters of the last fit, one panel each (needs matplotlib)."
+        import matplotlib.pyplot as plt
+        keys = list(self.hps) if keys is None else keys
+        if not keys:
+            raise ValueError("no schedule was recorded: fit with fit_one_cycle first")
+        fig, axs = plt.subplots(1, len(keys), figsize=figsize or (6 * len(keys), 4))
+        for ax, k in zip(np.atleast_1d(axs), keys):
+            ax.plot(self.hps[k])
+            ax.set_ylabel(k)
+        return fig
+
+
+def _check_epochs(n_epoch):
+    if isinstance(n_epoch, bool) or not isinstance(n_epoch, (int, np.integer)) or n_epoch < 1:
+        raise ValueError(f"n_epoch must be a positive integer, got {n_epoch!r}")
+    return int(n_epoch)
+
+
+def _positive_float(name, v, allow_zero=False):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {v!r}") from None
+    if not math.isfinite(f) or f < 0 or (f == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {v!r}")
+    return f
+
+
+class Learner:
+    """fastai's `Learner` for collabc models: `fit`, `fit_one_cycle`, `validate`, a `recorder`.
+
+    `opt_func` is `Adam` (default) or `SGD`, or a `functools.partial` of them; `loss_func` must
+    be `MSELossFlat` (the C core trains with MSE); `metrics` are functions of
+    `(preds, targs)` such as `rmse` and `mae`; `wd=None` keeps the optimizer's default
+    (fastai Adam: 0.01)."""
+    def __init__(self, dls, model, loss_func=None, opt_func=Adam, lr=1e-3, metrics=None,
+                 wd=None, moms=(0.95, 0.85, 0.95), path=None, model_dir="models"):
+        if not isinstance(model, Module):
+            raise TypeError(f"model must be a collabc model (e.g. EmbeddingDotBias), got {type(model).__name__}")
+        if loss_func is None:
+            loss_func = MSELossFlat()
+        if isinstance(loss_func, type):
+            loss_func = loss_func()
+        if not isinstance(loss_func, MSELossFlat):
+            raise TypeError(f"loss_func must be MSELossFlat(), the loss the C core trains with; got {loss_func!r}")
+        for attr in ("train", "valid"):
+            if not hasattr(dls, attr):
+                raise TypeError(f"dls must be DataLoaders with .train and .valid, got {type(dls).__name__}")
+        self.dls, self.model, self.loss_func, self.opt_func = dls, model, loss_func, opt_func
+        self.lr = _positive_float("lr", lr)
+        self.wd = None if wd is None else _positive_float("wd", wd, allow_zero=True)
+        if metrics is None:
+            metrics = []
+        elif callable(metrics):
+            metrics = [metrics]
+        for m in metrics:
+            if not callable(m):
+                raise TypeError(f"metrics must be callables of (preds, targs), got {m!r}")
+        self.metrics = list(metrics)
+        if len(moms) != 3:
+            raise ValueError(f"moms must be a (start, middle, end) triple, got {moms!r}")
+        self.moms = tuple(float(m) for m in moms)
+        self.path, self.model_dir = (path if path is not None else getattr(dls, "path", ".")), model_dir
+        self.opt = None
+        self.recorder = Recorder()
+        self.show_table = True
+        self.logger = print
+        self._grads = None
+        self._lock = threading.Lock()
+        self._check_model_fits_data()
+
+    def _check_model_fits_data(self):
+        m, dls = self.model, self.dls
+        for dl, which in ((dls.train, "train"), (dls.valid, "valid")):
+            x = dl.x
+            if len(x) and (x[:, 0].max() >= m.n_users or x[:, 1].max() >= m.n_items):
+                raise ValueError(f"the model has {m.n_users} users and {m.n_items} items but the "
+                                 f"{which} data holds indices up to {x[:, 0].max()} and {x[:, 1].max()}")
+
+    # ------------------------------------------------------------------ optimizer
+    def create_opt(self):
+        "Create the optimizer from `opt_func` for the model's parameter block."
+        opt = self.opt_func(self.model.n_params, lr=self.lr)
+        if not isinstance(opt, Optimizer):
+            raise TypeError(f"opt_func must create a collabc optimizer (Adam or SGD), got {type(opt).__name__}")
+        self.opt = opt
+        if self.wd is not None:
+            self.opt.set_hypers(wd=self.wd)
+
+    # ------------------------------------------------------------------ training
+    def fit(self, n_epoch, lr=None, wd=None, reset_opt=False):
+        "Train `n_epoch` epochs at a constant `lr` (default `self.lr`)."
+        n_epoch = _check_epochs(n_epoch)
+        self._prepare(lr, wd, reset_opt)
+        n_iter = len(self.dls.train)
+        lr = self.opt.hypers["lr"]
+        mom = self.opt.hypers["mom"]
+        lrs = np.full(n_epoch * n_iter, lr)
+        moms = np.full(n_epoch * n_iter, mom)
+        self._run(n_epoch, lrs, moms, scheduled=False)
+
+    def fit_one_cycle(self, n_epoch, lr_max=None, div=25.0, div_final=1e5, pct_start=0.25,
+                      wd=None, moms=None, reset_opt=False):
+        "fastai's one-cycle policy: cosine lr warm-up then annealing, momentum the other way."
+        n_epoch = _check_epochs(n_epoch)
+        div = _positive_float("div", div)
+        div_final = _positive_float("div_final", div_final)
+        pct_start = float(pct_start)
+        if not 0 <= pct_start <= 1:
+            raise ValueError(f"pct_start must be in [0, 1], got {pct_start!r}")
+        moms = self.moms if moms is None else tuple(float(m) for m in moms)
+        if len(moms) != 3 or not all(0 <= m < 1 for m in moms):
+            raise ValueError(f"moms must be three momentums in [0, 1), got {moms!r}")
+        self._prepare(lr_max, wd, reset_opt)
+        lr_max = self.opt.hypers["lr"]
+        n_iter = len(self.dls.train)
+        pos = np.arange(n_epoch * n_iter, dtype=np.float64) / (n_epoch * n_iter)
+        lrs = _core.onecycle(pos, lr_max / div, lr_max, lr_max / div_final, pct_start)
+        mom_s = _core.onecycle(pos, moms[0], moms[1], moms[2], pct_start)
+        self._run(n_epoch, lrs, mom_s, scheduled=True)
+
+    def _prepare(self, lr, wd, reset_opt):
+        if lr is not None:
+            lr = _positive_float("lr", lr)
+        if wd is not None:
+            wd = _positive_float("wd", wd, allow_zero=True)
+        if len(self.dls.train) < 1:
+            raise ValueError(f"the training set has {self.dls.train.n} rows, fewer than one batch of "
+                             f"bs={self.dls.train.bs}: lower bs")
+        if self.opt is None or reset_opt:
+            self.create_opt()
+        if wd is None:
+            wd = self.wd
+        if wd is not None:
+            self.opt.set_hypers(wd=wd)
+        self.opt.set_hypers(lr=self.lr if lr is None else lr)
+
+    def _run(self, n_epoch, lrs, moms, scheduled):
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError("this Learner is already training or predicting in another thread; "
+                               "use one Learner per thread")
+        try:
+            self._fit_epochs(n_epoch, lrs, moms, scheduled)
+        finally:
+            self._lock.release()
+
+    def _fit_epochs(self, n_epoch, lrs, moms, scheduled):
+        dl = self.dls.train
+        n_iter = len(dl)
+        rec = self.recorder
+        rec._begin_fit([getattr(m, "name", getattr(m, "__name__", "metric")) for m in self.metrics],
+                       scheduled)
+        table = EpochTable(rec.metric_names, enabled=self.show_table, logger=self.logger)
+        if self._grads is None or self._grads.size != self.model.n_params:
+            self._grads = np.zeros(self.model.n_params, np.float32)
+        x, y = dl.x, dl.y
+        self.model.train()
+        for epoch in range(n_epoch):
+            t0 = time.perf_counter()
+            sl = slice(epoch * n_iter, (epoch + 1) * n_iter)
+            e_lrs, e_moms = np.ascontiguousarray(lrs[sl]), np.ascontiguousarray(moms[sl])
+            losses = np.zeros(n_iter)
+            order = dl.order()
+            bad = self.model._fit_epoch(self.opt, self._grads, x, y, order, dl.bs, e_lrs, e_moms, losses)
+            done = n_iter if bad < 0 else bad
+            rec._add_batches(losses[:done], e_lrs[:done], e_moms[:done])
+            self.opt.set_hypers(lr=float(e_lrs[done - 1] if done else e_lrs[0]),
+                                mom=float(e_moms[done - 1] if done else e_moms[0]))
+            if bad >= 0:
+                table.close()
+                raise TrainingDivergedError(
+                    f"training diverged: the loss of epoch {epoch}, batch {bad} is {losses[bad]} "
+                    f"(lr={e_lrs[bad]:.3g}); the model keeps its parameters from before that batch. "
+                    f"Try a lower learning rate.")
+            rec.iters.append(len(rec.losses))
+            vals = self._validate_values()
+            rec.values.append([rec.smooth_loss, *vals])
+            elapsed = time.perf_counter() - t0
+            rec.times.append(elapsed)
+            table.row([epoch, rec.smooth_loss, *vals, format_time(elapsed)])
+        self.model.eval()
+        table.close()
+
+    # ------------------------------------------------------------------ evaluation
+    def _predict_dl(self, dl):
+        return self.model._predict(dl.x)
+
+    def _validate_values(self, dl=None):
+        dl = self.dls.valid if dl is None else dl
+        if dl.n == 0:
+            return [float("nan")] + [float("nan")] * len(self.metrics)
+        preds = self._predict_dl(dl)
+        loss = _core.mse_forward(preds, dl.y)
+        return [loss] + [float(m(preds, dl.y)) for m in self.metrics]
+
+    def validate(self, ds_idx=1, dl=None):
+        "`[valid_loss, *metrics]` on the validation set (or `dl`)."
+        dl = self.dls[ds_idx] if dl is None else dl
+        return self._validate_values(dl)
+
+    @contextlib.contextmanager
+    def no_bar(self):
+        "Within this context, epochs print as plain lists instead of the table (fastai's no_bar)."
+        old = self.show_table
+        self.show_table = False
+        try:
+            yield self
+        finally:
+            self.show_table = old
+
+    def __repr__(self):
+        return f"Learner(model={type(self.model).__name__}, opt_func={getattr(self.opt_func, '__name__', self.opt_func)})"
+
+
+def collab_learner(dls, n_factors=50, use_nn=False, emb_szs=None, layers=None, config=None,
+                   y_range=None, loss_func=None, **kwargs):
+    """fastai's `collab_learner`: an `EmbeddingDotBias.from_classes(n_factors, dls.classes,
+    y_range=y_range)` in a `Learner` (other kwargs go to `Learner`)."""
+    if use_nn:
+        raise NotImplementedError("collab_learner(use_nn=True) (EmbeddingNN) is not available yet "
+                                  "in this version of collabc; use the dot-product model")
+    model = EmbeddingDotBias.from_classes(n_factors, dls.classes, y_range=y_range)
+    return Learner(dls, model, loss_func=loss_func, **kwargs)

@@ -1,0 +1,32 @@
+"""One source of randomness for collabc: split, initialisation and shuffling.
+
+`set_seed(n)` re-seeds the global NumPy generator that every collabc component draws from
+(and, for the user's own code, Python's `random` and `np.random`), so the same seed gives the
+same split, the same initial parameters and the same batch order, hence identical losses.
+"""
+import random
+
+import numpy as np
+
+__all__ = ["set_seed", "get_rng"]
+
+_rng = np.random.default_rng()
+
+
+def set_seed(s, reproducible=True):
+    "Seed collabc's generator, Python's `random` and `np.random` with the integer `s`."
+    global _rng
+    if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
+        raise ValueError(f"set_seed: s must be a non-negative integer, got {s!r}")
+    _rng = np.random.default_rng(int(s))
+    random.seed(int(s))
+    np.random.seed(int(s) % 2**32)
+
+
+def get_rng(seed=None):
+    "A generator for one component: a fresh one from `seed` when given, else a child of the global one."
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        return np.random.default_rng(int(seed))
+    return np.random.default_rng(_rng.integers(0, 2**63 - 1))

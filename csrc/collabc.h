@@ -1,0 +1,23 @@
+/* collabc.h - the umbrella header of collabc's C core: plain C11, no Python.
+ * Shape letters used in every kernel comment:
+ *   B = batch rows, K = factors, NU / NI = users / items (incl. '#na#'),
+ *   H = hidden width, N = element count.
+ * Families: embedding, dotbias, activation, loss, optim, schedule, train (drivers).
+ * Conventions: outputs first, then inputs, then sizes, then hyperparameters; forward
+ * overwrites, backward accumulates (+=) and the caller zeroes; kernels never allocate
+ * (drivers allocate only their scratch), print or exit; failures are CF_ERR_* codes. */
+#ifndef COLLABC_H
+#define COLLABC_H
+
+#define CF_VERSION "0.1.0"
+
+#include "status.h"
+#include "embedding.h"
+#include "dotbias.h"
+#include "activation.h"
+#include "loss.h"
+#include "optim.h"
+#include "schedule.h"
+#include "train.h"
+
+#endif

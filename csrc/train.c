@@ -1,0 +1,163 @@
+/* train.c - the exact epoch driver for the dot-product family.
+ * Per batch: gather ids -> z = dot + biases -> pred = sigmoid_range(z) -> MSE ->
+ * backward into the dense gradient block -> one optimizer step over every parameter
+ * (fastai's dense Adam moves rows that are not in the batch too) -> re-zero only the
+ * gradient rows the batch touched. The driver allocates only its per-batch scratch. */
+#include <math.h>
+#include <stdlib.h>
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+#define CF_HAVE_MXCSR 1
+#endif
+#include <string.h>
+#include "activation.h"
+#include "dotbias.h"
+#include "embedding.h"
+#include "loss.h"
+#include "status.h"
+#include "train.h"
+
+int64_t cf_dot_n_params(const cf_dot_config *c) {
+    int64_t n = (c->n_users + c->n_items) * c->k;
+    if (c->has_bias) n += c->n_users + c->n_items;
+    return n;
+}
+
+/* Subnormals: Adam's moments of rows that no batch touches decay geometrically (m by beta1,
+ * v by beta2 every step) until they are subnormal, where x86 arithmetic is ~100x slower.
+ * Their effect on a parameter is below 1e-30 (eps = 1e-5 dominates the denominator), so the
+ * drivers flush subnormals to zero for the duration of the call and restore the caller's
+ * floating-point mode afterwards. The standalone kernels do not change the mode. */
+typedef struct {
+    unsigned int saved;
+} fp_mode;
+
+static fp_mode fp_flush_subnormals(void) {
+    fp_mode m = {0};
+#ifdef CF_HAVE_MXCSR
+    m.saved = _mm_getcsr();
+    _mm_setcsr(m.saved | 0x8040u); /* FTZ (bit 15) | DAZ (bit 6) */
+#endif
+    return m;
+}
+
+static void fp_restore(fp_mode m) {
+#ifdef CF_HAVE_MXCSR
+    _mm_setcsr(m.saved);
+#else
+    (void)m;
+#endif
+}
+
+typedef struct {
+    float *uw, *iw, *ub, *ib;
+} dot_views;
+
+static dot_views dot_split(float *block, const cf_dot_config *c) {
+    dot_views v;
+    v.uw = block;
+    v.iw = v.uw + c->n_users * c->k;
+    v.ub = c->has_bias ? v.iw + c->n_items * c->k : NULL;
+    v.ib = c->has_bias ? v.ub + c->n_users : NULL;
+    return v;
+}
+
+/* z[B] = dot + biases for the rows users/items; pred[B] = z or sigmoid_range(z). */
+static int dot_forward(float *pred, float *z, dot_views w, const int32_t *users,
+                       const int32_t *items, int64_t B, const cf_dot_config *c) {
+    int st = cf_dotbias_forward(z, w.uw, w.iw, w.ub, w.ib, users, items, B, c->k, c->n_users,
+                                c->n_items);
+    if (st != CF_OK) return st;
+    if (c->has_range) cf_sigmoid_range_forward(pred, z, B, c->lo, c->hi);
+    else memcpy(pred, z, (size_t)B * sizeof(float));
+    return CF_OK;
+}
+
+int cf_dot_predict(float *out, const float *params, const int32_t *x, int64_t N,
+                   const cf_dot_config *cfg) {
+    enum { CHUNK = 1024 };
+    int32_t users[CHUNK], items[CHUNK];
+    float z[CHUNK];
+    dot_views w = dot_split((float *)params, cfg);
+    for (int64_t s = 0; s < N; s += CHUNK) {
+        int64_t B = N - s < CHUNK ? N - s : CHUNK;
+        for (int64_t b = 0; b < B; b++) {
+            users[b] = x[2 * (s + b)];
+            items[b] = x[2 * (s + b) + 1];
+        }
+        int st = dot_forward(out + s, z, w, users, items, B, cfg);
+        if (st != CF_OK) return st;
+    }
+    return CF_OK;
+}
+
+static void zero_touched(dot_views g, const int32_t *users, const int32_t *items, int64_t B,
+                         int64_t K) {
+    for (int64_t b = 0; b < B; b++) {
+        memset(g.uw + (int64_t)users[b] * K, 0, (size_t)K * sizeof(float));
+        memset(g.iw + (int64_t)items[b] * K, 0, (size_t)K * sizeof(float));
+        if (g.ub) g.ub[users[b]] = 0.0f;
+        if (g.ib) g.ib[items[b]] = 0.0f;
+    }
+}
+
+int cf_dot_fit_epoch(float *params, float *grads, cf_optimizer *opt, double *losses,
+                     int64_t *bad_batch, const int32_t *x, const float *y, const int64_t *order,
+                     int64_t n_rows, int64_t bs, int64_t n_batches, const double *lrs,
+                     const double *moms, const cf_dot_config *cfg) {
+    *bad_batch = -1;
+    if (bs < 1 || n_batches < 0 || (n_batches > 0 && (n_batches - 1) * bs >= n_rows))
+        return CF_ERR_ARG;
+    if (opt->n != cf_dot_n_params(cfg)) return CF_ERR_ARG;
+    /* every id and order entry is checked before the first step, so a bad row can never
+     * leave the model half-trained */
+    for (int64_t r = 0; r < n_rows; r++) {
+        if (order[r] < 0 || order[r] >= n_rows) { *bad_batch = r; return CF_ERR_INDEX; }
+    }
+    int64_t bad = cf_ids_first_bad(x, n_rows, 2, cfg->n_users);
+    if (bad < 0) bad = cf_ids_first_bad(x + 1, n_rows, 2, cfg->n_items);
+    if (bad >= 0) { *bad_batch = bad; return CF_ERR_INDEX; }
+
+    int32_t *users = malloc((size_t)bs * 2 * sizeof(int32_t));
+    float *fbuf = malloc((size_t)bs * 5 * sizeof(float));
+    if (!users || !fbuf) { free(users); free(fbuf); return CF_ERR_NOMEM; }
+    int32_t *items = users + bs;
+    float *yb = fbuf, *z = fbuf + bs, *pred = fbuf + 2 * bs, *dpred = fbuf + 3 * bs,
+          *dz = fbuf + 4 * bs;
+
+    memset(grads, 0, (size_t)opt->n * sizeof(float));
+    fp_mode mode = fp_flush_subnormals();
+    dot_views w = dot_split(params, cfg), g = dot_split(grads, cfg);
+    int status = CF_OK;
+    for (int64_t j = 0; j < n_batches; j++) {
+        int64_t start = j * bs;
+        int64_t B = n_rows - start < bs ? n_rows - start : bs;
+        for (int64_t b = 0; b < B; b++) {
+            int64_t r = order[start + b];
+            users[b] = x[2 * r];
+            items[b] = x[2 * r + 1];
+            yb[b] = y[r];
+        }
+        dot_forward(pred, z, w, users, items, B, cfg);
+        double loss = cf_mse_forward(pred, yb, B);
+        losses[j] = loss;
+        if (!isfinite(loss)) { *bad_batch = j; status = CF_ERR_NONFINITE; break; }
+
+        memset(dpred, 0, (size_t)B * sizeof(float));
+        cf_mse_backward(dpred, pred, yb, B);
+        if (cfg->has_range) {
+            memset(dz, 0, (size_t)B * sizeof(float));
+            cf_sigmoid_range_backward(dz, dpred, z, B, cfg->lo, cfg->hi);
+        } else {
+            memcpy(dz, dpred, (size_t)B * sizeof(float));
+        }
+        cf_dotbias_backward(g.uw, g.iw, g.ub, g.ib, dz, w.uw, w.iw, users, items, B, cfg->k,
+                            cfg->n_users, cfg->n_items);
+        cf_optimizer_step(opt, params, grads, lrs[j], moms[j]);
+        zero_touched(g, users, items, B, cfg->k);
+    }
+    fp_restore(mode);
+    free(users);
+    free(fbuf);
+    return status;
+}
