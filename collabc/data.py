@@ -16,12 +16,12 @@ Deliberate differences: the permutation comes from NumPy (`collabc.seed.get_rng`
 `KeyError` instead of silently mapping to `'#na#'`; `from_df` returns a `CollabDataLoaders`.
 """
 import numbers
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .display import in_notebook
 from .seed import get_rng
 
 __all__ = ['CategoryMap', 'DataLoader', 'DataLoaders', 'CollabDataLoaders']
@@ -219,7 +219,7 @@ class DataLoaders:
     def show_batch(self, max_n=10):
         "Show `max_n` decoded rows of a shuffled training batch (HTML in a notebook, else printed)."
         df = self.one_batch_df(max_n)
-        if _in_notebook():
+        if in_notebook():
             from IPython.display import HTML, display
             display(HTML(df.to_html(index=False)))
         else:
@@ -230,18 +230,6 @@ class DataLoaders:
                 f"item={self.item_name!r} ({self.n_items}), rating={self.rating_name!r}; "
                 f"train: {self.train.n} rows, {len(self.train)} batches; "
                 f"valid: {self.valid.n} rows, {len(self.valid)} batches; bs={self.bs})")
-
-
-def _in_notebook():
-    "True inside a running Jupyter kernel (IPython already imported and an IPKernelApp configured)."
-    if 'IPython' not in sys.modules:
-        return False
-    try:
-        from IPython import get_ipython
-        ip = get_ipython()
-    except Exception:
-        return False
-    return ip is not None and 'IPKernelApp' in getattr(ip, 'config', {})
 
 
 # ----------------------------------------------------------------------------------------------
