@@ -10,8 +10,9 @@ from .data import CategoryMap, CollabDataLoaders, DataLoader, DataLoaders
 from .external import URLs, untar_data
 from .learner import Learner, Recorder, TrainingDivergedError, collab_learner
 from .metrics import MSELossFlat, mae, mse, rmse
-from .models import (DotProduct, DotProductBias, Embedding, EmbeddingDotBias, create_params,
-                     sigmoid_range, trunc_normal_)
+from .models import (CollabNN, DotProduct, DotProductBias, Embedding, EmbeddingDotBias,
+                     EmbeddingNN, TabularModel, create_params, emb_sz_rule, get_emb_sz,
+                     sigmoid_range, tabular_config, trunc_normal_)
 from .optim import SGD, Adam
 from .seed import set_seed
 
@@ -20,4 +21,5 @@ __version__ = _core.__version__
 __all__ = ["CategoryMap", "CollabDataLoaders", "DataLoader", "DataLoaders", "URLs", "untar_data",
            "Learner", "Recorder", "TrainingDivergedError", "collab_learner", "MSELossFlat", "mae",
            "mse", "rmse", "DotProduct", "DotProductBias", "Embedding", "EmbeddingDotBias",
-           "create_params", "sigmoid_range", "trunc_normal_", "SGD", "Adam", "set_seed"]
+           "create_params", "sigmoid_range", "trunc_normal_", "CollabNN", "EmbeddingNN",
+           "TabularModel", "emb_sz_rule", "get_emb_sz", "tabular_config", "SGD", "Adam", "set_seed"]

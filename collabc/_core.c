@@ -706,6 +706,447 @@ static PyObject *py_dot_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) 
     return Py_BuildValue("LL", (long long)opt.step, (long long)bad);
 }
 
+/* ---------------------------------------------------------------- neural model (issue 3) */
+
+PyDoc_STRVAR(linear_forward_doc,
+"linear_forward(outT, xT, W, bias)\n--\n\n"
+"outT = W @ xT + bias[:, None]. Feature-major: xT (DI,B), outT (DO,B) written, W (DO,DI), bias (DO,)\n"
+"or None; all float32.");
+
+static PyObject *py_linear_forward(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"outT", "xT", "W", "bias", NULL};
+    const char *fn = "linear_forward";
+    argspec a[4] = {{0, "outT", NPY_FLOAT32, 1}, {0, "xT", NPY_FLOAT32}, {0, "W", NPY_FLOAT32},
+                    {0, "bias", NPY_FLOAT32, 0, 1}};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO", kwlist, &a[0].obj, &a[1].obj, &a[2].obj,
+                                     &a[3].obj))
+        return NULL;
+    if (check_args(fn, a, 4) < 0 || check_shape2(fn, &a[2], -1, -1) < 0) return NULL;
+    int64_t DO = DIM(a[2], 0), DI = DIM(a[2], 1);
+    if (check_shape2(fn, &a[1], DI, -1) < 0) return NULL;
+    int64_t B = DIM(a[1], 1);
+    if (check_shape2(fn, &a[0], DO, B) < 0 || check_shape1(fn, &a[3], DO) < 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_linear_forward(F32(a[0]), CF32(a[1]), CF32(a[2]), OPTF32(a[3]), B, DI, DO);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(linear_backward_doc,
+"linear_backward(dxT, dW, dbias, doutT, xT, W)\n--\n\n"
+"Accumulates the gradients of linear_forward into dxT (DI,B) (or None), dW (DO,DI) and dbias (DO,)\n"
+"(or None) given doutT (DO,B), the forward input xT (DI,B) and W (DO,DI).");
+
+static PyObject *py_linear_backward(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"dxT", "dW", "dbias", "doutT", "xT", "W", NULL};
+    const char *fn = "linear_backward";
+    argspec a[6] = {{0, "dxT", NPY_FLOAT32, 1, 1}, {0, "dW", NPY_FLOAT32, 1},
+                    {0, "dbias", NPY_FLOAT32, 1, 1}, {0, "doutT", NPY_FLOAT32},
+                    {0, "xT", NPY_FLOAT32}, {0, "W", NPY_FLOAT32}};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOO", kwlist, &a[0].obj, &a[1].obj, &a[2].obj,
+                                     &a[3].obj, &a[4].obj, &a[5].obj))
+        return NULL;
+    if (check_args(fn, a, 6) < 0 || check_shape2(fn, &a[5], -1, -1) < 0) return NULL;
+    int64_t DO = DIM(a[5], 0), DI = DIM(a[5], 1);
+    if (check_shape2(fn, &a[4], DI, -1) < 0) return NULL;
+    int64_t B = DIM(a[4], 1);
+    if (check_shape2(fn, &a[3], DO, B) < 0 || check_shape2(fn, &a[0], DI, B) < 0 ||
+        check_shape2(fn, &a[1], DO, DI) < 0 || check_shape1(fn, &a[2], DO) < 0)
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_linear_backward(OPTF32(a[0]), F32(a[1]), OPTF32(a[2]), CF32(a[3]), CF32(a[4]), CF32(a[5]),
+                       B, DI, DO);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static int check_bn_consts(const char *fn, double momentum, double eps) {
+    if (check_finite(fn, "momentum", momentum) < 0 || check_finite(fn, "eps", eps) < 0) return -1;
+    if (momentum < 0 || momentum > 1 || eps <= 0) {
+        PyErr_Format(PyExc_ValueError, "%s(): need 0 <= momentum <= 1 and eps > 0", fn);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(batchnorm_forward_train_doc,
+"batchnorm_forward_train(outT, mean, invstd, xT, gamma, beta, running_mean, running_var,\n"
+"                        momentum=0.1, eps=1e-5)\n--\n\n"
+"BatchNorm1d in training mode over feature-major xT (N,B), B >= 2: writes outT (N,B) and the\n"
+"cache mean, invstd (N,), updates running_mean, running_var (N,) in place.");
+
+static PyObject *py_batchnorm_forward_train(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"outT", "mean", "invstd", "xT", "gamma", "beta", "running_mean",
+                             "running_var", "momentum", "eps", NULL};
+    const char *fn = "batchnorm_forward_train";
+    argspec a[8] = {{0, "outT", NPY_FLOAT32, 1}, {0, "mean", NPY_FLOAT32, 1},
+                    {0, "invstd", NPY_FLOAT32, 1}, {0, "xT", NPY_FLOAT32},
+                    {0, "gamma", NPY_FLOAT32}, {0, "beta", NPY_FLOAT32},
+                    {0, "running_mean", NPY_FLOAT32, 1}, {0, "running_var", NPY_FLOAT32, 1}};
+    double momentum = 0.1, eps = 1e-5;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOO|dd", kwlist, &a[0].obj, &a[1].obj,
+                                     &a[2].obj, &a[3].obj, &a[4].obj, &a[5].obj, &a[6].obj,
+                                     &a[7].obj, &momentum, &eps))
+        return NULL;
+    if (check_args(fn, a, 8) < 0 || check_shape2(fn, &a[3], -1, -1) < 0 ||
+        check_bn_consts(fn, momentum, eps) < 0)
+        return NULL;
+    int64_t N = DIM(a[3], 0), B = DIM(a[3], 1);
+    if (check_shape2(fn, &a[0], N, B) < 0) return NULL;
+    for (int i = 1; i < 8; i++)
+        if (i != 3 && check_shape1(fn, &a[i], N) < 0) return NULL;
+    if (B < 2) {
+        PyErr_Format(PyExc_ValueError, "%s(): training-mode BatchNorm needs at least 2 rows per "
+                     "batch, got %lld", fn, (long long)B);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    cf_batchnorm_forward_train(F32(a[0]), F32(a[1]), F32(a[2]), CF32(a[3]), CF32(a[4]), CF32(a[5]),
+                               F32(a[6]), F32(a[7]), B, N, momentum, eps);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(batchnorm_forward_eval_doc,
+"batchnorm_forward_eval(outT, xT, gamma, beta, running_mean, running_var, eps=1e-5)\n--\n\n"
+"BatchNorm1d in eval mode (running statistics) over feature-major xT (N,B) into outT (N,B).");
+
+static PyObject *py_batchnorm_forward_eval(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"outT", "xT", "gamma", "beta", "running_mean", "running_var", "eps",
+                             NULL};
+    const char *fn = "batchnorm_forward_eval";
+    argspec a[6] = {{0, "outT", NPY_FLOAT32, 1}, {0, "xT", NPY_FLOAT32}, {0, "gamma", NPY_FLOAT32},
+                    {0, "beta", NPY_FLOAT32}, {0, "running_mean", NPY_FLOAT32},
+                    {0, "running_var", NPY_FLOAT32}};
+    double eps = 1e-5;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOO|d", kwlist, &a[0].obj, &a[1].obj, &a[2].obj,
+                                     &a[3].obj, &a[4].obj, &a[5].obj, &eps))
+        return NULL;
+    if (check_args(fn, a, 6) < 0 || check_shape2(fn, &a[1], -1, -1) < 0 ||
+        check_bn_consts(fn, 0.1, eps) < 0)
+        return NULL;
+    int64_t N = DIM(a[1], 0), B = DIM(a[1], 1);
+    if (check_shape2(fn, &a[0], N, B) < 0) return NULL;
+    for (int i = 2; i < 6; i++)
+        if (check_shape1(fn, &a[i], N) < 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_batchnorm_forward_eval(F32(a[0]), CF32(a[1]), CF32(a[2]), CF32(a[3]), CF32(a[4]),
+                              CF32(a[5]), B, N, eps);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(batchnorm_backward_doc,
+"batchnorm_backward(dxT, dgamma, dbeta, doutT, xT, mean, invstd, gamma)\n--\n\n"
+"Accumulates the gradients of batchnorm_forward_train into dxT (N,B), dgamma, dbeta (N,).");
+
+static PyObject *py_batchnorm_backward(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"dxT", "dgamma", "dbeta", "doutT", "xT", "mean", "invstd", "gamma",
+                             NULL};
+    const char *fn = "batchnorm_backward";
+    argspec a[8] = {{0, "dxT", NPY_FLOAT32, 1}, {0, "dgamma", NPY_FLOAT32, 1},
+                    {0, "dbeta", NPY_FLOAT32, 1}, {0, "doutT", NPY_FLOAT32},
+                    {0, "xT", NPY_FLOAT32}, {0, "mean", NPY_FLOAT32},
+                    {0, "invstd", NPY_FLOAT32}, {0, "gamma", NPY_FLOAT32}};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOO", kwlist, &a[0].obj, &a[1].obj,
+                                     &a[2].obj, &a[3].obj, &a[4].obj, &a[5].obj, &a[6].obj,
+                                     &a[7].obj))
+        return NULL;
+    if (check_args(fn, a, 8) < 0 || check_shape2(fn, &a[4], -1, -1) < 0) return NULL;
+    int64_t N = DIM(a[4], 0), B = DIM(a[4], 1);
+    if (check_shape2(fn, &a[0], N, B) < 0 || check_shape2(fn, &a[3], N, B) < 0) return NULL;
+    for (int i = 1; i < 8; i++)
+        if (i != 3 && i != 4 && check_shape1(fn, &a[i], N) < 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_batchnorm_backward(F32(a[0]), F32(a[1]), F32(a[2]), CF32(a[3]), CF32(a[4]), CF32(a[5]),
+                          CF32(a[6]), CF32(a[7]), B, N);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(dropout_mask_doc,
+"dropout_mask(mask, p, seed)\n--\n\n"
+"Fills mask ((N,) float32) with 0 (probability p) or 1/(1-p), from a generator seeded by seed.");
+
+static PyObject *py_dropout_mask(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"mask", "p", "seed", NULL};
+    const char *fn = "dropout_mask";
+    argspec a[1] = {{0, "mask", NPY_FLOAT32, 1}};
+    double p;
+    unsigned long long seed;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OdK", kwlist, &a[0].obj, &p, &seed)) return NULL;
+    if (check_args(fn, a, 1) < 0 || check_shape1(fn, &a[0], -1) < 0) return NULL;
+    if (!(p >= 0 && p < 1)) {
+        PyErr_Format(PyExc_ValueError, "%s(): p must be in [0, 1)", fn);
+        return NULL;
+    }
+    cf_rng rng;
+    cf_rng_seed(&rng, (uint64_t)seed);
+    Py_BEGIN_ALLOW_THREADS
+    cf_dropout_mask(F32(a[0]), DIM(a[0], 0), p, &rng);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* Builds an nn config from tables ((E,3) int64: rows, dim, params offset), ops ((K,6) int64:
+ * kind, n_in, n_out, w, b, stat) and ps ((K,) float64). The arrays must outlive the config. */
+typedef struct {
+    cf_nn_config c;
+    cf_nn_op *ops;
+    int64_t *emb; /* rows | dims | offsets, each n_emb long */
+} nn_holder;
+
+static void nn_holder_free(nn_holder *h) {
+    PyMem_Free(h->ops);
+    PyMem_Free(h->emb);
+}
+
+static int parse_nn_config(const char *fn, argspec *tables, argspec *ops, argspec *ps,
+                           PyObject *y_range, double bn_momentum, double bn_eps, int64_t n_params,
+                           int64_t n_stats, nn_holder *h) {
+    memset(h, 0, sizeof *h);
+    if (check_shape2(fn, tables, -1, 3) < 0 || check_shape2(fn, ops, -1, 6) < 0 ||
+        check_shape1(fn, ps, DIM(*ops, 0)) < 0 || check_bn_consts(fn, bn_momentum, bn_eps) < 0)
+        return -1;
+    int64_t E = DIM(*tables, 0), K = DIM(*ops, 0);
+    if (positive(fn, "len(tables)", E) < 0 || positive(fn, "len(ops)", K) < 0) return -1;
+    h->ops = PyMem_Malloc(sizeof(cf_nn_op) * (size_t)K);
+    h->emb = PyMem_Malloc(sizeof(int64_t) * (size_t)(3 * E));
+    if (!h->ops || !h->emb) {
+        nn_holder_free(h);
+        PyErr_NoMemory();
+        return -1;
+    }
+    const int64_t *t = (const int64_t *)PyArray_DATA(tables->arr);
+    for (int64_t e = 0; e < E; e++) {
+        h->emb[e] = t[3 * e];
+        h->emb[E + e] = t[3 * e + 1];
+        h->emb[2 * E + e] = t[3 * e + 2];
+        if (h->emb[e] > INT32_MAX) {
+            PyErr_Format(PyExc_ValueError, "%s(): embedding tables must have < 2**31 rows", fn);
+            nn_holder_free(h);
+            return -1;
+        }
+    }
+    const int64_t *o = (const int64_t *)PyArray_DATA(ops->arr);
+    const double *p = (const double *)PyArray_DATA(ps->arr);
+    for (int64_t k = 0; k < K; k++) {
+        cf_nn_op *op = &h->ops[k];
+        op->kind = o[6 * k];
+        op->n_in = o[6 * k + 1];
+        op->n_out = o[6 * k + 2];
+        op->w = o[6 * k + 3];
+        op->b = o[6 * k + 4];
+        op->stat = o[6 * k + 5];
+        op->p = p[k];
+    }
+    h->c.n_emb = E;
+    h->c.emb_rows = h->emb;
+    h->c.emb_dim = h->emb + E;
+    h->c.emb_off = h->emb + 2 * E;
+    h->c.n_ops = K;
+    h->c.ops = h->ops;
+    h->c.bn_momentum = bn_momentum;
+    h->c.bn_eps = bn_eps;
+    h->c.n_params = n_params;
+    h->c.n_stats = n_stats;
+    if (y_range != Py_None) {
+        double lo, hi;
+        if (!PyArg_ParseTuple(y_range, "dd;y_range must be None or a (low, high) pair of floats",
+                              &lo, &hi) ||
+            check_range(fn, lo, hi) < 0) {
+            nn_holder_free(h);
+            return -1;
+        }
+        h->c.has_range = 1;
+        h->c.lo = (float)lo;
+        h->c.hi = (float)hi;
+    }
+    if (cf_nn_validate(&h->c) != CF_OK) {
+        PyErr_Format(PyExc_ValueError, "%s(): inconsistent network description: layer widths must "
+                     "chain from the embedding width down to 1 and every offset must lie inside "
+                     "params (%lld) or stats (%lld); dropout p in [0, 1)", fn,
+                     (long long)n_params, (long long)n_stats);
+        nn_holder_free(h);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_nn_ids(const char *fn, argspec *x, const cf_nn_config *c, int64_t *N) {
+    if (check_shape2(fn, x, -1, c->n_emb) < 0) return -1;
+    *N = DIM(*x, 0);
+    for (int64_t e = 0; e < c->n_emb; e++)
+        if (check_ids(fn, x, e, c->n_emb, *N, c->emb_rows[e], e == 0 ? "a user" : "an item") < 0)
+            return -1;
+    return 0;
+}
+
+PyDoc_STRVAR(nn_predict_doc,
+"nn_predict(out, params, stats, x, *, tables, ops, ps, y_range, bn_momentum, bn_eps)\n--\n\n"
+"Eval-mode predictions of an embedding + MLP model for the rows of x ((N,E) int32) into out\n"
+"((N,) float32). tables (E,3) int64 rows/dim/offset; ops (K,6) int64 kind/n_in/n_out/w/b/stat\n"
+"(kinds: 0 Linear, 1 ReLU, 2 BatchNorm1d, 3 Dropout); ps (K,) float64 dropout probabilities.");
+
+static PyObject *py_nn_predict(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"out", "params", "stats", "x", "tables", "ops", "ps", "y_range",
+                             "bn_momentum", "bn_eps", NULL};
+    const char *fn = "nn_predict";
+    argspec a[7] = {{0, "out", NPY_FLOAT32, 1}, {0, "params", NPY_FLOAT32},
+                    {0, "stats", NPY_FLOAT32}, {0, "x", NPY_INT32}, {0, "tables", NPY_INT64},
+                    {0, "ops", NPY_INT64}, {0, "ps", NPY_FLOAT64}};
+    PyObject *y_range;
+    double bn_momentum, bn_eps;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO$OOOOdd", kwlist, &a[0].obj, &a[1].obj,
+                                     &a[2].obj, &a[3].obj, &a[4].obj, &a[5].obj, &a[6].obj,
+                                     &y_range, &bn_momentum, &bn_eps))
+        return NULL;
+    nn_holder h;
+    if (check_args(fn, a, 7) < 0 || check_shape1(fn, &a[1], -1) < 0 ||
+        check_shape1(fn, &a[2], -1) < 0 ||
+        parse_nn_config(fn, &a[4], &a[5], &a[6], y_range, bn_momentum, bn_eps, DIM(a[1], 0),
+                        DIM(a[2], 0), &h) < 0)
+        return NULL;
+    int64_t N;
+    if (check_nn_ids(fn, &a[3], &h.c, &N) < 0 || check_shape1(fn, &a[0], N) < 0) {
+        nn_holder_free(&h);
+        return NULL;
+    }
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = cf_nn_predict(F32(a[0]), CF32(a[1]), CF32(a[2]), I32(a[3]), N, &h.c);
+    Py_END_ALLOW_THREADS
+    nn_holder_free(&h);
+    if (st == CF_ERR_NOMEM) return PyErr_NoMemory();
+    if (st != CF_OK) {
+        PyErr_Format(PyExc_RuntimeError, "%s(): internal error %d", fn, st);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(nn_fit_epoch_doc,
+"nn_fit_epoch(params, grads, stats, m, v, losses, x, y, order, lrs, moms, *, tables, ops, ps,\n"
+"             y_range, bn_momentum, bn_eps, bs, opt, wd, n_wd, sqr_mom, eps, decouple_wd,\n"
+"             step, seed)\n--\n\n"
+"Trains an embedding + MLP model for one epoch in one call with the GIL released; arguments\n"
+"as dot_fit_epoch plus the network description of nn_predict, the BatchNorm running\n"
+"statistics block stats (updated in place) and the dropout seed. Returns (step, bad_batch).");
+
+static PyObject *py_nn_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"params", "grads", "stats", "m", "v", "losses", "x", "y", "order",
+                             "lrs", "moms", "tables", "ops", "ps", "y_range", "bn_momentum",
+                             "bn_eps", "bs", "opt", "wd", "n_wd", "sqr_mom", "eps",
+                             "decouple_wd", "step", "seed", NULL};
+    const char *fn = "nn_fit_epoch";
+    argspec a[14] = {{0, "params", NPY_FLOAT32, 1}, {0, "grads", NPY_FLOAT32, 1},
+                     {0, "stats", NPY_FLOAT32, 1},  {0, "m", NPY_FLOAT32, 1, 1},
+                     {0, "v", NPY_FLOAT32, 1, 1},   {0, "losses", NPY_FLOAT64, 1},
+                     {0, "x", NPY_INT32},           {0, "y", NPY_FLOAT32},
+                     {0, "order", NPY_INT64},       {0, "lrs", NPY_FLOAT64},
+                     {0, "moms", NPY_FLOAT64},      {0, "tables", NPY_INT64},
+                     {0, "ops", NPY_INT64},         {0, "ps", NPY_FLOAT64}};
+    PyObject *y_range;
+    double bn_momentum, bn_eps, wd, sqr_mom, eps;
+    long long bs, n_wd, step;
+    unsigned long long seed;
+    int decouple;
+    const char *opt_name;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOOOO$OOOOddLsdLddpLK", kwlist, &a[0].obj,
+                                     &a[1].obj, &a[2].obj, &a[3].obj, &a[4].obj, &a[5].obj,
+                                     &a[6].obj, &a[7].obj, &a[8].obj, &a[9].obj, &a[10].obj,
+                                     &a[11].obj, &a[12].obj, &a[13].obj, &y_range, &bn_momentum,
+                                     &bn_eps, &bs, &opt_name, &wd, &n_wd, &sqr_mom, &eps,
+                                     &decouple, &step, &seed))
+        return NULL;
+    if (check_args(fn, a, 14) < 0 || check_shape1(fn, &a[0], -1) < 0 ||
+        check_shape1(fn, &a[2], -1) < 0)
+        return NULL;
+    int64_t P = DIM(a[0], 0);
+    cf_optimizer opt;
+    memset(&opt, 0, sizeof opt);
+    if (strcmp(opt_name, "adam") == 0) opt.kind = CF_OPT_ADAM;
+    else if (strcmp(opt_name, "sgd") == 0) opt.kind = CF_OPT_SGD;
+    else {
+        PyErr_Format(PyExc_ValueError, "%s(): opt must be 'adam' or 'sgd', got '%s'", fn, opt_name);
+        return NULL;
+    }
+    if (check_shape1(fn, &a[1], P) < 0 || check_shape1(fn, &a[3], P) < 0 ||
+        check_shape1(fn, &a[4], P) < 0)
+        return NULL;
+    if (opt.kind == CF_OPT_ADAM && (!a[3].arr || !a[4].arr)) {
+        PyErr_Format(PyExc_TypeError, "%s(): Adam needs the moment buffers 'm' and 'v'", fn);
+        return NULL;
+    }
+    nn_holder h;
+    if (parse_nn_config(fn, &a[11], &a[12], &a[13], y_range, bn_momentum, bn_eps, P,
+                        DIM(a[2], 0), &h) < 0)
+        return NULL;
+    int64_t R;
+    PyObject *ret = NULL;
+    if (check_nn_ids(fn, &a[6], &h.c, &R) < 0 || check_shape1(fn, &a[7], R) < 0 ||
+        check_shape1(fn, &a[8], R) < 0 || check_shape1(fn, &a[9], -1) < 0)
+        goto done;
+    int64_t J = DIM(a[9], 0);
+    if (check_shape1(fn, &a[10], J) < 0 || check_shape1(fn, &a[5], J) < 0 ||
+        positive(fn, "bs", bs) < 0)
+        goto done;
+    if (J > 0 && (J - 1) * bs >= R) {
+        PyErr_Format(PyExc_ValueError, "%s(): %lld batches of bs=%lld do not fit %lld rows", fn,
+                     (long long)J, bs, (long long)R);
+        goto done;
+    }
+    int has_bn = 0;
+    for (int64_t k = 0; k < h.c.n_ops; k++) has_bn |= h.ops[k].kind == CF_NN_BATCHNORM;
+    if (has_bn && J > 0 && (bs < 2 || R - (J - 1) * bs < 2)) {
+        PyErr_Format(PyExc_ValueError, "%s(): training-mode BatchNorm needs at least 2 rows in "
+                     "every batch (bs=%lld)", fn, bs);
+        goto done;
+    }
+    if (n_wd < 0 || n_wd > P || step < 0) {
+        PyErr_Format(PyExc_ValueError, "%s(): need 0 <= n_wd <= %lld and step >= 0", fn,
+                     (long long)P);
+        goto done;
+    }
+    if (check_hyper(fn, 0.0, 0.0, wd) < 0 ||
+        (opt.kind == CF_OPT_ADAM && check_adam_consts(fn, sqr_mom, eps) < 0))
+        goto done;
+    const double *lrs = (const double *)PyArray_DATA(a[9].arr);
+    const double *moms = (const double *)PyArray_DATA(a[10].arr);
+    for (int64_t j = 0; j < J; j++)
+        if (check_hyper(fn, lrs[j], moms[j], wd) < 0) goto done;
+    const int64_t *order = (const int64_t *)PyArray_DATA(a[8].arr);
+    for (int64_t r = 0; r < R; r++)
+        if (order[r] < 0 || order[r] >= R) {
+            PyErr_Format(PyExc_IndexError, "%s(): argument 'order' holds %lld at position %lld, "
+                         "outside [0, %lld)", fn, (long long)order[r], (long long)r, (long long)R);
+            goto done;
+        }
+    opt.m = OPTF32(a[3]);
+    opt.v = OPTF32(a[4]);
+    opt.n = P;
+    opt.n_wd = n_wd;
+    opt.wd = wd;
+    opt.beta2 = sqr_mom;
+    opt.eps = eps;
+    opt.decouple_wd = decouple;
+    opt.step = step;
+    int64_t bad = -1;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = cf_nn_fit_epoch(F32(a[0]), F32(a[1]), F32(a[2]), &opt, (double *)PyArray_DATA(a[5].arr),
+                         &bad, I32(a[6]), CF32(a[7]), order, R, bs, J, lrs, moms, (uint64_t)seed,
+                         &h.c);
+    Py_END_ALLOW_THREADS
+    if (st == CF_ERR_NOMEM) PyErr_NoMemory();
+    else if (st != CF_OK && st != CF_ERR_NONFINITE)
+        PyErr_Format(PyExc_RuntimeError, "%s(): internal error %d", fn, st);
+    else ret = Py_BuildValue("LL", (long long)opt.step, (long long)bad);
+done:
+    nn_holder_free(&h);
+    return ret;
+}
+
 /* ---------------------------------------------------------------- module */
 
 static PyMethodDef core_methods[] = {
@@ -724,6 +1165,14 @@ static PyMethodDef core_methods[] = {
     {"onecycle", (PyCFunction)(void (*)(void))py_onecycle, METH_VARARGS | METH_KEYWORDS, onecycle_doc},
     {"dot_predict", (PyCFunction)(void (*)(void))py_dot_predict, METH_VARARGS | METH_KEYWORDS, dot_predict_doc},
     {"dot_fit_epoch", (PyCFunction)(void (*)(void))py_dot_fit_epoch, METH_VARARGS | METH_KEYWORDS, dot_fit_epoch_doc},
+    {"linear_forward", (PyCFunction)(void (*)(void))py_linear_forward, METH_VARARGS | METH_KEYWORDS, linear_forward_doc},
+    {"linear_backward", (PyCFunction)(void (*)(void))py_linear_backward, METH_VARARGS | METH_KEYWORDS, linear_backward_doc},
+    {"batchnorm_forward_train", (PyCFunction)(void (*)(void))py_batchnorm_forward_train, METH_VARARGS | METH_KEYWORDS, batchnorm_forward_train_doc},
+    {"batchnorm_forward_eval", (PyCFunction)(void (*)(void))py_batchnorm_forward_eval, METH_VARARGS | METH_KEYWORDS, batchnorm_forward_eval_doc},
+    {"batchnorm_backward", (PyCFunction)(void (*)(void))py_batchnorm_backward, METH_VARARGS | METH_KEYWORDS, batchnorm_backward_doc},
+    {"dropout_mask", (PyCFunction)(void (*)(void))py_dropout_mask, METH_VARARGS | METH_KEYWORDS, dropout_mask_doc},
+    {"nn_predict", (PyCFunction)(void (*)(void))py_nn_predict, METH_VARARGS | METH_KEYWORDS, nn_predict_doc},
+    {"nn_fit_epoch", (PyCFunction)(void (*)(void))py_nn_fit_epoch, METH_VARARGS | METH_KEYWORDS, nn_fit_epoch_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,7 +13,7 @@ import numpy as np
 from . import _core
 from .display import EpochTable, format_time
 from .metrics import MSELossFlat
-from .models import EmbeddingDotBias, Module
+from .models import EmbeddingDotBias, EmbeddingNN, Module, get_emb_sz, tabular_config
 from .optim import SGD, Adam, Optimizer
 
 __all__ = ["Learner", "Recorder", "collab_learner", "TrainingDivergedError"]
@@ -112,7 +112,7 @@ class Learner:
     `(preds, targs)` such as `rmse` and `mae`; `wd=None` keeps the optimizer's default
     (fastai Adam: 0.01)."""
     def __init__(self, dls, model, loss_func=None, opt_func=Adam, lr=1e-3, metrics=None,
-                 wd=None, moms=(0.95, 0.85, 0.95), path=None, model_dir="models"):
+                 wd=None, wd_bn_bias=False, moms=(0.95, 0.85, 0.95), path=None, model_dir="models"):
         if not isinstance(model, Module):
             raise TypeError(f"model must be a collabc model (e.g. EmbeddingDotBias), got {type(model).__name__}")
         if loss_func is None:
@@ -127,6 +127,7 @@ class Learner:
         self.dls, self.model, self.loss_func, self.opt_func = dls, model, loss_func, opt_func
         self.lr = _positive_float("lr", lr)
         self.wd = None if wd is None else _positive_float("wd", wd, allow_zero=True)
+        self.wd_bn_bias = bool(wd_bn_bias)
         if metrics is None:
             metrics = []
         elif callable(metrics):
@@ -239,7 +240,8 @@ class Learner:
             e_lrs, e_moms = np.ascontiguousarray(lrs[sl]), np.ascontiguousarray(moms[sl])
             losses = np.zeros(n_iter)
             order = dl.order()
-            bad = self.model._fit_epoch(self.opt, self._grads, x, y, order, dl.bs, e_lrs, e_moms, losses)
+            bad = self.model._fit_epoch(self.opt, self._grads, x, y, order, dl.bs, e_lrs, e_moms,
+                                        losses, n_wd=self.model.n_params if self.wd_bn_bias else None)
             done = n_iter if bad < 0 else bad
             rec._add_batches(losses[:done], e_lrs[:done], e_moms[:done])
             self.opt.set_hypers(lr=float(e_lrs[done - 1] if done else e_lrs[0]),
@@ -292,10 +294,22 @@ class Learner:
 
 def collab_learner(dls, n_factors=50, use_nn=False, emb_szs=None, layers=None, config=None,
                    y_range=None, loss_func=None, **kwargs):
-    """fastai's `collab_learner`: an `EmbeddingDotBias.from_classes(n_factors, dls.classes,
-    y_range=y_range)` in a `Learner` (other kwargs go to `Learner`)."""
+    """fastai's `collab_learner`: `EmbeddingDotBias.from_classes(n_factors, dls.classes,
+    y_range=y_range)`, or with `use_nn=True` an `EmbeddingNN(get_emb_sz(dls, emb_szs), layers
+    (default [n_factors]), **config)` where `emb_szs` is a {column: size} override dict and
+    `config` a `tabular_config(...)` dict; in a `Learner` (other kwargs go to `Learner`)."""
     if use_nn:
-        raise NotImplementedError("collab_learner(use_nn=True) (EmbeddingNN) is not available yet "
-                                  "in this version of collabc; use the dot-product model")
-    model = EmbeddingDotBias.from_classes(n_factors, dls.classes, y_range=y_range)
+        if emb_szs is not None and not isinstance(emb_szs, dict):
+            raise TypeError(f"emb_szs must be a dict {{column name: embedding size}}, got {emb_szs!r}")
+        emb_szs = get_emb_sz(dls, {} if emb_szs is None else emb_szs)
+        config = tabular_config() if config is None else dict(config)
+        unknown = set(config) - set(tabular_config())
+        if unknown:
+            raise TypeError(f"config has unknown keys {sorted(unknown)}; see tabular_config()")
+        if y_range is not None:
+            config["y_range"] = y_range
+        layers = [n_factors] if layers is None else layers
+        model = EmbeddingNN(emb_szs=emb_szs, layers=layers, **config)
+    else:
+        model = EmbeddingDotBias.from_classes(n_factors, dls.classes, y_range=y_range)
     return Learner(dls, model, loss_func=loss_func, **kwargs)

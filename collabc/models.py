@@ -7,6 +7,8 @@ Training runs in C one epoch per call (`csrc/train.c`); prediction too.
 
 * `EmbeddingDotBias` - fastai's dot-product model with user/item biases and optional y_range.
 * `DotProduct`, `DotProductBias` - the lesson's step-by-step versions (fastbook chapter 8).
+* `EmbeddingNN` (= fastai's `TabularModel` on embeddings only) and the book's `CollabNN` - the
+  neural models: embeddings concatenated, then Linear/ReLU/BatchNorm/Dropout blocks.
 """
 import numpy as np
 
@@ -14,7 +16,8 @@ from . import _core
 from .seed import get_rng
 
 __all__ = ["Embedding", "Module", "EmbeddingDotBias", "DotProduct", "DotProductBias",
-           "trunc_normal_", "sigmoid_range", "create_params"]
+           "trunc_normal_", "sigmoid_range", "create_params", "emb_sz_rule", "get_emb_sz",
+           "tabular_config", "EmbeddingNN", "TabularModel", "CollabNN"]
 
 
 def _check_int(name, v, lo=1):
@@ -90,14 +93,28 @@ class Module:
         sizes = [int(np.prod(e[2])) for e in order]
         self.params = np.zeros(sum(sizes), np.float32)
         self.n_wd = sum(int(np.prod(e[2])) for e in decayed)
-        self._names, off = [], 0
+        self._names, self._offsets, off = [], {}, 0
         for (attr, name, shape, _), n in zip(order, sizes):
             view = self.params[off:off + n].reshape(shape)
+            self._offsets[name] = off
             off += n
             self._names.append((name, view))
             if attr:
                 setattr(self, attr, Embedding(view))
         self._layout = [(e[1], tuple(e[2]), e[3]) for e in order]
+        self.stats = np.zeros(0, np.float32)
+        self._stat_names = []
+
+    def _build_stats(self, entries):
+        "Buffers that are not trained (BatchNorm running statistics): (name, size, fill) entries."
+        self.stats = np.zeros(sum(n for _, n, _ in entries), np.float32)
+        self._stat_names, self._stat_offsets, off = [], {}, 0
+        for name, n, fill in entries:
+            view = self.stats[off:off + n]
+            view[:] = fill
+            self._stat_offsets[name] = off
+            self._stat_names.append((name, view))
+            off += n
 
     @property
     def n_params(self):
@@ -111,24 +128,25 @@ class Module:
         return [v for _, v in self._names]
 
     def state_dict(self):
-        "Copies of every tensor under fastai's state-dict names."
-        return {name: v.copy() for name, v in self._names}
+        "Copies of every tensor (parameters and buffers) under fastai's state-dict names."
+        return {name: v.copy() for name, v in self._names + self._stat_names}
 
     def load_state_dict(self, sd):
         "Copy tensors in from a dict name -> array; every name and shape must match."
         sd = dict(sd)
-        names = [n for n, _ in self._names]
+        tensors = self._names + self._stat_names
+        names = [n for n, _ in tensors]
         missing = [n for n in names if n not in sd]
         extra = [n for n in sd if n not in names]
         if missing or extra:
             raise KeyError(f"state dict does not match the model: missing {missing}, unexpected {extra}")
-        for name, view in self._names:
+        for name, view in tensors:
             a = np.asarray(sd[name])
             if a.shape != view.shape:
                 raise ValueError(f"state dict entry {name!r} has shape {a.shape}, the model's is {view.shape}")
             if not np.all(np.isfinite(a)):
                 raise ValueError(f"state dict entry {name!r} holds NaN or inf")
-        for name, view in self._names:
+        for name, view in tensors:
             view[...] = np.asarray(sd[name], dtype=np.float32)
 
     def train(self, mode=True):
@@ -196,12 +214,12 @@ class _DotFamily(Module):
                           a["has_bias"], a["y_range"])
         return out
 
-    def _fit_epoch(self, opt, grads, x, y, order, bs, lrs, moms, losses):
+    def _fit_epoch(self, opt, grads, x, y, order, bs, lrs, moms, losses, n_wd=None):
         "One epoch in C; returns the index of a batch whose loss was not finite, or -1."
         h = opt.hypers
         step, bad = _core.dot_fit_epoch(
             self.params, grads, opt.m, opt.v, losses, x, y, order, lrs, moms, bs=bs,
-            opt=opt.kind, wd=h["wd"], n_wd=self.n_wd, sqr_mom=h.get("sqr_mom", 0.0),
+            opt=opt.kind, wd=h["wd"], n_wd=self.n_wd if n_wd is None else n_wd, sqr_mom=h.get("sqr_mom", 0.0),
             eps=h.get("eps", 1.0), decouple_wd=h["decouple_wd"], step=opt.step_count,
             **self._core_args())
         opt.step_count = step
@@ -275,3 +293,214 @@ class DotProductBias(_DotFamily):
 
     def __init__(self, n_users, n_movies, n_factors, y_range=(0, 5.5), init="trunc_normal"):
         self._setup(n_factors, n_users, n_movies, y_range, bias=True, init=init)
+
+
+# ---------------------------------------------------------------------------------------------
+# neural models
+
+_LINEAR, _RELU, _BATCHNORM, _DROPOUT = 0, 1, 2, 3
+
+
+def emb_sz_rule(n_cat):
+    "fastai's rule of thumb for an embedding size: `min(600, round(1.6 * n_cat**0.56))`."
+    n_cat = _check_int("n_cat", n_cat)
+    return min(600, round(1.6 * n_cat ** 0.56))
+
+
+def get_emb_sz(dls, sz_dict=None):
+    "`[(n_classes, size)]` for `dls.cat_names` (user then item), `sz_dict` overriding by name."
+    sz_dict = {} if sz_dict is None else dict(sz_dict)
+    names = list(getattr(dls, "cat_names", list(dls.classes)))
+    unknown = [k for k in sz_dict if k not in names]
+    if unknown:
+        raise KeyError(f"emb_szs names {unknown} that are not columns of the data ({names})")
+    return [(len(dls.classes[n]), _check_int(f"emb_szs[{n!r}]", sz_dict[n]) if n in sz_dict
+             else int(emb_sz_rule(len(dls.classes[n])))) for n in names]
+
+
+def tabular_config(ps=None, embed_p=0.0, y_range=None, use_bn=True, bn_final=False, bn_cont=True,
+                   act_cls=None, lin_first=True):
+    "fastai's `tabular_config`: the keyword arguments of `EmbeddingNN` as a dict."
+    return dict(ps=ps, embed_p=embed_p, y_range=y_range, use_bn=use_bn, bn_final=bn_final,
+                bn_cont=bn_cont, act_cls=act_cls, lin_first=lin_first)
+
+
+def _check_p(name, p):
+    try:
+        p = float(p)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a dropout probability, got {p!r}") from None
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"{name} must be a dropout probability in [0, 1), got {p!r}")
+    return p
+
+
+def _kaiming_uniform(rng, shape, fan_in):
+    "PyTorch's default Linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform, a=sqrt(5))."
+    bound = 1.0 / np.sqrt(fan_in)
+    return rng.uniform(-bound, bound, shape).astype(np.float32)
+
+
+class _NNModel(Module):
+    """Embedding tables concatenated, then a list of ops run by the C driver (csrc/nn.c).
+
+    `_setup_nn(tables, ops, y_range)`: tables are (name, rows, dim); ops are tuples
+    ('linear', prefix, n_in, n_out, bias) | ('relu', n) | ('bn', prefix, n) | ('dropout', n, p).
+    Embeddings and Linear weights take weight decay; Linear biases and BatchNorm do not
+    (fastai's wd_bn_bias=False; `Learner(wd_bn_bias=True)` decays them too)."""
+
+    def _setup_nn(self, tables, ops, y_range, bn_momentum=0.1, bn_eps=1e-5):
+        self.y_range = _check_y_range(y_range)
+        self.bn_momentum, self.bn_eps = bn_momentum, bn_eps
+        layout, stats = [], []
+        for name, rows, dim in tables:
+            layout.append((None, f"{name}.weight", (rows, dim), True))
+        for op in ops:
+            if op[0] == "linear":
+                _, pre, n_in, n_out, bias = op
+                layout.append((None, f"{pre}.weight", (n_out, n_in), True))
+                if bias:
+                    layout.append((None, f"{pre}.bias", (n_out,), False))
+            elif op[0] == "bn":
+                _, pre, n = op
+                layout += [(None, f"{pre}.weight", (n,), False), (None, f"{pre}.bias", (n,), False)]
+                stats += [(f"{pre}.running_mean", n, 0.0), (f"{pre}.running_var", n, 1.0)]
+        self._build(layout)
+        self._build_stats(stats)
+        views = dict(self._names)
+        rng = get_rng()
+        self._drop_rng = get_rng()
+        for name, rows, dim in tables:
+            trunc_normal_(views[f"{name}.weight"], 0.01, rng)
+        rows = []
+        for op in ops:
+            if op[0] == "linear":
+                _, pre, n_in, n_out, bias = op
+                views[f"{pre}.weight"][...] = _kaiming_uniform(rng, (n_out, n_in), n_in)
+                if bias:
+                    views[f"{pre}.bias"][...] = _kaiming_uniform(rng, (n_out,), n_in)
+                rows.append((_LINEAR, n_in, n_out, self._offsets[f"{pre}.weight"],
+                             self._offsets[f"{pre}.bias"] if bias else -1, -1, 0.0))
+            elif op[0] == "relu":
+                rows.append((_RELU, op[1], op[1], -1, -1, -1, 0.0))
+            elif op[0] == "bn":
+                _, pre, n = op
+                views[f"{pre}.weight"][...] = 1.0
+                views[f"{pre}.bias"][...] = 1e-3
+                rows.append((_BATCHNORM, n, n, self._offsets[f"{pre}.weight"],
+                             self._offsets[f"{pre}.bias"], self._stat_offsets[f"{pre}.running_mean"], 0.0))
+            elif op[0] == "dropout":
+                rows.append((_DROPOUT, op[1], op[1], -1, -1, -1, float(op[2])))
+        self._tables = np.array([(rows_, dim, self._offsets[f"{name}.weight"])
+                                 for name, rows_, dim in tables], dtype=np.int64)
+        self._ops = np.array([r[:6] for r in rows], dtype=np.int64).reshape(-1, 6)
+        self._ps = np.array([r[6] for r in rows], dtype=np.float64)
+        self.n_users, self.n_items = int(tables[0][1]), int(tables[1][1]) if len(tables) > 1 else 0
+
+    def _net_args(self):
+        return dict(tables=self._tables, ops=self._ops, ps=self._ps, y_range=self.y_range,
+                    bn_momentum=self.bn_momentum, bn_eps=self.bn_eps)
+
+    def _predict(self, x):
+        out = np.empty(len(x), np.float32)
+        _core.nn_predict(out, self.params, self.stats, x, **self._net_args())
+        return out
+
+    def _fit_epoch(self, opt, grads, x, y, order, bs, lrs, moms, losses, n_wd=None):
+        "One epoch in C; returns the index of a batch whose loss was not finite, or -1."
+        h = opt.hypers
+        step, bad = _core.nn_fit_epoch(
+            self.params, grads, self.stats, opt.m, opt.v, losses, x, y, order, lrs, moms, bs=bs,
+            opt=opt.kind, wd=h["wd"], n_wd=self.n_wd if n_wd is None else n_wd,
+            sqr_mom=h.get("sqr_mom", 0.0), eps=h.get("eps", 1.0), decouple_wd=h["decouple_wd"],
+            step=opt.step_count, seed=int(self._drop_rng.integers(0, 2**63 - 1)),
+            **self._net_args())
+        opt.step_count = step
+        return bad
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}("]
+        lines += [f"  ({n}): {tuple(v.shape)}" for n, v in self._names]
+        return "\n".join(lines) + "\n)"
+
+
+class EmbeddingNN(_NNModel):
+    """fastai's `EmbeddingNN` (a `TabularModel` with embeddings only): the user and item
+    embeddings concatenated, embedding dropout `embed_p`, then for each width in `layers` a
+    `LinBnDrop` block (Linear without bias when BatchNorm follows, ReLU, BatchNorm1d, Dropout;
+    `lin_first=False` puts BatchNorm and Dropout before the Linear), a final Linear to one
+    output (with bias), and `sigmoid_range(*y_range)`. PyTorch's initialisation: embeddings
+    trunc-normal std 0.01, Linear U(+-1/sqrt(fan_in)), BatchNorm weight 1, bias 1e-3.
+    State-dict names follow fastai (`embeds.0.weight`, `layers.0.0.weight`, `layers.0.2.bias`,
+    ...); fastai's empty `bn_cont` is not stored. Only ReLU activations are available."""
+
+    def __init__(self, emb_szs, layers, ps=None, embed_p=0.0, y_range=None, use_bn=True,
+                 bn_final=False, bn_cont=True, act_cls=None, lin_first=True):
+        if act_cls is not None and getattr(act_cls, "__name__", type(act_cls).__name__).lower() != "relu":
+            raise ValueError(f"act_cls: only ReLU is available, got {act_cls!r}")
+        emb_szs = list(emb_szs)
+        if len(emb_szs) < 1:
+            raise ValueError("emb_szs must list at least one (n_classes, size) pair")
+        tables = []
+        for e, sz in enumerate(emb_szs):
+            try:
+                n, d = sz
+            except (TypeError, ValueError):
+                raise TypeError(f"emb_szs[{e}] must be an (n_classes, size) pair, got {sz!r}") from None
+            tables.append((f"embeds.{e}", _check_int(f"emb_szs[{e}][0]", n), _check_int(f"emb_szs[{e}][1]", d)))
+        if isinstance(layers, (int, np.integer)) or layers is None:
+            raise TypeError(f"layers must be a list of layer widths, got {layers!r}")
+        layers = [_check_int(f"layers[{i}]", w) for i, w in enumerate(layers)]
+        if not layers:
+            raise ValueError("layers must list at least one hidden layer width")
+        if ps is None:
+            ps = [0.0] * len(layers)
+        elif not isinstance(ps, (list, tuple, np.ndarray)):
+            ps = [ps] * len(layers)
+        ps = [_check_p(f"ps[{i}]", p) for i, p in enumerate(ps)]
+        if len(ps) != len(layers):
+            raise ValueError(f"ps has {len(ps)} probabilities but layers has {len(layers)} layers")
+        embed_p = _check_p("embed_p", embed_p)
+        n_emb = sum(d for _, _, d in tables)
+        sizes = [n_emb] + layers + [1]
+        ops = []
+        if embed_p > 0:
+            ops.append(("dropout", n_emb, embed_p))
+        last = len(sizes) - 2
+        for i in range(len(sizes) - 1):
+            n_in, n_out, p = sizes[i], sizes[i + 1], (ps + [0.0])[i]
+            bn = bool(use_bn) and (i != last or bool(bn_final))
+            act = i != last
+            lin = [("linear", f"layers.{i}.?", n_in, n_out, not bn)] + ([("relu", n_out)] if act else [])
+            rest = ([("bn", f"layers.{i}.?", n_out if lin_first else n_in)] if bn else []) + \
+                   ([("dropout", n_out if lin_first else n_in, p)] if p != 0 else [])
+            block = lin + rest if lin_first else rest + lin
+            # number the modules inside the block as nn.Sequential does (activations count too)
+            ops += [(o[0], o[1].replace("?", str(j)), *o[2:]) if o[0] in ("linear", "bn") else o
+                    for j, o in enumerate(block)]
+        self.layers_sizes, self.ps, self.embed_p = layers, ps, embed_p
+        self.use_bn, self.bn_final, self.lin_first = bool(use_bn), bool(bn_final), bool(lin_first)
+        self.emb_szs = [(n, d) for _, n, d in tables]
+        self._setup_nn(tables, ops, y_range)
+        self.embeds = [Embedding(dict(self._names)[f"embeds.{e}.weight"]) for e in range(len(tables))]
+
+
+TabularModel = EmbeddingNN
+
+
+class CollabNN(_NNModel):
+    """The book's `CollabNN`: user and item factors concatenated, Linear(n_act) with bias,
+    ReLU, Linear(1), `sigmoid_range(*y_range)`. `user_sz`/`item_sz` are (n_classes, size)."""
+
+    def __init__(self, user_sz, item_sz, y_range=(0, 5.5), n_act=100):
+        (nu, du), (ni, di) = user_sz, item_sz
+        nu, du = _check_int("user_sz[0]", nu), _check_int("user_sz[1]", du)
+        ni, di = _check_int("item_sz[0]", ni), _check_int("item_sz[1]", di)
+        n_act = _check_int("n_act", n_act)
+        tables = [("user_factors", nu, du), ("item_factors", ni, di)]
+        ops = [("linear", "layers.0", du + di, n_act, True), ("relu", n_act),
+               ("linear", "layers.2", n_act, 1, True)]
+        self._setup_nn(tables, ops, y_range)
+        views = dict(self._names)
+        self.user_factors = Embedding(views["user_factors.weight"])
+        self.item_factors = Embedding(views["item_factors.weight"])

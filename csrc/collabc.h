@@ -2,7 +2,8 @@
  * Shape letters used in every kernel comment:
  *   B = batch rows, K = factors, NU / NI = users / items (incl. '#na#'),
  *   H = hidden width, N = element count.
- * Families: embedding, dotbias, activation, loss, optim, schedule, train (drivers).
+ * Families: embedding, dotbias, activation, linear, batchnorm, loss, optim, schedule, rng;
+ * drivers: train (dot-product models), nn (embedding + MLP models).
  * Conventions: outputs first, then inputs, then sizes, then hyperparameters; forward
  * overwrites, backward accumulates (+=) and the caller zeroes; kernels never allocate
  * (drivers allocate only their scratch), print or exit; failures are CF_ERR_* codes. */
@@ -19,5 +20,9 @@
 #include "optim.h"
 #include "schedule.h"
 #include "train.h"
+#include "linear.h"
+#include "batchnorm.h"
+#include "rng.h"
+#include "nn.h"
 
 #endif

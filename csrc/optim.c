@@ -4,17 +4,10 @@
 #include <math.h>
 #include <stddef.h>
 #include "optim.h"
+#include "simd.h"
 
 /* The Adam and SGD loops are the hot path of the exact trainer (every parameter, every
- * step). On x86-64 Linux with GCC they are compiled for AVX-512, AVX2 and the baseline
- * and the loader picks the best the CPU has; the arithmetic is the same IEEE float32 in
- * each (no fast-math, no contraction), so results do not depend on the choice. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(CF_NO_MULTIVERSION)
-#define CF_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CF_VECTOR_CLONES
-#endif
+ * step): see simd.h. */
 
 CF_VECTOR_CLONES
 void cf_adam_step(float *restrict p, const float *restrict g, float *restrict m,

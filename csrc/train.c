@@ -5,10 +5,6 @@
  * gradient rows the batch touched. The driver allocates only its per-batch scratch. */
 #include <math.h>
 #include <stdlib.h>
-#if defined(__SSE__) || defined(__x86_64__)
-#include <xmmintrin.h>
-#define CF_HAVE_MXCSR 1
-#endif
 #include <string.h>
 #include "activation.h"
 #include "dotbias.h"
@@ -16,37 +12,12 @@
 #include "loss.h"
 #include "status.h"
 #include "train.h"
+#include "fpmode.h"
 
 int64_t cf_dot_n_params(const cf_dot_config *c) {
     int64_t n = (c->n_users + c->n_items) * c->k;
     if (c->has_bias) n += c->n_users + c->n_items;
     return n;
-}
-
-/* Subnormals: Adam's moments of rows that no batch touches decay geometrically (m by beta1,
- * v by beta2 every step) until they are subnormal, where x86 arithmetic is ~100x slower.
- * Their effect on a parameter is below 1e-30 (eps = 1e-5 dominates the denominator), so the
- * drivers flush subnormals to zero for the duration of the call and restore the caller's
- * floating-point mode afterwards. The standalone kernels do not change the mode. */
-typedef struct {
-    unsigned int saved;
-} fp_mode;
-
-static fp_mode fp_flush_subnormals(void) {
-    fp_mode m = {0};
-#ifdef CF_HAVE_MXCSR
-    m.saved = _mm_getcsr();
-    _mm_setcsr(m.saved | 0x8040u); /* FTZ (bit 15) | DAZ (bit 6) */
-#endif
-    return m;
-}
-
-static void fp_restore(fp_mode m) {
-#ifdef CF_HAVE_MXCSR
-    _mm_setcsr(m.saved);
-#else
-    (void)m;
-#endif
 }
 
 typedef struct {
@@ -126,7 +97,7 @@ int cf_dot_fit_epoch(float *params, float *grads, cf_optimizer *opt, double *los
           *dz = fbuf + 4 * bs;
 
     memset(grads, 0, (size_t)opt->n * sizeof(float));
-    fp_mode mode = fp_flush_subnormals();
+    cf_fp_mode mode = cf_fp_flush_subnormals();
     dot_views w = dot_split(params, cfg), g = dot_split(grads, cfg);
     int status = CF_OK;
     for (int64_t j = 0; j < n_batches; j++) {
@@ -156,7 +127,7 @@ int cf_dot_fit_epoch(float *params, float *grads, cf_optimizer *opt, double *los
         cf_optimizer_step(opt, params, grads, lrs[j], moms[j]);
         zero_touched(g, users, items, B, cfg->k);
     }
-    fp_restore(mode);
+    cf_fp_restore(mode);
     free(users);
     free(fbuf);
     return status;
