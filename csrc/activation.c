@@ -4,6 +4,7 @@
  * sigmoid is evaluated as 1 / (1 + exp(-x)), which saturates cleanly at both ends. */
 #include <math.h>
 #include "activation.h"
+#include "simd.h"
 
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
@@ -21,10 +22,12 @@ void cf_sigmoid_range_backward(float *dx, const float *dout, const float *x, int
     }
 }
 
+CF_VECTOR_CLONES
 void cf_relu_forward(float *out, const float *x, int64_t N) {
     for (int64_t n = 0; n < N; n++) out[n] = x[n] > 0.0f ? x[n] : 0.0f;
 }
 
+CF_VECTOR_CLONES
 void cf_relu_backward(float *dx, const float *dout, const float *x, int64_t N) {
     for (int64_t n = 0; n < N; n++)
         if (x[n] > 0.0f) dx[n] += dout[n];
