@@ -299,9 +299,10 @@ static PyObject *py_dotbias_backward(PyObject *self, PyObject *args, PyObject *k
 
 /* ---------------------------------------------------------------- activations and loss */
 
+/* lo and hi are used as float32: both must be finite there and still ordered */
 static int check_range(const char *fn, double lo, double hi) {
-    if (check_finite(fn, "lo", lo) < 0 || check_finite(fn, "hi", hi) < 0) return -1;
-    if (!(lo < hi)) {
+    if (check_finite(fn, "lo", (float)lo) < 0 || check_finite(fn, "hi", (float)hi) < 0) return -1;
+    if (!((float)lo < (float)hi)) {
         char buf[96];
         snprintf(buf, sizeof buf, "lo=%g hi=%g", lo, hi);
         PyErr_Format(PyExc_ValueError, "%s(): y_range must have lo < hi, got %s", fn, buf);
@@ -535,33 +536,55 @@ static PyObject *py_onecycle(PyObject *self, PyObject *args, PyObject *kw) {
 
 /* ---------------------------------------------------------------- dot-product model */
 
+/* y_range: None, or any sequence of two numbers (low, high) with low < high in float32 */
+static int parse_y_range(const char *fn, PyObject *y_range, int *has, float *lo, float *hi) {
+    *has = 0;
+    *lo = *hi = 0.0f;
+    if (y_range == Py_None) return 0;
+    PyObject *seq = PySequence_Check(y_range) && !PyUnicode_Check(y_range) && !PyBytes_Check(y_range)
+                        ? PySequence_Fast(y_range, "y_range") : NULL;
+    if (!seq || PySequence_Fast_GET_SIZE(seq) != 2) {
+        Py_XDECREF(seq);
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s(): y_range must be None or a (low, high) pair of numbers, "
+                     "got %.100s", fn, Py_TYPE(y_range)->tp_name);
+        return -1;
+    }
+    double v[2];
+    for (int i = 0; i < 2; i++) {
+        v[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+        if (v[i] == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "%s(): y_range must hold two numbers", fn);
+            return -1;
+        }
+    }
+    Py_DECREF(seq);
+    if (check_range(fn, v[0], v[1]) < 0) return -1;
+    *has = 1;
+    *lo = (float)v[0];
+    *hi = (float)v[1];
+    return 0;
+}
+
 /* parses the model description shared by dot_predict and dot_fit_epoch */
 static int parse_dot_config(const char *fn, long long nu, long long ni, long long k, int has_bias,
                             PyObject *y_range, cf_dot_config *c) {
     if (positive(fn, "n_users", nu) < 0 || positive(fn, "n_items", ni) < 0 ||
         positive(fn, "n_factors", k) < 0)
         return -1;
-    if (nu > INT32_MAX || ni > INT32_MAX) {
-        PyErr_Format(PyExc_ValueError, "%s(): n_users and n_items must be < 2**31", fn);
+    if (nu > INT32_MAX || ni > INT32_MAX || k > INT32_MAX ||
+        (nu + ni) > (INT64_MAX / 4) / (k + 1)) {
+        PyErr_Format(PyExc_ValueError, "%s(): n_users, n_items and n_factors must be < 2**31 and "
+                     "the parameter count (n_users + n_items) * (n_factors + 1) < 2**61", fn);
         return -1;
     }
     c->n_users = nu;
     c->n_items = ni;
     c->k = k;
     c->has_bias = has_bias;
-    c->has_range = 0;
-    c->lo = c->hi = 0.0f;
-    if (y_range != Py_None) {
-        double lo, hi;
-        if (!PyArg_ParseTuple(y_range, "dd;y_range must be None or a (low, high) pair of floats",
-                              &lo, &hi))
-            return -1;
-        if (check_range(fn, lo, hi) < 0) return -1;
-        c->has_range = 1;
-        c->lo = (float)lo;
-        c->hi = (float)hi;
-    }
-    return 0;
+    return parse_y_range(fn, y_range, &c->has_range, &c->lo, &c->hi);
 }
 
 PyDoc_STRVAR(dot_predict_doc,
@@ -656,7 +679,7 @@ static PyObject *py_dot_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) 
     if (check_shape1(fn, &a[9], J) < 0 || check_shape1(fn, &a[4], J) < 0 ||
         positive(fn, "bs", bs) < 0)
         return NULL;
-    if (J > 0 && (J - 1) * bs >= R) {
+    if (J > 0 && (R == 0 || J - 1 > (R - 1) / bs)) {
         PyErr_Format(PyExc_ValueError, "%s(): %lld batches of bs=%lld do not fit %lld rows", fn,
                      (long long)J, bs, (long long)R);
         return NULL;
@@ -922,8 +945,9 @@ static int parse_nn_config(const char *fn, argspec *tables, argspec *ops, argspe
         h->emb[e] = t[3 * e];
         h->emb[E + e] = t[3 * e + 1];
         h->emb[2 * E + e] = t[3 * e + 2];
-        if (h->emb[e] > INT32_MAX) {
-            PyErr_Format(PyExc_ValueError, "%s(): embedding tables must have < 2**31 rows", fn);
+        if (h->emb[e] > INT32_MAX || h->emb[E + e] > INT32_MAX) {
+            PyErr_Format(PyExc_ValueError, "%s(): embedding tables must have < 2**31 rows and "
+                         "columns", fn);
             nn_holder_free(h);
             return -1;
         }
@@ -939,6 +963,11 @@ static int parse_nn_config(const char *fn, argspec *tables, argspec *ops, argspe
         op->b = o[6 * k + 4];
         op->stat = o[6 * k + 5];
         op->p = p[k];
+        if (op->n_in > INT32_MAX || op->n_out > INT32_MAX) {
+            PyErr_Format(PyExc_ValueError, "%s(): layer widths must be < 2**31", fn);
+            nn_holder_free(h);
+            return -1;
+        }
     }
     h->c.n_emb = E;
     h->c.emb_rows = h->emb;
@@ -950,17 +979,9 @@ static int parse_nn_config(const char *fn, argspec *tables, argspec *ops, argspe
     h->c.bn_eps = bn_eps;
     h->c.n_params = n_params;
     h->c.n_stats = n_stats;
-    if (y_range != Py_None) {
-        double lo, hi;
-        if (!PyArg_ParseTuple(y_range, "dd;y_range must be None or a (low, high) pair of floats",
-                              &lo, &hi) ||
-            check_range(fn, lo, hi) < 0) {
-            nn_holder_free(h);
-            return -1;
-        }
-        h->c.has_range = 1;
-        h->c.lo = (float)lo;
-        h->c.hi = (float)hi;
+    if (parse_y_range(fn, y_range, &h->c.has_range, &h->c.lo, &h->c.hi) < 0) {
+        nn_holder_free(h);
+        return -1;
     }
     if (cf_nn_validate(&h->c) != CF_OK) {
         PyErr_Format(PyExc_ValueError, "%s(): inconsistent network description: layer widths must "
@@ -1091,7 +1112,7 @@ static PyObject *py_nn_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) {
     if (check_shape1(fn, &a[10], J) < 0 || check_shape1(fn, &a[5], J) < 0 ||
         positive(fn, "bs", bs) < 0)
         goto done;
-    if (J > 0 && (J - 1) * bs >= R) {
+    if (J > 0 && (R == 0 || J - 1 > (R - 1) / bs)) {
         PyErr_Format(PyExc_ValueError, "%s(): %lld batches of bs=%lld do not fit %lld rows", fn,
                      (long long)J, bs, (long long)R);
         goto done;

@@ -265,7 +265,7 @@ int cf_nn_fit_epoch(float *params, float *grads, float *stats, cf_optimizer *opt
                     const cf_nn_config *c) {
     *bad_batch = -1;
     if (cf_nn_validate(c) != CF_OK || opt->n != c->n_params) return CF_ERR_ARG;
-    if (bs < 1 || n_batches < 0 || (n_batches > 0 && (n_batches - 1) * bs >= n_rows))
+    if (bs < 1 || n_batches < 0 || (n_batches > 0 && (n_rows == 0 || n_batches - 1 > (n_rows - 1) / bs)))
         return CF_ERR_ARG;
     int has_bn = 0;
     for (int64_t k = 0; k < c->n_ops; k++) has_bn |= c->ops[k].kind == CF_NN_BATCHNORM;
@@ -276,6 +276,7 @@ int cf_nn_fit_epoch(float *params, float *grads, float *stats, cf_optimizer *opt
     /* BatchNorm needs two rows per batch to have a variance */
     if (has_bn && n_batches > 0 && (n_rows - (n_batches - 1) * bs < 2 || bs < 2)) return CF_ERR_ARG;
 
+    if (bs > n_rows) bs = n_rows > 0 ? n_rows : 1; /* one batch holds at most every row */
     nn_scratch s;
     if (nn_alloc(&s, c, bs, 1) != CF_OK) return CF_ERR_NOMEM;
     cf_rng rng;

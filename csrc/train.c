@@ -77,7 +77,7 @@ int cf_dot_fit_epoch(float *params, float *grads, cf_optimizer *opt, double *los
                      int64_t n_rows, int64_t bs, int64_t n_batches, const double *lrs,
                      const double *moms, const cf_dot_config *cfg) {
     *bad_batch = -1;
-    if (bs < 1 || n_batches < 0 || (n_batches > 0 && (n_batches - 1) * bs >= n_rows))
+    if (bs < 1 || n_batches < 0 || (n_batches > 0 && (n_rows == 0 || n_batches - 1 > (n_rows - 1) / bs)))
         return CF_ERR_ARG;
     if (opt->n != cf_dot_n_params(cfg)) return CF_ERR_ARG;
     /* every id and order entry is checked before the first step, so a bad row can never
@@ -89,6 +89,7 @@ int cf_dot_fit_epoch(float *params, float *grads, cf_optimizer *opt, double *los
     if (bad < 0) bad = cf_ids_first_bad(x + 1, n_rows, 2, cfg->n_items);
     if (bad >= 0) { *bad_batch = bad; return CF_ERR_INDEX; }
 
+    if (bs > n_rows) bs = n_rows > 0 ? n_rows : 1; /* one batch holds at most every row */
     int32_t *users = malloc((size_t)bs * 2 * sizeof(int32_t));
     float *fbuf = malloc((size_t)bs * 5 * sizeof(float));
     if (!users || !fbuf) { free(users); free(fbuf); return CF_ERR_NOMEM; }
