@@ -911,6 +911,153 @@ static PyObject *py_dropout_mask(PyObject *self, PyObject *args, PyObject *kw) {
     Py_RETURN_NONE;
 }
 
+/* tables: a sequence of E float32 (rows, dim) arrays, checked like any other argument */
+#define CF_MAX_TABLES 64
+static int check_tables(const char *fn, const char *name, PyObject *seq_obj, int writable,
+                        argspec *specs, int64_t *E) {
+    PyObject *seq = PySequence_Check(seq_obj) ? PySequence_Fast(seq_obj, name) : NULL;
+    if (!seq) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s(): argument '%s' must be a sequence of float32 arrays",
+                     fn, name);
+        return -1;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n < 1 || n > CF_MAX_TABLES) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_ValueError, "%s(): argument '%s' must hold 1 to %d tables", fn, name,
+                     CF_MAX_TABLES);
+        return -1;
+    }
+    for (Py_ssize_t e = 0; e < n; e++) {
+        specs[e].obj = PySequence_Fast_GET_ITEM(seq, e); /* kept alive by the caller's sequence */
+        specs[e].name = name;
+        specs[e].type = NPY_FLOAT32;
+        specs[e].writable = writable;
+        specs[e].optional = 0;
+        if (check_one(fn, &specs[e]) < 0 || check_shape2(fn, &specs[e], -1, -1) < 0) {
+            Py_DECREF(seq);
+            return -1;
+        }
+    }
+    Py_DECREF(seq);
+    *E = n;
+    return 0;
+}
+
+PyDoc_STRVAR(embedding_concat_forward_doc,
+"embedding_concat_forward(outT, tables, ids)\n--\n\n"
+"outT[off_e + j, b] = tables[e][ids[e, b], j]: the rows of E tables concatenated, feature-major.\n"
+"outT (sum(dims), B) float32 written; tables a sequence of (rows, dim) float32; ids (E, B) int32.");
+
+static PyObject *py_embedding_concat_forward(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"outT", "tables", "ids", NULL};
+    const char *fn = "embedding_concat_forward";
+    argspec a[2] = {{0, "outT", NPY_FLOAT32, 1}, {0, "ids", NPY_INT32}};
+    argspec t[CF_MAX_TABLES];
+    PyObject *tables;
+    int64_t E, rows[CF_MAX_TABLES], dims[CF_MAX_TABLES], D = 0;
+    const float *ptr[CF_MAX_TABLES];
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO", kwlist, &a[0].obj, &tables, &a[1].obj))
+        return NULL;
+    if (check_args(fn, a, 2) < 0 || check_tables(fn, "tables", tables, 0, t, &E) < 0 ||
+        check_shape2(fn, &a[1], E, -1) < 0)
+        return NULL;
+    int64_t B = DIM(a[1], 1);
+    for (int64_t e = 0; e < E; e++) {
+        rows[e] = DIM(t[e], 0);
+        dims[e] = DIM(t[e], 1);
+        ptr[e] = CF32(t[e]);
+        D += dims[e];
+        if (overlaps(a[0].arr, t[e].arr)) {
+            PyErr_Format(PyExc_ValueError, "%s(): 'outT' must not share memory with 'tables'", fn);
+            return NULL;
+        }
+        if (check_ids(fn, &a[1], e * B, 1, B, rows[e], e == 0 ? "a user" : "an item") < 0)
+            return NULL;
+    }
+    if (check_shape2(fn, &a[0], D, B) < 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_embedding_concat_forward(F32(a[0]), ptr, rows, dims, I32(a[1]), E, B);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(embedding_concat_backward_doc,
+"embedding_concat_backward(dtables, doutT, ids)\n--\n\n"
+"Accumulates doutT (sum(dims), B) into the rows ids[e] of each dtables[e] (rows, dim) float32\n"
+"(scatter-add; repeated ids add up).");
+
+static PyObject *py_embedding_concat_backward(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"dtables", "doutT", "ids", NULL};
+    const char *fn = "embedding_concat_backward";
+    argspec a[2] = {{0, "doutT", NPY_FLOAT32}, {0, "ids", NPY_INT32}};
+    argspec t[CF_MAX_TABLES];
+    PyObject *tables;
+    int64_t E, rows[CF_MAX_TABLES], dims[CF_MAX_TABLES], D = 0;
+    float *ptr[CF_MAX_TABLES];
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO", kwlist, &tables, &a[0].obj, &a[1].obj))
+        return NULL;
+    if (check_args(fn, a, 2) < 0 || check_tables(fn, "dtables", tables, 1, t, &E) < 0 ||
+        check_shape2(fn, &a[1], E, -1) < 0)
+        return NULL;
+    int64_t B = DIM(a[1], 1);
+    for (int64_t e = 0; e < E; e++) {
+        rows[e] = DIM(t[e], 0);
+        dims[e] = DIM(t[e], 1);
+        ptr[e] = F32(t[e]);
+        D += dims[e];
+        for (int64_t f = 0; f < E; f++)
+            if (f != e && overlaps(t[e].arr, t[f].arr)) {
+                PyErr_Format(PyExc_ValueError, "%s(): the tables of 'dtables' must not share memory", fn);
+                return NULL;
+            }
+        if (overlaps(t[e].arr, a[0].arr) || overlaps(t[e].arr, a[1].arr)) {
+            PyErr_Format(PyExc_ValueError, "%s(): 'dtables' must not share memory with 'doutT' or 'ids'", fn);
+            return NULL;
+        }
+        if (check_ids(fn, &a[1], e * B, 1, B, rows[e], e == 0 ? "a user" : "an item") < 0)
+            return NULL;
+    }
+    if (check_shape2(fn, &a[0], D, B) < 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_embedding_concat_backward(ptr, CF32(a[0]), rows, dims, I32(a[1]), E, B);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(dropout_forward_doc,
+"dropout_forward(out, x, mask)\n--\n\nout = x * mask; all (N,) float32 (mask from dropout_mask).");
+
+static PyObject *py_dropout_forward(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"out", "x", "mask", NULL};
+    const char *fn = "dropout_forward";
+    argspec a[3] = {{0, "out", NPY_FLOAT32, 1}, {0, "x", NPY_FLOAT32}, {0, "mask", NPY_FLOAT32}};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO", kwlist, &a[0].obj, &a[1].obj, &a[2].obj))
+        return NULL;
+    if (check_args(fn, a, 3) < 0 || check_same(fn, a, 3) < 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_dropout_forward(F32(a[0]), CF32(a[1]), CF32(a[2]), DIM(a[2], 0));
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(dropout_backward_doc,
+"dropout_backward(dx, dout, mask)\n--\n\nAccumulates dx += dout * mask; all (N,) float32.");
+
+static PyObject *py_dropout_backward(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"dx", "dout", "mask", NULL};
+    const char *fn = "dropout_backward";
+    argspec a[3] = {{0, "dx", NPY_FLOAT32, 1}, {0, "dout", NPY_FLOAT32}, {0, "mask", NPY_FLOAT32}};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO", kwlist, &a[0].obj, &a[1].obj, &a[2].obj))
+        return NULL;
+    if (check_args(fn, a, 3) < 0 || check_same(fn, a, 3) < 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_dropout_backward(F32(a[0]), CF32(a[1]), CF32(a[2]), DIM(a[2], 0));
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 /* Builds an nn config from tables ((E,3) int64: rows, dim, params offset), ops ((K,6) int64:
  * kind, n_in, n_out, w, b, stat) and ps ((K,) float64). The arrays must outlive the config. */
 typedef struct {
@@ -1168,6 +1315,140 @@ done:
     return ret;
 }
 
+/* ---------------------------------------------------------------- ranking (issue 4) */
+
+PyDoc_STRVAR(rank_pack_doc,
+"rank_pack(cw)\n--\n\n"
+"The candidate table cw ((NC,K) float32) re-laid out for rank_dot_topk: returns a new 1-D\n"
+"float32 array (tiles of 16 rows, factor-major, zero-padded). Pack once, rank many times.");
+
+static PyObject *py_rank_pack(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"cw", NULL};
+    const char *fn = "rank_pack";
+    argspec a[1] = {{0, "cw", NPY_FLOAT32}};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O", kwlist, &a[0].obj)) return NULL;
+    if (check_args(fn, a, 1) < 0 || check_shape2(fn, &a[0], -1, -1) < 0) return NULL;
+    int64_t NC = DIM(a[0], 0), K = DIM(a[0], 1);
+    if (positive(fn, "cw.shape[0]", NC) < 0 || positive(fn, "cw.shape[1]", K) < 0) return NULL;
+    if (NC > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s(): cw has %lld rows, more than 2**31-1", fn,
+                     (long long)NC);
+        return NULL;
+    }
+    npy_intp size = (npy_intp)cf_rank_panel_size(NC, K);
+    PyObject *out = PyArray_SimpleNew(1, &size, NPY_FLOAT32);
+    if (!out) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    cf_rank_pack((float *)PyArray_DATA((PyArrayObject *)out), CF32(a[0]), NC, K);
+    Py_END_ALLOW_THREADS
+    return out;
+}
+
+/* excl_indptr (Q+1,) int64 from 0, non-decreasing, ending at len(excl_indices); every row of
+ * excl_indices (int32) sorted ascending inside [0, NC) */
+static int check_csr(const char *fn, argspec *ptr, argspec *idx, int64_t Q, int64_t NC) {
+    if ((ptr->arr == NULL) != (idx->arr == NULL)) {
+        PyErr_Format(PyExc_ValueError, "%s(): pass both '%s' and '%s' or neither", fn, ptr->name,
+                     idx->name);
+        return -1;
+    }
+    if (!ptr->arr) return 0;
+    if (check_shape1(fn, ptr, Q + 1) < 0 || check_shape1(fn, idx, -1) < 0) return -1;
+    const int64_t *p = (const int64_t *)PyArray_DATA(ptr->arr);
+    const int32_t *ix = I32(*idx);
+    int64_t nnz = DIM(*idx, 0);
+    if (p[0] != 0 || p[Q] != nnz) {
+        PyErr_Format(PyExc_ValueError, "%s(): '%s' must start at 0 and end at len(%s) = %lld, "
+                     "got %lld and %lld", fn, ptr->name, idx->name, (long long)nnz,
+                     (long long)p[0], (long long)p[Q]);
+        return -1;
+    }
+    for (int64_t q = 0; q < Q; q++) {
+        if (p[q + 1] < p[q]) {
+            PyErr_Format(PyExc_ValueError, "%s(): '%s' must be non-decreasing, but entry %lld "
+                         "is %lld after %lld", fn, ptr->name, (long long)(q + 1),
+                         (long long)p[q + 1], (long long)p[q]);
+            return -1;
+        }
+        for (int64_t e = p[q]; e < p[q + 1]; e++) {
+            if (ix[e] < 0 || ix[e] >= NC) {
+                PyErr_Format(PyExc_IndexError, "%s(): argument '%s' holds candidate %d at "
+                             "position %lld, outside [0, %lld)", fn, idx->name, (int)ix[e],
+                             (long long)e, (long long)NC);
+                return -1;
+            }
+            if (e > p[q] && ix[e] < ix[e - 1]) {
+                PyErr_Format(PyExc_ValueError, "%s(): row %lld of '%s' must be sorted ascending "
+                             "(%d follows %d)", fn, (long long)q, idx->name, (int)ix[e],
+                             (int)ix[e - 1]);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(rank_dot_topk_doc,
+"rank_dot_topk(top_idx, top_score, qw, qb, panel, cb, excl_indptr, excl_indices, n_candidates,\n"
+"              first, y_range)\n--\n\n"
+"For each query row q of qw ((Q,K) float32), the best top_idx.shape[1] = n candidates c in\n"
+"[first, n_candidates) by z = qw[q] . cw[c] + qb[q] + cb[c] (the same float as dotbias_forward;\n"
+"qb (Q,) and cb (NC,) float32 may each be None), best first, ties to the smaller index,\n"
+"skipping excl_indices[excl_indptr[q]:excl_indptr[q+1]] (CSR, int64 / int32, rows sorted; both\n"
+"None for no exclusions). panel = rank_pack(cw). Writes top_idx (Q,n) int32 and top_score\n"
+"(Q,n) float32: z, or sigmoid_range(z, *y_range) when y_range is a (low, high) pair. Rows\n"
+"with fewer than n eligible candidates end with index -1 and score NaN.");
+
+static PyObject *py_rank_dot_topk(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"top_idx", "top_score", "qw", "qb", "panel", "cb", "excl_indptr",
+                             "excl_indices", "n_candidates", "first", "y_range", NULL};
+    const char *fn = "rank_dot_topk";
+    argspec a[8] = {{0, "top_idx", NPY_INT32, 1},        {0, "top_score", NPY_FLOAT32, 1},
+                    {0, "qw", NPY_FLOAT32},              {0, "qb", NPY_FLOAT32, 0, 1},
+                    {0, "panel", NPY_FLOAT32},           {0, "cb", NPY_FLOAT32, 0, 1},
+                    {0, "excl_indptr", NPY_INT64, 0, 1}, {0, "excl_indices", NPY_INT32, 0, 1}};
+    long long NC, first;
+    PyObject *y_range;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOLLO", kwlist, &a[0].obj, &a[1].obj,
+                                     &a[2].obj, &a[3].obj, &a[4].obj, &a[5].obj, &a[6].obj,
+                                     &a[7].obj, &NC, &first, &y_range))
+        return NULL;
+    if (check_args(fn, a, 8) < 0 || positive(fn, "n_candidates", NC) < 0) return NULL;
+    if (NC > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s(): n_candidates must be < 2**31", fn);
+        return NULL;
+    }
+    if (first < 0 || first > NC) {
+        PyErr_Format(PyExc_ValueError, "%s(): first must be in [0, n_candidates=%lld], got %lld",
+                     fn, NC, first);
+        return NULL;
+    }
+    if (check_shape2(fn, &a[2], -1, -1) < 0) return NULL;
+    int64_t Q = DIM(a[2], 0), K = DIM(a[2], 1);
+    if (positive(fn, "qw.shape[1]", K) < 0 || check_shape2(fn, &a[0], Q, -1) < 0) return NULL;
+    int64_t n = DIM(a[0], 1);
+    if (positive(fn, "top_idx.shape[1]", n) < 0 || check_shape2(fn, &a[1], Q, n) < 0 ||
+        check_shape1(fn, &a[3], Q) < 0 || check_shape1(fn, &a[4], cf_rank_panel_size(NC, K)) < 0 ||
+        check_shape1(fn, &a[5], NC) < 0 || check_csr(fn, &a[6], &a[7], Q, NC) < 0)
+        return NULL;
+    int has_range;
+    float lo, hi;
+    if (parse_y_range(fn, y_range, &has_range, &lo, &hi) < 0) return NULL;
+    const int64_t *ptr = a[6].arr ? (const int64_t *)PyArray_DATA(a[6].arr) : NULL;
+    const int32_t *ex = a[7].arr ? I32(a[7]) : NULL;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = cf_rank_dot_topk((int32_t *)PyArray_DATA(a[0].arr), F32(a[1]), CF32(a[2]), OPTF32(a[3]),
+                          CF32(a[4]), OPTF32(a[5]), ptr, ex, Q, K, NC, n, first, has_range,
+                          lo, hi);
+    Py_END_ALLOW_THREADS
+    if (st != CF_OK) {
+        PyErr_Format(PyExc_RuntimeError, "%s(): internal error %d", fn, st);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* ---------------------------------------------------------------- module */
 
 static PyMethodDef core_methods[] = {
@@ -1192,8 +1473,14 @@ static PyMethodDef core_methods[] = {
     {"batchnorm_forward_eval", (PyCFunction)(void (*)(void))py_batchnorm_forward_eval, METH_VARARGS | METH_KEYWORDS, batchnorm_forward_eval_doc},
     {"batchnorm_backward", (PyCFunction)(void (*)(void))py_batchnorm_backward, METH_VARARGS | METH_KEYWORDS, batchnorm_backward_doc},
     {"dropout_mask", (PyCFunction)(void (*)(void))py_dropout_mask, METH_VARARGS | METH_KEYWORDS, dropout_mask_doc},
+    {"embedding_concat_forward", (PyCFunction)(void (*)(void))py_embedding_concat_forward, METH_VARARGS | METH_KEYWORDS, embedding_concat_forward_doc},
+    {"embedding_concat_backward", (PyCFunction)(void (*)(void))py_embedding_concat_backward, METH_VARARGS | METH_KEYWORDS, embedding_concat_backward_doc},
+    {"dropout_forward", (PyCFunction)(void (*)(void))py_dropout_forward, METH_VARARGS | METH_KEYWORDS, dropout_forward_doc},
+    {"dropout_backward", (PyCFunction)(void (*)(void))py_dropout_backward, METH_VARARGS | METH_KEYWORDS, dropout_backward_doc},
     {"nn_predict", (PyCFunction)(void (*)(void))py_nn_predict, METH_VARARGS | METH_KEYWORDS, nn_predict_doc},
     {"nn_fit_epoch", (PyCFunction)(void (*)(void))py_nn_fit_epoch, METH_VARARGS | METH_KEYWORDS, nn_fit_epoch_doc},
+    {"rank_pack", (PyCFunction)(void (*)(void))py_rank_pack, METH_VARARGS | METH_KEYWORDS, rank_pack_doc},
+    {"rank_dot_topk", (PyCFunction)(void (*)(void))py_rank_dot_topk, METH_VARARGS | METH_KEYWORDS, rank_dot_topk_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -32,3 +32,11 @@ void cf_relu_backward(float *dx, const float *dout, const float *x, int64_t N) {
     for (int64_t n = 0; n < N; n++)
         if (x[n] > 0.0f) dx[n] += dout[n];
 }
+
+void cf_dropout_forward(float *out, const float *x, const float *mask, int64_t N) {
+    for (int64_t n = 0; n < N; n++) out[n] = x[n] * mask[n];
+}
+
+void cf_dropout_backward(float *dx, const float *dout, const float *mask, int64_t N) {
+    for (int64_t n = 0; n < N; n++) dx[n] += dout[n] * mask[n];
+}

@@ -17,4 +17,10 @@ void cf_relu_forward(float *out, const float *x, int64_t N);
 /* accumulates into dx[N]: dx += dout where x > 0. */
 void cf_relu_backward(float *dx, const float *dout, const float *x, int64_t N);
 
+/* out[N] = x * mask (mask from cf_dropout_mask: 0 or 1/(1-p)). reference: nn.Dropout */
+void cf_dropout_forward(float *out, const float *x, const float *mask, int64_t N);
+
+/* accumulates into dx[N]: dx += dout * mask. */
+void cf_dropout_backward(float *dx, const float *dout, const float *mask, int64_t N);
+
 #endif

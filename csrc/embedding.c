@@ -32,3 +32,36 @@ int cf_embedding_backward(float *dweight, const float *dout, const int32_t *idx,
     }
     return CF_OK;
 }
+
+int cf_embedding_concat_forward(float *outT, const float *const *tables, const int64_t *rows,
+                                const int64_t *dims, const int32_t *ids, int64_t E, int64_t B) {
+    int64_t off = 0;
+    for (int64_t e = 0; e < E; e++) {
+        const int32_t *id = ids + e * B;
+        int64_t d = dims[e];
+        if (cf_ids_first_bad(id, B, 1, rows[e]) >= 0) return CF_ERR_INDEX;
+        for (int64_t b = 0; b < B; b++) {
+            const float *r = tables[e] + (int64_t)id[b] * d;
+            for (int64_t j = 0; j < d; j++) outT[(off + j) * B + b] = r[j];
+        }
+        off += d;
+    }
+    return CF_OK;
+}
+
+int cf_embedding_concat_backward(float *const *dtables, const float *doutT, const int64_t *rows,
+                                 const int64_t *dims, const int32_t *ids, int64_t E, int64_t B) {
+    for (int64_t e = 0; e < E; e++)
+        if (cf_ids_first_bad(ids + e * B, B, 1, rows[e]) >= 0) return CF_ERR_INDEX;
+    int64_t off = 0;
+    for (int64_t e = 0; e < E; e++) {
+        const int32_t *id = ids + e * B;
+        int64_t d = dims[e];
+        for (int64_t b = 0; b < B; b++) {
+            float *r = dtables[e] + (int64_t)id[b] * d;
+            for (int64_t j = 0; j < d; j++) r[j] += doutT[(off + j) * B + b];
+        }
+        off += d;
+    }
+    return CF_OK;
+}

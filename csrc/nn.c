@@ -61,6 +61,8 @@ typedef struct {
     float *aux;      /* per op: BatchNorm mean/invstd, Dropout mask */
     float *pred, *dpred, *yb;
     int32_t *ids;    /* [n_emb, B] */
+    const float **tables; /* [n_emb] table pointers into params / grads */
+    float **dtables;
     int64_t *slot_off, *aux_off;
     int64_t B;
 } nn_scratch;
@@ -72,6 +74,7 @@ static void nn_free(nn_scratch *s) {
     free(s->pred);
     free(s->ids);
     free(s->slot_off);
+    free(s->tables);
 }
 
 static int nn_alloc(nn_scratch *s, const cf_nn_config *c, int64_t B, int with_grads) {
@@ -95,34 +98,28 @@ static int nn_alloc(nn_scratch *s, const cf_nn_config *c, int64_t B, int with_gr
     s->aux = malloc(sizeof(float) * (size_t)(aux > 0 ? aux : 1));
     s->pred = malloc(sizeof(float) * (size_t)(3 * B));
     s->ids = malloc(sizeof(int32_t) * (size_t)(c->n_emb * B));
-    if (!s->act || (with_grads && !s->dact) || !s->aux || !s->pred || !s->ids) {
+    s->tables = malloc(sizeof(float *) * (size_t)(2 * c->n_emb));
+    if (!s->act || (with_grads && !s->dact) || !s->aux || !s->pred || !s->ids || !s->tables) {
         nn_free(s);
         return CF_ERR_NOMEM;
     }
     s->dpred = s->pred + B;
     s->yb = s->pred + 2 * B;
+    s->dtables = (float **)(s->tables + c->n_emb);
     return CF_OK;
 }
 
-/* slot 0 [D0, B] = concatenated embedding rows of the ids in s->ids [n_emb, B] */
-static void nn_gather(nn_scratch *s, const float *params, const cf_nn_config *c, int64_t B) {
-    float *x0 = s->act;
-    int64_t row = 0;
+/* points the scratch's table pointers at the embedding tables of params and grads */
+static void nn_bind_tables(nn_scratch *s, const float *params, float *grads, const cf_nn_config *c) {
     for (int64_t e = 0; e < c->n_emb; e++) {
-        const float *tab = params + c->emb_off[e];
-        int64_t d = c->emb_dim[e];
-        const int32_t *ids = s->ids + e * B;
-        for (int64_t b = 0; b < B; b++) {
-            const float *r = tab + (int64_t)ids[b] * d;
-            for (int64_t j = 0; j < d; j++) x0[(row + j) * B + b] = r[j];
-        }
-        row += d;
+        s->tables[e] = params + c->emb_off[e];
+        s->dtables[e] = grads ? grads + c->emb_off[e] : NULL;
     }
 }
 
 static void nn_forward(nn_scratch *s, const float *params, float *stats, const cf_nn_config *c,
                        int64_t B, int training, cf_rng *rng) {
-    nn_gather(s, params, c, B);
+    cf_embedding_concat_forward(s->act, s->tables, c->emb_rows, c->emb_dim, s->ids, c->n_emb, B);
     for (int64_t k = 0; k < c->n_ops; k++) {
         const cf_nn_op *op = &c->ops[k];
         const float *in = s->act + s->slot_off[k] * B;
@@ -150,7 +147,7 @@ static void nn_forward(nn_scratch *s, const float *params, float *stats, const c
         case CF_NN_DROPOUT:
             if (training && op->p > 0.0) {
                 cf_dropout_mask(aux, n * B, op->p, rng);
-                for (int64_t t = 0; t < n * B; t++) out[t] = in[t] * aux[t];
+                cf_dropout_forward(out, in, aux, n * B);
             } else {
                 memcpy(out, in, sizeof(float) * (size_t)(n * B));
             }
@@ -192,24 +189,14 @@ static void nn_backward(nn_scratch *s, float *grads, const float *params, const 
             break;
         case CF_NN_DROPOUT:
             if (op->p > 0.0)
-                for (int64_t t = 0; t < n * B; t++) din[t] += dout[t] * aux[t];
+                cf_dropout_backward(din, dout, aux, n * B);
             else
                 for (int64_t t = 0; t < n * B; t++) din[t] += dout[t];
             break;
         }
     }
     /* scatter slot 0's gradient into the embedding rows */
-    int64_t row = 0;
-    for (int64_t e = 0; e < c->n_emb; e++) {
-        float *tab = grads + c->emb_off[e];
-        int64_t d = c->emb_dim[e];
-        const int32_t *ids = s->ids + e * B;
-        for (int64_t b = 0; b < B; b++) {
-            float *r = tab + (int64_t)ids[b] * d;
-            for (int64_t j = 0; j < d; j++) r[j] += s->dact[(row + j) * B + b];
-        }
-        row += d;
-    }
+    cf_embedding_concat_backward(s->dtables, s->dact, c->emb_rows, c->emb_dim, s->ids, c->n_emb, B);
 }
 
 /* zero the gradient of every dense layer and of the embedding rows this batch touched */
@@ -247,6 +234,7 @@ int cf_nn_predict(float *out, const float *params, const float *stats, const int
     if (nn_first_bad_id(x, N, c) >= 0) return CF_ERR_INDEX;
     nn_scratch s;
     if (nn_alloc(&s, c, CHUNK, 0) != CF_OK) return CF_ERR_NOMEM;
+    nn_bind_tables(&s, params, NULL, c);
     for (int64_t start = 0; start < N; start += CHUNK) {
         int64_t B = N - start < CHUNK ? N - start : CHUNK;
         for (int64_t e = 0; e < c->n_emb; e++)
@@ -279,6 +267,7 @@ int cf_nn_fit_epoch(float *params, float *grads, float *stats, cf_optimizer *opt
     if (bs > n_rows) bs = n_rows > 0 ? n_rows : 1; /* one batch holds at most every row */
     nn_scratch s;
     if (nn_alloc(&s, c, bs, 1) != CF_OK) return CF_ERR_NOMEM;
+    nn_bind_tables(&s, params, grads, c);
     cf_rng rng;
     cf_rng_seed(&rng, seed);
     memset(grads, 0, sizeof(float) * (size_t)c->n_params);

@@ -296,3 +296,37 @@ def test_bad_nn_arguments(synth_ratings):
         collab_learner(dls, use_nn=True, config={"dropout": 0.5})
     with pytest.raises(ValueError, match="y_range"):
         collab_learner(dls, use_nn=True, y_range=(1, 1))
+
+
+def test_embedding_concat_and_dropout_kernels():
+    rng = np.random.default_rng(3)
+    t0, t1 = f32(rng, 5, 2), f32(rng, 7, 3)
+    ids = np.array([[0, 4, 4, 1], [6, 0, 6, 2]], np.int32)
+    out = np.full((5, 4), np.nan, np.float32)
+    _core.embedding_concat_forward(out, [t0, t1], ids)
+    want = np.concatenate([t0[ids[0]], t1[ids[1]]], 1).T
+    np.testing.assert_array_equal(out, want)
+    d0, d1 = np.ones_like(t0), np.zeros_like(t1)
+    g = f32(rng, 5, 4)
+    _core.embedding_concat_backward([d0, d1], g, ids)
+    w0, w1 = np.ones_like(t0, dtype=np.float64), np.zeros_like(t1, dtype=np.float64)
+    np.add.at(w0, ids[0], g[:2].T)
+    np.add.at(w1, ids[1], g[2:].T)
+    np.testing.assert_allclose(d0, w0, rtol=1e-6)
+    np.testing.assert_allclose(d1, w1, rtol=1e-6)
+    with pytest.raises(IndexError, match="an item id 7"):
+        _core.embedding_concat_forward(out, [t0, t1], np.array([[0, 0, 0, 0], [7, 0, 0, 0]], np.int32))
+    with pytest.raises(ValueError, match="shape"):
+        _core.embedding_concat_forward(np.zeros((4, 4), np.float32), [t0, t1], ids)
+    with pytest.raises(TypeError, match="sequence"):
+        _core.embedding_concat_forward(out, t0.astype(np.float64).sum(), ids)
+    with pytest.raises(ValueError, match="share memory"):
+        _core.embedding_concat_backward([d0, d0], g, ids)
+    mask = np.empty(1000, np.float32)
+    _core.dropout_mask(mask, 0.5, 1)
+    x, dx = f32(rng, 1000), np.ones(1000, np.float32)
+    y = np.empty_like(x)
+    _core.dropout_forward(y, x, mask)
+    np.testing.assert_array_equal(y, x * mask)
+    _core.dropout_backward(dx, x, mask)
+    np.testing.assert_array_equal(dx, 1 + x * mask)
