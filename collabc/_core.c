@@ -568,6 +568,45 @@ static int parse_y_range(const char *fn, PyObject *y_range, int *has, float *lo,
     return 0;
 }
 
+/* Rows referenced by the first `used` entries of order must exist (order in [0, R)) and
+ * hold ids inside their tables (x is (R, E) int32; limits[e] rows for column e). Only these
+ * rows are read by the call, so only they are checked: O(used), not O(R). */
+static int check_order_rows(const char *fn, argspec *order, argspec *x, int64_t used, int64_t R,
+                            int64_t E, const int64_t *limits) {
+    const int64_t *o = (const int64_t *)PyArray_DATA(order->arr);
+    const int32_t *xs = I32(*x);
+    for (int64_t r = 0; r < used; r++) {
+        if (o[r] < 0 || o[r] >= R) {
+            PyErr_Format(PyExc_IndexError, "%s(): argument 'order' holds %lld at position %lld, "
+                         "outside [0, %lld)", fn, (long long)o[r], (long long)r, (long long)R);
+            return -1;
+        }
+        for (int64_t e = 0; e < E; e++) {
+            int32_t id = xs[o[r] * E + e];
+            if (id < 0 || (int64_t)id >= limits[e]) {
+                PyErr_Format(PyExc_IndexError, "%s(): argument 'x' holds %s id %d at row %lld, "
+                             "outside [0, %lld)", fn, e == 0 ? "a user" : "an item", (int)id,
+                             (long long)o[r], (long long)limits[e]);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* J batches of bs over L order entries: every batch must start inside order; returns the
+ * number of order entries the batches use, or -1 with an exception */
+static int64_t batches_fit(const char *fn, int64_t J, int64_t bs, int64_t L) {
+    if (J == 0) return 0;
+    if (L == 0 || J - 1 > (L - 1) / bs) {
+        PyErr_Format(PyExc_ValueError, "%s(): %lld batches of bs=%lld do not fit %lld order "
+                     "entries", fn, (long long)J, (long long)bs, (long long)L);
+        return -1;
+    }
+    int64_t start = (J - 1) * bs;
+    return L - start > bs ? start + bs : L;
+}
+
 /* parses the model description shared by dot_predict and dot_fit_epoch */
 static int parse_dot_config(const char *fn, long long nu, long long ni, long long k, int has_bias,
                             PyObject *y_range, cf_dot_config *c) {
@@ -672,18 +711,15 @@ static PyObject *py_dot_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) 
     }
     if (check_shape2(fn, &a[5], -1, 2) < 0) return NULL;
     int64_t R = DIM(a[5], 0);
-    if (check_shape1(fn, &a[6], R) < 0 || check_shape1(fn, &a[7], R) < 0 ||
+    if (check_shape1(fn, &a[6], R) < 0 || check_shape1(fn, &a[7], -1) < 0 ||
         check_shape1(fn, &a[8], -1) < 0)
         return NULL;
-    int64_t J = DIM(a[8], 0);
+    int64_t L = DIM(a[7], 0), J = DIM(a[8], 0);
     if (check_shape1(fn, &a[9], J) < 0 || check_shape1(fn, &a[4], J) < 0 ||
         positive(fn, "bs", bs) < 0)
         return NULL;
-    if (J > 0 && (R == 0 || J - 1 > (R - 1) / bs)) {
-        PyErr_Format(PyExc_ValueError, "%s(): %lld batches of bs=%lld do not fit %lld rows", fn,
-                     (long long)J, bs, (long long)R);
-        return NULL;
-    }
+    int64_t used = batches_fit(fn, J, bs, L);
+    if (used < 0) return NULL;
     if (n_wd < 0 || n_wd > P || step < 0) {
         PyErr_Format(PyExc_ValueError, "%s(): need 0 <= n_wd <= %lld and step >= 0", fn,
                      (long long)P);
@@ -696,16 +732,9 @@ static PyObject *py_dot_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) 
     const double *moms = (const double *)PyArray_DATA(a[9].arr);
     for (int64_t j = 0; j < J; j++)
         if (check_hyper(fn, lrs[j], moms[j], wd) < 0) return NULL;
-    if (check_ids(fn, &a[5], 0, 2, R, c.n_users, "a user") < 0 ||
-        check_ids(fn, &a[5], 1, 2, R, c.n_items, "an item") < 0)
-        return NULL;
+    const int64_t limits[2] = {c.n_users, c.n_items};
+    if (check_order_rows(fn, &a[7], &a[5], used, R, 2, limits) < 0) return NULL;
     const int64_t *order = (const int64_t *)PyArray_DATA(a[7].arr);
-    for (int64_t r = 0; r < R; r++)
-        if (order[r] < 0 || order[r] >= R) {
-            PyErr_Format(PyExc_IndexError, "%s(): argument 'order' holds %lld at position %lld, "
-                         "outside [0, %lld)", fn, (long long)order[r], (long long)r, (long long)R);
-            return NULL;
-        }
     opt.m = OPTF32(a[2]);
     opt.v = OPTF32(a[3]);
     opt.n = P;
@@ -719,7 +748,7 @@ static PyObject *py_dot_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) 
     int st;
     Py_BEGIN_ALLOW_THREADS
     st = cf_dot_fit_epoch(F32(a[0]), F32(a[1]), &opt, (double *)PyArray_DATA(a[4].arr), &bad,
-                          I32(a[5]), CF32(a[6]), order, R, bs, J, lrs, moms, &c);
+                          I32(a[5]), CF32(a[6]), order, L, R, bs, J, lrs, moms, &c);
     Py_END_ALLOW_THREADS
     if (st == CF_ERR_NOMEM) return PyErr_NoMemory();
     if (st != CF_OK && st != CF_ERR_NONFINITE) {
@@ -1252,21 +1281,20 @@ static PyObject *py_nn_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) {
         return NULL;
     int64_t R;
     PyObject *ret = NULL;
-    if (check_nn_ids(fn, &a[6], &h.c, &R) < 0 || check_shape1(fn, &a[7], R) < 0 ||
-        check_shape1(fn, &a[8], R) < 0 || check_shape1(fn, &a[9], -1) < 0)
+    if (check_shape2(fn, &a[6], -1, h.c.n_emb) < 0) goto done;
+    R = DIM(a[6], 0);
+    if (check_shape1(fn, &a[7], R) < 0 || check_shape1(fn, &a[8], -1) < 0 ||
+        check_shape1(fn, &a[9], -1) < 0)
         goto done;
-    int64_t J = DIM(a[9], 0);
+    int64_t L = DIM(a[8], 0), J = DIM(a[9], 0);
     if (check_shape1(fn, &a[10], J) < 0 || check_shape1(fn, &a[5], J) < 0 ||
         positive(fn, "bs", bs) < 0)
         goto done;
-    if (J > 0 && (R == 0 || J - 1 > (R - 1) / bs)) {
-        PyErr_Format(PyExc_ValueError, "%s(): %lld batches of bs=%lld do not fit %lld rows", fn,
-                     (long long)J, bs, (long long)R);
-        goto done;
-    }
+    int64_t used = batches_fit(fn, J, bs, L);
+    if (used < 0) goto done;
     int has_bn = 0;
     for (int64_t k = 0; k < h.c.n_ops; k++) has_bn |= h.ops[k].kind == CF_NN_BATCHNORM;
-    if (has_bn && J > 0 && (bs < 2 || R - (J - 1) * bs < 2)) {
+    if (has_bn && J > 0 && (bs < 2 || used - (J - 1) * bs < 2)) {
         PyErr_Format(PyExc_ValueError, "%s(): training-mode BatchNorm needs at least 2 rows in "
                      "every batch (bs=%lld)", fn, bs);
         goto done;
@@ -1283,13 +1311,8 @@ static PyObject *py_nn_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) {
     const double *moms = (const double *)PyArray_DATA(a[10].arr);
     for (int64_t j = 0; j < J; j++)
         if (check_hyper(fn, lrs[j], moms[j], wd) < 0) goto done;
+    if (check_order_rows(fn, &a[8], &a[6], used, R, h.c.n_emb, h.c.emb_rows) < 0) goto done;
     const int64_t *order = (const int64_t *)PyArray_DATA(a[8].arr);
-    for (int64_t r = 0; r < R; r++)
-        if (order[r] < 0 || order[r] >= R) {
-            PyErr_Format(PyExc_IndexError, "%s(): argument 'order' holds %lld at position %lld, "
-                         "outside [0, %lld)", fn, (long long)order[r], (long long)r, (long long)R);
-            goto done;
-        }
     opt.m = OPTF32(a[3]);
     opt.v = OPTF32(a[4]);
     opt.n = P;
@@ -1303,7 +1326,7 @@ static PyObject *py_nn_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) {
     int st;
     Py_BEGIN_ALLOW_THREADS
     st = cf_nn_fit_epoch(F32(a[0]), F32(a[1]), F32(a[2]), &opt, (double *)PyArray_DATA(a[5].arr),
-                         &bad, I32(a[6]), CF32(a[7]), order, R, bs, J, lrs, moms, (uint64_t)seed,
+                         &bad, I32(a[6]), CF32(a[7]), order, L, R, bs, J, lrs, moms, (uint64_t)seed,
                          &h.c);
     Py_END_ALLOW_THREADS
     if (st == CF_ERR_NOMEM) PyErr_NoMemory();

@@ -248,23 +248,26 @@ int cf_nn_predict(float *out, const float *params, const float *stats, const int
 
 int cf_nn_fit_epoch(float *params, float *grads, float *stats, cf_optimizer *opt,
                     double *losses, int64_t *bad_batch, const int32_t *x, const float *y,
-                    const int64_t *order, int64_t n_rows, int64_t bs, int64_t n_batches,
+                    const int64_t *order, int64_t n_order, int64_t n_rows, int64_t bs, int64_t n_batches,
                     const double *lrs, const double *moms, uint64_t seed,
                     const cf_nn_config *c) {
     *bad_batch = -1;
     if (cf_nn_validate(c) != CF_OK || opt->n != c->n_params) return CF_ERR_ARG;
-    if (bs < 1 || n_batches < 0 || (n_batches > 0 && (n_rows == 0 || n_batches - 1 > (n_rows - 1) / bs)))
+    if (bs < 1 || n_batches < 0 || (n_batches > 0 && (n_order == 0 || n_batches - 1 > (n_order - 1) / bs)))
         return CF_ERR_ARG;
     int has_bn = 0;
     for (int64_t k = 0; k < c->n_ops; k++) has_bn |= c->ops[k].kind == CF_NN_BATCHNORM;
-    for (int64_t r = 0; r < n_rows; r++)
-        if (order[r] < 0 || order[r] >= n_rows) { *bad_batch = r; return CF_ERR_INDEX; }
-    int64_t bad = nn_first_bad_id(x, n_rows, c);
-    if (bad >= 0) { *bad_batch = bad; return CF_ERR_INDEX; }
+    int64_t used = n_batches == 0 ? 0 : (n_order - (n_batches - 1) * bs > bs ? n_batches * bs : n_order);
+    for (int64_t r = 0; r < used; r++) {
+        int64_t row = order[r];
+        if (row < 0 || row >= n_rows || nn_first_bad_id(x + row * c->n_emb, 1, c) >= 0) {
+            *bad_batch = r;
+            return CF_ERR_INDEX;
+        }
+    }
     /* BatchNorm needs two rows per batch to have a variance */
-    if (has_bn && n_batches > 0 && (n_rows - (n_batches - 1) * bs < 2 || bs < 2)) return CF_ERR_ARG;
-
-    if (bs > n_rows) bs = n_rows > 0 ? n_rows : 1; /* one batch holds at most every row */
+    if (has_bn && n_batches > 0 && (used - (n_batches - 1) * bs < 2 || bs < 2)) return CF_ERR_ARG;
+    if (bs > used) bs = used > 0 ? used : 1; /* one batch holds at most every row used */
     nn_scratch s;
     if (nn_alloc(&s, c, bs, 1) != CF_OK) return CF_ERR_NOMEM;
     nn_bind_tables(&s, params, grads, c);
@@ -275,7 +278,7 @@ int cf_nn_fit_epoch(float *params, float *grads, float *stats, cf_optimizer *opt
     int status = CF_OK;
     for (int64_t j = 0; j < n_batches; j++) {
         int64_t start = j * bs;
-        int64_t B = n_rows - start < bs ? n_rows - start : bs;
+        int64_t B = used - start < bs ? used - start : bs;
         for (int64_t b = 0; b < B; b++) {
             int64_t r = order[start + b];
             for (int64_t e = 0; e < c->n_emb; e++) s.ids[e * B + b] = x[r * c->n_emb + e];

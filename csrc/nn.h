@@ -42,11 +42,11 @@ int cf_nn_predict(float *out, const float *params, const float *stats, const int
                   int64_t N, const cf_nn_config *c);
 
 /* One training epoch, as cf_dot_fit_epoch (train.h) but for this model: batch j is the rows
- * order[j*bs .. ) of x [n_rows, n_emb] / y; BatchNorm uses batch statistics and updates the
+ * order[j*bs .. ) (order has n_order entries) of x [n_rows, n_emb] / y; BatchNorm uses batch statistics and updates the
  * running ones in stats; dropout masks come from a generator seeded with seed. */
 int cf_nn_fit_epoch(float *params, float *grads, float *stats, cf_optimizer *opt,
                     double *losses, int64_t *bad_batch, const int32_t *x, const float *y,
-                    const int64_t *order, int64_t n_rows, int64_t bs, int64_t n_batches,
+                    const int64_t *order, int64_t n_order, int64_t n_rows, int64_t bs, int64_t n_batches,
                     const double *lrs, const double *moms, uint64_t seed,
                     const cf_nn_config *c);
 

@@ -74,22 +74,24 @@ static void zero_touched(dot_views g, const int32_t *users, const int32_t *items
 
 int cf_dot_fit_epoch(float *params, float *grads, cf_optimizer *opt, double *losses,
                      int64_t *bad_batch, const int32_t *x, const float *y, const int64_t *order,
-                     int64_t n_rows, int64_t bs, int64_t n_batches, const double *lrs,
+                     int64_t n_order, int64_t n_rows, int64_t bs, int64_t n_batches, const double *lrs,
                      const double *moms, const cf_dot_config *cfg) {
     *bad_batch = -1;
-    if (bs < 1 || n_batches < 0 || (n_batches > 0 && (n_rows == 0 || n_batches - 1 > (n_rows - 1) / bs)))
+    if (bs < 1 || n_batches < 0 || (n_batches > 0 && (n_order == 0 || n_batches - 1 > (n_order - 1) / bs)))
         return CF_ERR_ARG;
     if (opt->n != cf_dot_n_params(cfg)) return CF_ERR_ARG;
-    /* every id and order entry is checked before the first step, so a bad row can never
-     * leave the model half-trained */
-    for (int64_t r = 0; r < n_rows; r++) {
-        if (order[r] < 0 || order[r] >= n_rows) { *bad_batch = r; return CF_ERR_INDEX; }
+    /* every order entry the batches use, and the ids of its row, are checked before the
+     * first step, so a bad row can never leave the model half-trained */
+    int64_t used = n_batches == 0 ? 0 : (n_order - (n_batches - 1) * bs > bs ? n_batches * bs : n_order);
+    for (int64_t r = 0; r < used; r++) {
+        int64_t row = order[r];
+        if (row < 0 || row >= n_rows || x[2 * row] < 0 || x[2 * row] >= cfg->n_users ||
+            x[2 * row + 1] < 0 || x[2 * row + 1] >= cfg->n_items) {
+            *bad_batch = r;
+            return CF_ERR_INDEX;
+        }
     }
-    int64_t bad = cf_ids_first_bad(x, n_rows, 2, cfg->n_users);
-    if (bad < 0) bad = cf_ids_first_bad(x + 1, n_rows, 2, cfg->n_items);
-    if (bad >= 0) { *bad_batch = bad; return CF_ERR_INDEX; }
-
-    if (bs > n_rows) bs = n_rows > 0 ? n_rows : 1; /* one batch holds at most every row */
+    if (bs > used) bs = used > 0 ? used : 1; /* one batch holds at most every row used */
     int32_t *users = malloc((size_t)bs * 2 * sizeof(int32_t));
     float *fbuf = malloc((size_t)bs * 5 * sizeof(float));
     if (!users || !fbuf) { free(users); free(fbuf); return CF_ERR_NOMEM; }
@@ -103,7 +105,7 @@ int cf_dot_fit_epoch(float *params, float *grads, cf_optimizer *opt, double *los
     int status = CF_OK;
     for (int64_t j = 0; j < n_batches; j++) {
         int64_t start = j * bs;
-        int64_t B = n_rows - start < bs ? n_rows - start : bs;
+        int64_t B = used - start < bs ? used - start : bs;
         for (int64_t b = 0; b < B; b++) {
             int64_t r = order[start + b];
             users[b] = x[2 * r];

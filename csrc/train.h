@@ -26,17 +26,18 @@ int64_t cf_dot_n_params(const cf_dot_config *cfg);
 int cf_dot_predict(float *out, const float *params, const int32_t *x, int64_t N,
                    const cf_dot_config *cfg);
 
-/* Trains one epoch. Batch j (0 <= j < n_batches) is the rows order[j*bs .. min((j+1)*bs,
- * n_rows)) of x [n_rows,2] / y [n_rows]; it uses learning rate lrs[j] and momentum moms[j].
+/* Trains n_batches batches (an epoch, or a part of one). Batch j is the rows
+ * order[j*bs .. min((j+1)*bs, n_order)) of x [n_rows,2] / y [n_rows]; it uses learning rate
+ * lrs[j] and momentum moms[j].
  * Writes the batch's MSE, measured before its step, to losses[j]. grads [n_params] is
  * scratch owned by the caller; it is zero again on return.
  * Returns CF_OK; CF_ERR_NONFINITE with *bad_batch = j when batch j's loss is NaN or inf
- * (the model is left as it was after batch j-1); CF_ERR_INDEX with *bad_batch = the row
- * position when an id or order entry is out of range (checked before any step);
+ * (the model is left as it was after batch j-1); CF_ERR_INDEX with *bad_batch = the order
+ * position whose entry or row ids are out of range (checked before any step);
  * CF_ERR_ARG if the batch layout does not fit n_rows; CF_ERR_NOMEM. */
 int cf_dot_fit_epoch(float *params, float *grads, cf_optimizer *opt, double *losses,
                      int64_t *bad_batch, const int32_t *x, const float *y, const int64_t *order,
-                     int64_t n_rows, int64_t bs, int64_t n_batches, const double *lrs,
+                     int64_t n_order, int64_t n_rows, int64_t bs, int64_t n_batches, const double *lrs,
                      const double *moms, const cf_dot_config *cfg);
 
 #endif
