@@ -14,7 +14,7 @@ if sys.platform == "win32":
 else:
     # Optimised but IEEE-exact: no -ffast-math. -fno-math-errno only lets sqrtf vectorise;
     # -ffp-contract=off keeps a*b+c as two roundings so results match the NumPy reference.
-    extra_compile_args = ["-std=c11", "-O3", "-fno-math-errno", "-ffp-contract=off",
+    extra_compile_args = ["-std=c11", "-pthread", "-O3", "-fno-math-errno", "-ffp-contract=off",
                           "-Wall", "-Wextra", "-Wno-unused-parameter",
                           "-Wno-missing-field-initializers"]
 
@@ -25,6 +25,7 @@ core = Extension(
     depends=headers,
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_23_API_VERSION")],
     extra_compile_args=extra_compile_args,
+    extra_link_args=[] if sys.platform == "win32" else ["-pthread"],
 )
 
 setup(ext_modules=[core])

@@ -15,6 +15,10 @@ from .models import (CollabNN, DotProduct, DotProductBias, Embedding, EmbeddingD
                      sigmoid_range, tabular_config, trunc_normal_)
 from .optim import SGD, Adam
 from .seed import set_seed
+from .inference import FoldIn
+from .interpret import SuggestionMethod, minimum, most_similar, pca, plot_pca, slide, steep, valley
+from .persist import CollabcFileError, load_learner
+from .ranking import map_at_k, ndcg_at_k, precision_at_k, ranking_metrics, recall_at_k
 
 __version__ = _core.__version__
 
@@ -22,4 +26,7 @@ __all__ = ["CategoryMap", "CollabDataLoaders", "DataLoader", "DataLoaders", "URL
            "Learner", "Recorder", "TrainingDivergedError", "collab_learner", "MSELossFlat", "mae",
            "mse", "rmse", "DotProduct", "DotProductBias", "Embedding", "EmbeddingDotBias",
            "create_params", "sigmoid_range", "trunc_normal_", "CollabNN", "EmbeddingNN",
-           "TabularModel", "emb_sz_rule", "get_emb_sz", "tabular_config", "SGD", "Adam", "set_seed"]
+           "TabularModel", "emb_sz_rule", "get_emb_sz", "tabular_config", "SGD", "Adam", "set_seed",
+           "FoldIn", "SuggestionMethod", "minimum", "most_similar", "pca", "plot_pca", "slide", "steep",
+           "valley", "CollabcFileError", "load_learner", "map_at_k", "ndcg_at_k", "precision_at_k",
+           "ranking_metrics", "recall_at_k"]

@@ -1472,6 +1472,186 @@ static PyObject *py_rank_dot_topk(PyObject *self, PyObject *args, PyObject *kw) 
     Py_RETURN_NONE;
 }
 
+/* ---------------------------------------------------------------- sparse path (issue 6) */
+
+PyDoc_STRVAR(block_sort_doc,
+"block_sort(x, y, extra, nb)\n--\n\n"
+"Groups the rows of x ((R,2) int32) and y ((R,) float32), and of extra ((R,) int64 or None),\n"
+"in place into nb x nb blocks by (user mod nb, item mod nb). Returns the block starts as a new\n"
+"(nb*nb + 1,) int64 array: block b is rows [starts[b], starts[b+1]).");
+
+static PyObject *py_block_sort(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"x", "y", "extra", "nb", NULL};
+    const char *fn = "block_sort";
+    argspec a[3] = {{0, "x", NPY_INT32, 1}, {0, "y", NPY_FLOAT32, 1}, {0, "extra", NPY_INT64, 1, 1}};
+    long long nb;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOL", kwlist, &a[0].obj, &a[1].obj, &a[2].obj, &nb))
+        return NULL;
+    if (check_args(fn, a, 3) < 0 || check_shape2(fn, &a[0], -1, 2) < 0) return NULL;
+    int64_t R = DIM(a[0], 0);
+    if (check_shape1(fn, &a[1], R) < 0 || check_shape1(fn, &a[2], R) < 0 ||
+        positive(fn, "nb", nb) < 0)
+        return NULL;
+    if (nb > 4096) {
+        PyErr_Format(PyExc_ValueError, "%s(): nb must be <= 4096, got %lld", fn, nb);
+        return NULL;
+    }
+    if (check_ids(fn, &a[0], 0, 2, R, INT32_MAX, "a user") < 0 ||
+        check_ids(fn, &a[0], 1, 2, R, INT32_MAX, "an item") < 0)
+        return NULL;
+    npy_intp n = (npy_intp)(nb * nb + 1);
+    PyObject *starts = PyArray_SimpleNew(1, &n, NPY_INT64);
+    if (!starts) return NULL;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = cf_block_sort((int32_t *)PyArray_DATA(a[0].arr), F32(a[1]),
+                       a[2].arr ? (int64_t *)PyArray_DATA(a[2].arr) : NULL, R, nb,
+                       (int64_t *)PyArray_DATA((PyArrayObject *)starts));
+    Py_END_ALLOW_THREADS
+    if (st != CF_OK) {
+        Py_DECREF(starts);
+        return st == CF_ERR_NOMEM ? PyErr_NoMemory()
+                                  : PyErr_Format(PyExc_RuntimeError, "%s(): internal error %d", fn, st);
+    }
+    return starts;
+}
+
+PyDoc_STRVAR(dot_fit_blocks_doc,
+"dot_fit_blocks(params, losses, x, y, starts, blocks, lrs, *, n_users, n_items, n_factors,\n"
+"               has_bias, y_range, opt, m, v, pow1, pow2, wd, mom, sqr_mom, eps, n_threads)\n--\n\n"
+"The fast path for large data (not fastai-exact), after block_sort: rating by rating, each\n"
+"update touches only its user and item rows. Trains the blocks listed in blocks ((S,) int64,\n"
+"S a multiple of nb; each run of nb consecutive blocks a stratum sharing no user or item\n"
+"group) at learning rates lrs ((S,) float64); losses ((S,) float64) receives each block's MSE.\n"
+"opt: 'sgd', 'adagrad' (row-wise; v holds 2*(n_users+n_items) accumulators) or 'adam' (lazy;\n"
+"m, v like params; pow1, pow2 (n_users+n_items,) start at 1). n_threads threads never share a\n"
+"row; 1 is deterministic. Returns -1, or the position of the block whose error was not finite.");
+
+static PyObject *py_dot_fit_blocks(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"params", "losses", "x", "y", "starts", "blocks", "lrs", "n_users",
+                             "n_items", "n_factors", "has_bias", "y_range", "opt", "m", "v",
+                             "pow1", "pow2", "wd", "mom", "sqr_mom", "eps", "n_threads", NULL};
+    const char *fn = "dot_fit_blocks";
+    argspec a[11] = {{0, "params", NPY_FLOAT32, 1}, {0, "losses", NPY_FLOAT64, 1},
+                     {0, "x", NPY_INT32},             {0, "y", NPY_FLOAT32},
+                     {0, "starts", NPY_INT64},        {0, "blocks", NPY_INT64},
+                     {0, "lrs", NPY_FLOAT64},         {0, "m", NPY_FLOAT32, 1, 1},
+                     {0, "v", NPY_FLOAT32, 1, 1},     {0, "pow1", NPY_FLOAT32, 1, 1},
+                     {0, "pow2", NPY_FLOAT32, 1, 1}};
+    long long nu, ni, k;
+    int has_bias, n_threads;
+    PyObject *y_range;
+    const char *opt_name;
+    double wd, mom, sqr_mom, eps;
+    cf_dot_config c;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOO$LLLpOsOOOOddddi", kwlist, &a[0].obj,
+                                     &a[1].obj, &a[2].obj, &a[3].obj, &a[4].obj, &a[5].obj,
+                                     &a[6].obj, &nu, &ni, &k, &has_bias, &y_range, &opt_name,
+                                     &a[7].obj, &a[8].obj, &a[9].obj, &a[10].obj, &wd, &mom,
+                                     &sqr_mom, &eps, &n_threads))
+        return NULL;
+    if (check_args(fn, a, 11) < 0 || parse_dot_config(fn, nu, ni, k, has_bias, y_range, &c) < 0)
+        return NULL;
+    cf_sparse_opt opt;
+    memset(&opt, 0, sizeof opt);
+    int64_t P = cf_dot_n_params(&c), rows = c.n_users + c.n_items;
+    if (strcmp(opt_name, "sgd") == 0) opt.kind = CF_SPARSE_SGD;
+    else if (strcmp(opt_name, "adagrad") == 0) opt.kind = CF_SPARSE_ADAGRAD;
+    else if (strcmp(opt_name, "adam") == 0) opt.kind = CF_SPARSE_ADAM;
+    else {
+        PyErr_Format(PyExc_ValueError, "%s(): opt must be 'sgd', 'adagrad' or 'adam', got '%s'",
+                     fn, opt_name);
+        return NULL;
+    }
+    if (check_shape1(fn, &a[0], P) < 0 || check_shape2(fn, &a[2], -1, 2) < 0) return NULL;
+    int64_t R = DIM(a[2], 0);
+    if (check_shape1(fn, &a[3], R) < 0 || check_shape1(fn, &a[4], -1) < 0 ||
+        check_shape1(fn, &a[5], -1) < 0)
+        return NULL;
+    int64_t NS = DIM(a[4], 0), S = DIM(a[5], 0);
+    int64_t nb = (int64_t)llround(sqrt((double)(NS > 0 ? NS - 1 : 0)));
+    const int64_t *starts = (const int64_t *)PyArray_DATA(a[4].arr);
+    int ok = NS >= 2 && nb >= 1 && nb * nb + 1 == NS && starts[0] == 0 && starts[NS - 1] == R;
+    for (int64_t b = 0; ok && b + 1 < NS; b++) ok = starts[b] <= starts[b + 1];
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError, "%s(): argument 'starts' must be the block starts that "
+                     "block_sort returned for these rows (nb*nb + 1 increasing offsets from 0 to %lld)",
+                     fn, (long long)R);
+        return NULL;
+    }
+    if (check_shape1(fn, &a[6], S) < 0 || check_shape1(fn, &a[1], S) < 0 ||
+        positive(fn, "n_threads", n_threads) < 0)
+        return NULL;
+    if (opt.kind == CF_SPARSE_ADAM) {
+        if (!a[7].arr || !a[8].arr || !a[9].arr || !a[10].arr) {
+            PyErr_Format(PyExc_TypeError, "%s(): Adam needs 'm', 'v', 'pow1' and 'pow2'", fn);
+            return NULL;
+        }
+        if (check_shape1(fn, &a[7], P) < 0 || check_shape1(fn, &a[8], P) < 0 ||
+            check_shape1(fn, &a[9], rows) < 0 || check_shape1(fn, &a[10], rows) < 0 ||
+            check_hyper(fn, 0.0, mom, wd) < 0 || check_adam_consts(fn, sqr_mom, eps) < 0)
+            return NULL;
+    } else if (opt.kind == CF_SPARSE_ADAGRAD) {
+        if (!a[8].arr) {
+            PyErr_Format(PyExc_TypeError, "%s(): Adagrad needs the accumulators 'v'", fn);
+            return NULL;
+        }
+        if (check_shape1(fn, &a[8], 2 * rows) < 0 || check_hyper(fn, 0.0, 0.0, wd) < 0 ||
+            check_adam_consts(fn, 0.0, eps) < 0)
+            return NULL;
+    } else if (check_hyper(fn, 0.0, 0.0, wd) < 0) {
+        return NULL;
+    }
+    const double *lrs = (const double *)PyArray_DATA(a[6].arr);
+    for (int64_t j = 0; j < S; j++)
+        if (check_hyper(fn, lrs[j], 0.0, wd) < 0) return NULL;
+    const int64_t *blocks = (const int64_t *)PyArray_DATA(a[5].arr);
+    for (int64_t j = 0; j < S; j++)
+        if (blocks[j] < 0 || blocks[j] >= nb * nb) {
+            PyErr_Format(PyExc_IndexError, "%s(): argument 'blocks' holds %lld at position %lld, "
+                         "outside [0, %lld)", fn, (long long)blocks[j], (long long)j,
+                         (long long)(nb * nb));
+            return NULL;
+        }
+    if (S % nb != 0) {
+        PyErr_Format(PyExc_ValueError, "%s(): argument 'blocks' must hold whole strata of nb=%lld "
+                     "blocks, got %lld blocks", fn, (long long)nb, (long long)S);
+        return NULL;
+    }
+    for (int64_t g0 = 0; g0 < S; g0 += nb)
+        for (int64_t k = g0; k < g0 + nb; k++)
+            for (int64_t l = g0; l < k; l++)
+                if (blocks[k] / nb == blocks[l] / nb || blocks[k] % nb == blocks[l] % nb) {
+                    PyErr_Format(PyExc_ValueError, "%s(): blocks %lld and %lld of the stratum at "
+                                 "position %lld share a user or item group", fn,
+                                 (long long)blocks[l], (long long)blocks[k], (long long)g0);
+                    return NULL;
+                }
+    if (check_ids(fn, &a[2], 0, 2, R, c.n_users, "a user") < 0 ||
+        check_ids(fn, &a[2], 1, 2, R, c.n_items, "an item") < 0)
+        return NULL;
+    opt.m = OPTF32(a[7]);
+    opt.v = OPTF32(a[8]);
+    opt.pow1 = OPTF32(a[9]);
+    opt.pow2 = OPTF32(a[10]);
+    opt.beta1 = mom;
+    opt.beta2 = sqr_mom;
+    opt.eps = eps;
+    opt.wd = wd;
+    int64_t bad = -1;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = cf_dot_fit_blocks(F32(a[0]), &opt, (double *)PyArray_DATA(a[1].arr), &bad, I32(a[2]),
+                           CF32(a[3]), R, starts, nb, blocks, S, lrs, &c, n_threads);
+    Py_END_ALLOW_THREADS
+    if (st == CF_ERR_NOMEM) return PyErr_NoMemory();
+    if (st != CF_OK && st != CF_ERR_NONFINITE) {
+        PyErr_Format(PyExc_RuntimeError, "%s(): internal error %d", fn, st);
+        return NULL;
+    }
+    return PyLong_FromLongLong((long long)bad);
+}
+
 /* ---------------------------------------------------------------- module */
 
 static PyMethodDef core_methods[] = {
@@ -1502,6 +1682,8 @@ static PyMethodDef core_methods[] = {
     {"dropout_backward", (PyCFunction)(void (*)(void))py_dropout_backward, METH_VARARGS | METH_KEYWORDS, dropout_backward_doc},
     {"nn_predict", (PyCFunction)(void (*)(void))py_nn_predict, METH_VARARGS | METH_KEYWORDS, nn_predict_doc},
     {"nn_fit_epoch", (PyCFunction)(void (*)(void))py_nn_fit_epoch, METH_VARARGS | METH_KEYWORDS, nn_fit_epoch_doc},
+    {"block_sort", (PyCFunction)(void (*)(void))py_block_sort, METH_VARARGS | METH_KEYWORDS, block_sort_doc},
+    {"dot_fit_blocks", (PyCFunction)(void (*)(void))py_dot_fit_blocks, METH_VARARGS | METH_KEYWORDS, dot_fit_blocks_doc},
     {"rank_pack", (PyCFunction)(void (*)(void))py_rank_pack, METH_VARARGS | METH_KEYWORDS, rank_pack_doc},
     {"rank_dot_topk", (PyCFunction)(void (*)(void))py_rank_dot_topk, METH_VARARGS | METH_KEYWORDS, rank_dot_topk_doc},
     {NULL, NULL, 0, NULL},

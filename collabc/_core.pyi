@@ -68,3 +68,10 @@ def rank_dot_topk(top_idx: I32, top_score: F32, qw: F32, qb: Optional[F32], pane
                   cb: Optional[F32], excl_indptr: Optional[I64], excl_indices: Optional[I32],
                   n_candidates: int, first: int,
                   y_range: Optional[Tuple[float, float]]) -> None: ...
+# the fast path for large data (issue 6)
+def block_sort(x: I32, y: F32, extra: Optional[I64], nb: int) -> I64: ...
+def dot_fit_blocks(params: F32, losses: F64, x: I32, y: F32, starts: I64, blocks: I64, lrs: F64,
+                   *, n_users: int, n_items: int, n_factors: int, has_bias: bool,
+                   y_range: Optional[Tuple[float, float]], opt: str, m: Optional[F32],
+                   v: Optional[F32], pow1: Optional[F32], pow2: Optional[F32], wd: float,
+                   mom: float, sqr_mom: float, eps: float, n_threads: int) -> int: ...

@@ -24,7 +24,7 @@ import pandas as pd
 from .display import in_notebook
 from .seed import get_rng
 
-__all__ = ['CategoryMap', 'DataLoader', 'DataLoaders', 'CollabDataLoaders']
+__all__ = ['CategoryMap', 'DataLoader', 'DataLoaders', 'CollabDataLoaders', 'encode_ids']
 
 _NA = '#na#'
 _MAX_CLASSES = 2**31 - 1          # indices are stored as int32
@@ -80,6 +80,48 @@ class CategoryMap(list):
 
 
 # ----------------------------------------------------------------------------------------------
+# encoding new ids with existing classes
+
+def encode_ids(classes, ids, what='ids', unknown='raise', hint=True):
+    """int32 indices of `ids` (a label or a sequence of labels) in `classes` (a `CategoryMap`).
+    unknown='raise': a `KeyError` naming the labels without a class (the label '#na#' counts
+    as unknown); unknown='na': those become 0, fastai's behaviour. `hint` adds that advice to
+    the error message (off where there is no `unknown` option)."""
+    if unknown not in ('raise', 'na'):
+        raise ValueError(f"unknown must be 'raise' or 'na', got {unknown!r}")
+    if isinstance(ids, (str, bytes)) or np.ndim(ids) == 0:
+        ids = [ids]
+    vals = pd.Index(np.asarray(ids, dtype=object) if not isinstance(ids, (pd.Series, pd.Index))
+                    else ids.to_numpy(dtype=object), dtype=object)
+    index = getattr(classes, '_pd_index', None)
+    if index is None or len(index) != len(classes):
+        index = pd.Index(list(classes), dtype=object)
+        classes._pd_index = index
+    try:
+        idx = index.get_indexer(vals)
+    except TypeError:
+        idx = np.array([classes.o2i.get(v, -1) if _hashable(v) else -1 for v in vals], dtype=np.int64)
+    bad = idx <= 0
+    if bad.any():
+        if unknown == 'raise':
+            unknown_ids = list(dict.fromkeys(vals[bad].tolist()))
+            raise KeyError(f"{len(unknown_ids)} {what} id(s) not in the training classes: "
+                           f"{unknown_ids[:10]!r}{' ...' if len(unknown_ids) > 10 else ''}"
+                           + ("; pass unknown='na' to map them to '#na#' (index 0) as fastai does"
+                              if hint else ""))
+        idx = np.where(bad, 0, idx)
+    return idx.astype(np.int32)
+
+
+def _hashable(v):
+    try:
+        hash(v)
+    except TypeError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------------------------
 # argument checks
 
 def _check_bs(bs, name):
@@ -106,6 +148,8 @@ class DataLoader:
     Iterating yields `(xb, yb)`: xb (b, 2) int64 (fastai's LongTensor), yb (b, 1) float32.
     `df` is the split's rows of the original frame, in split order (optional).
     """
+
+    has_y = True   # False for a test_dl built from rows without ratings: y is then all zeros
 
     def __init__(self, x, y, bs=64, shuffle=False, drop_last=None, df=None):
         x, y = np.asarray(x), np.asarray(y)
@@ -215,6 +259,50 @@ class DataLoaders:
         items = np.asarray(self.classes[self.item_name], dtype=object)[xb[:, 1]]
         ratings = yb.astype(self._y_dtype) if self._y_dtype.kind in 'iub' else yb
         return pd.DataFrame({self.user_name: users, self.item_name: items, self.rating_name: ratings})
+
+    def encode(self, ids, is_item=False, unknown='raise'):
+        """Indices (int32 array) of raw user ids (or item ids with `is_item=True`) through
+        `classes`. unknown='raise' (default): a `KeyError` naming the ids that have no class;
+        unknown='na': they become 0 ('#na#'), fastai's silent behaviour."""
+        name = self.item_name if is_item else self.user_name
+        return encode_ids(self.classes[name], ids, f"{'item' if is_item else 'user'} column {name!r}", unknown)
+
+    def test_dl(self, test_items, rm_type_tfms=None, with_labels=None, unknown='raise', bs=None):
+        """A `DataLoader` over new rows (fastai's `dls.test_dl(df)`), encoded with the existing
+        classes, in the frame's order, unshuffled. `test_items` is a DataFrame (or a dict/Series
+        for one row) with the user and item columns; the rating column is optional and, when
+        present (and `with_labels` is not False), gives the targets. Ids without a class raise a
+        `KeyError` naming them, unless `unknown='na'` maps them to '#na#' (index 0) as fastai
+        does. `bs` defaults to the validation batch size."""
+        if isinstance(test_items, pd.Series):
+            test_items = test_items.to_frame().T
+        elif isinstance(test_items, dict):
+            test_items = pd.DataFrame([test_items])
+        if not isinstance(test_items, pd.DataFrame):
+            raise TypeError(f"test_items must be a pandas DataFrame (or a dict/Series for one row), "
+                            f"got {type(test_items).__name__}")
+        if unknown not in ('raise', 'na'):
+            raise ValueError(f"unknown must be 'raise' or 'na', got {unknown!r}")
+        missing = [c for c in (self.user_name, self.item_name) if c not in test_items.columns]
+        if missing:
+            raise KeyError(f"test_items lacks the column(s) {missing}; it has {list(test_items.columns)}")
+        index = test_items.index
+        x = np.empty((len(test_items), 2), np.int32)
+        for j, (arg, name) in enumerate(((f"user column", self.user_name), (f"item column", self.item_name))):
+            col = test_items[name]
+            _check_ids(col, f"{arg} {name!r}", index)
+            x[:, j] = encode_ids(self.classes[name], col.to_numpy(), f"{arg} {name!r}", unknown)
+        has_y = self.rating_name in test_items.columns and with_labels is not False
+        if with_labels and self.rating_name not in test_items.columns:
+            raise KeyError(f"with_labels=True but test_items has no rating column {self.rating_name!r}")
+        if has_y:
+            y, _ = _ratings_array(test_items[self.rating_name], self.rating_name, index)
+        else:
+            y = np.zeros(len(test_items), np.float32)
+        dl = DataLoader(x, y, bs=self.valid.bs if bs is None else bs, shuffle=False, drop_last=False,
+                        df=test_items)
+        dl.has_y = has_y
+        return dl
 
     def show_batch(self, max_n=10):
         "Show `max_n` decoded rows of a shuffled training batch (HTML in a notebook, else printed)."

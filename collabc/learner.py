@@ -5,6 +5,7 @@ the epoch table); each training epoch is one call into the C driver with the GIL
 """
 import contextlib
 import math
+import pathlib
 import threading
 import time
 
@@ -86,6 +87,11 @@ class Recorder:
             ax.plot(self.hps[k])
             ax.set_ylabel(k)
         return fig
+
+    def plot_lr_find(self, skip_end=5, suggestions=None, nms=None):
+        "The last `lr_find`: smoothed loss against lr on a log scale (see `collabc.interpret.plot_lr_find`)."
+        from .interpret import plot_lr_find
+        return plot_lr_find(self, skip_end, suggestions, nms)
 
 
 def _check_epochs(n_epoch):
@@ -290,6 +296,97 @@ class Learner:
 
     def __repr__(self):
         return f"Learner(model={type(self.model).__name__}, opt_func={getattr(self.opt_func, '__name__', self.opt_func)})"
+
+    # ------------------ inference (issue 4)
+    def get_preds(self, ds_idx=1, dl=None, with_input=False, with_decoded=False, with_loss=False,
+                  act=None, reorder=True):
+        "fastai's `get_preds`: `[inputs,] preds, targs[, decoded][, losses]` (see `collabc.inference.get_preds`)."
+        from .inference import get_preds
+        return get_preds(self, ds_idx, dl, with_input, with_decoded, with_loss, act, reorder)
+
+    def predict(self, row, unknown="raise"):
+        "fastai's `predict` for one row: `(full_dec, dec_pred, pred)` (see `collabc.inference.predict`)."
+        from .inference import predict
+        return predict(self, row, unknown)
+
+    def show_results(self, ds_idx=1, dl=None, max_n=9, shuffle=True):
+        "fastai's `show_results`: shows and returns `max_n` rows with their predictions."
+        from .inference import show_results
+        return show_results(self, ds_idx, dl, max_n, shuffle)
+
+    def recommend(self, user, n=10, exclude_seen=True, threads=None):
+        "Top-n items for a user id or `FoldIn` (DataFrame item, score), or for a list of users (long DataFrame)."
+        from .inference import recommend
+        return recommend(self, user, n, exclude_seen, threads)
+
+    def recommend_many(self, users, n=10, exclude_seen=True, threads=None):
+        "Top-n items for each of many users at once: a DataFrame user, rank, item, score."
+        from .inference import recommend
+        users = [users] if isinstance(users, (str, bytes)) or np.ndim(users) == 0 else list(users)
+        return recommend(self, users, n, exclude_seen, threads)
+
+    def recommend_users(self, item, n=10, exclude_seen=True, threads=None):
+        "The n users predicted to rate an item id (or a new item `FoldIn`) highest."
+        from .inference import recommend_users
+        return recommend_users(self, item, n, exclude_seen, threads)
+
+    def most_similar(self, x, n=10, metric="cosine", is_item=True):
+        "The n items (users with is_item=False) closest to `x` by factor similarity, as a DataFrame."
+        from .interpret import most_similar
+        return most_similar(self, x, n, metric, is_item)
+
+    def fold_in_user(self, ratings, name=None, **kwargs):
+        "A new user (`FoldIn`) solved from a handful of {item: rating} with the model frozen."
+        from .inference import fold_in
+        return fold_in(self, ratings, is_item=False, name=name, **kwargs)
+
+    def fold_in_item(self, ratings, name=None, **kwargs):
+        "A new item (`FoldIn`) solved from a handful of {user: rating} with the model frozen."
+        from .inference import fold_in
+        return fold_in(self, ratings, is_item=True, name=name, **kwargs)
+
+    def average_user(self):
+        "The lesson's fallback for a user without ratings: the mean trained user, as a `FoldIn`."
+        from .inference import average_embedding
+        return average_embedding(self, is_item=False)
+
+    def average_item(self):
+        "The mean trained item, as a `FoldIn`."
+        from .inference import average_embedding
+        return average_embedding(self, is_item=True)
+
+    def ranking_metrics(self, k=10, ds_idx=1, threshold=None):
+        "precision@k, recall@k, NDCG@k and MAP@k on the validation set (see `collabc.ranking`)."
+        from .ranking import ranking_metrics
+        return ranking_metrics(self, k, ds_idx, threshold)
+
+    def lr_find(self, start_lr=1e-7, end_lr=10, num_it=100, stop_div=True, show_plot=True,
+                suggest_funcs=("valley",)):
+        "fastai's `lr_find`; model and optimizer restored afterwards (see `collabc.interpret.lr_find`)."
+        from .interpret import lr_find
+        return lr_find(self, start_lr, end_lr, num_it, stop_div, show_plot, suggest_funcs)
+
+    def _model_file(self, name):
+        p = pathlib.Path(name)
+        if p.suffix == "":
+            p = p.with_suffix(".npz")
+        return p if p.is_absolute() else pathlib.Path(self.path) / self.model_dir / p
+
+    def save(self, name, with_opt=True):
+        "fastai's `save`: the model (and optimizer state) to `path/model_dir/name.npz`; returns the path."
+        from .persist import save_checkpoint
+        return save_checkpoint(self, self._model_file(name), with_opt)
+
+    def load(self, name, with_opt=True, strict=True):
+        "fastai's `load`: read `path/model_dir/name.npz` written by `save`; returns the learner."
+        from .persist import load_checkpoint
+        return load_checkpoint(self, self._model_file(name), with_opt, strict)
+
+    def export(self, fname="export.npz", with_seen=True):
+        "fastai's `export` without pickle: an inference-ready learner in `path/fname` (read with `load_learner`)."
+        from .persist import export_learner
+        p = pathlib.Path(fname)
+        return export_learner(self, p if p.is_absolute() else pathlib.Path(self.path) / p, with_seen)
 
 
 def collab_learner(dls, n_factors=50, use_nn=False, emb_szs=None, layers=None, config=None,

@@ -156,6 +156,28 @@ class Module:
     def eval(self):
         return self.train(False)
 
+    @classmethod
+    def from_config(cls, config, classes=None):
+        """Rebuild a model from `get_config()` output: same class and constructor arguments,
+        parameters as freshly initialised (load them with `load_state_dict`). Draws its
+        initial values without moving collabc's global random stream. `classes` (a dict of
+        `CategoryMap`) is attached when the config names a user and an item key."""
+        from .seed import preserve_rng
+        if not isinstance(config, dict) or config.get("class") != cls.__name__:
+            raise ValueError(f"config is for {config.get('class') if isinstance(config, dict) else config!r}, "
+                             f"not {cls.__name__}")
+        args = config.get("args")
+        if not isinstance(args, dict):
+            raise ValueError(f"config['args'] must be a dict of constructor arguments, got {args!r}")
+        with preserve_rng():
+            model = cls(**args)
+        if classes is not None and config.get("user") is not None:
+            for k in (config["user"], config["item"]):
+                if k not in classes:
+                    raise KeyError(f"config names the column {k!r}, which is not a key of classes {list(classes)}")
+            model.classes, model.user, model.item = classes, config["user"], config["item"]
+        return model
+
     def __call__(self, x):
         "Predictions for x, an (N, 2) array of encoded (user, item) indices."
         return self._predict(_as_index_pairs(x))
@@ -252,6 +274,20 @@ class _DotFamily(Module):
         tab = getattr(self, self._attr_names[1] if is_item else self._attr_names[0]).weight
         return tab[self._ids(arr, is_item)].copy()
 
+    def get_config(self):
+        """A JSON-able description that rebuilds this model with `from_config`: the class name,
+        its constructor arguments (`args`) and, for a `from_classes` model, the `user`/`item`
+        keys of its classes (the classes themselves are stored apart)."""
+        cfg = {"class": type(self).__name__, "args": self._init_args()}
+        if getattr(self, "classes", None) is not None:
+            cfg["user"], cfg["item"] = self.user, self.item
+        return cfg
+
+    def _init_args(self):
+        y = None if self.y_range is None else [self.y_range[0], self.y_range[1]]
+        return {"n_factors": self.n_factors, "n_users": self.n_users, "n_items": self.n_items,
+                "y_range": y}
+
 
 class EmbeddingDotBias(_DotFamily):
     """fastai's `EmbeddingDotBias`: `sum(u_weight[u] * i_weight[i]) + u_bias[u] + i_bias[i]`,
@@ -285,6 +321,11 @@ class DotProduct(_DotFamily):
     def __init__(self, n_users, n_movies, n_factors, y_range=None):
         self._setup(n_factors, n_users, n_movies, y_range, bias=False, init="trunc_normal")
 
+    def _init_args(self):
+        a = super()._init_args()
+        return {"n_users": a["n_users"], "n_movies": a["n_items"], "n_factors": a["n_factors"],
+                "y_range": a["y_range"]}
+
 
 class DotProductBias(_DotFamily):
     """The book's `DotProductBias`: dot product plus user and movie biases, through
@@ -293,6 +334,12 @@ class DotProductBias(_DotFamily):
 
     def __init__(self, n_users, n_movies, n_factors, y_range=(0, 5.5), init="trunc_normal"):
         self._setup(n_factors, n_users, n_movies, y_range, bias=True, init=init)
+        self.init = init
+
+    def _init_args(self):
+        a = super()._init_args()
+        return {"n_users": a["n_users"], "n_movies": a["n_items"], "n_factors": a["n_factors"],
+                "y_range": a["y_range"], "init": self.init}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,11 +4,12 @@
 (and, for the user's own code, Python's `random` and `np.random`), so the same seed gives the
 same split, the same initial parameters and the same batch order, hence identical losses.
 """
+import contextlib
 import random
 
 import numpy as np
 
-__all__ = ["set_seed", "get_rng"]
+__all__ = ["set_seed", "get_rng", "preserve_rng"]
 
 _rng = np.random.default_rng()
 
@@ -30,3 +31,13 @@ def get_rng(seed=None):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         return np.random.default_rng(int(seed))
     return np.random.default_rng(_rng.integers(0, 2**63 - 1))
+
+
+@contextlib.contextmanager
+def preserve_rng():
+    "Within this context collabc's global generator may be drawn from; its state is restored after."
+    state = _rng.bit_generator.state
+    try:
+        yield
+    finally:
+        _rng.bit_generator.state = state

@@ -1,9 +1,9 @@
 /* collabc.h - the umbrella header of collabc's C core: plain C11, no Python.
  * Shape letters used in every kernel comment:
  *   B = batch rows, K = factors, NU / NI = users / items (incl. '#na#'),
- *   H = hidden width, N = element count.
+ *   H = hidden width, N = element count, Q / NC = ranking queries / candidates.
  * Families: embedding, dotbias, activation, linear, batchnorm, loss, optim, schedule, rng;
- * drivers: train (dot-product models), nn (embedding + MLP models).
+ * drivers: train (dot-product models), nn (embedding + MLP models); rank (top-n scoring).
  * Conventions: outputs first, then inputs, then sizes, then hyperparameters; forward
  * overwrites, backward accumulates (+=) and the caller zeroes; kernels never allocate
  * (drivers allocate only their scratch), print or exit; failures are CF_ERR_* codes. */
@@ -24,5 +24,7 @@
 #include "batchnorm.h"
 #include "rng.h"
 #include "nn.h"
+#include "sparse.h"
+#include "rank.h"
 
 #endif

@@ -23,7 +23,7 @@ int cf_nn_validate(const cf_nn_config *c) {
     if (c->n_emb < 1 || c->n_ops < 1) return CF_ERR_ARG;
     int64_t width = 0;
     for (int64_t e = 0; e < c->n_emb; e++) {
-        if (c->emb_rows[e] < 1 || c->emb_dim[e] < 1) return CF_ERR_ARG;
+        if (c->emb_rows[e] < 1 || c->emb_dim[e] < 1 || c->emb_rows[e] > INT64_MAX / c->emb_dim[e]) return CF_ERR_ARG;
         if (!in_block(c->emb_off[e], c->emb_rows[e] * c->emb_dim[e], c->n_params)) return CF_ERR_ARG;
         width += c->emb_dim[e];
     }
@@ -32,7 +32,7 @@ int cf_nn_validate(const cf_nn_config *c) {
         if (op->n_in != width || op->n_out < 1) return CF_ERR_ARG;
         switch (op->kind) {
         case CF_NN_LINEAR:
-            if (!in_block(op->w, op->n_out * op->n_in, c->n_params)) return CF_ERR_ARG;
+            if (op->n_out > INT64_MAX / op->n_in || !in_block(op->w, op->n_out * op->n_in, c->n_params)) return CF_ERR_ARG;
             if (op->b != -1 && !in_block(op->b, op->n_out, c->n_params)) return CF_ERR_ARG;
             break;
         case CF_NN_BATCHNORM:

@@ -1,0 +1,264 @@
+/* rank.c - top-n selection over every candidate of a table, for each query vector.
+ *   z[q,c] = <qw[q], cw[c]> + qb[q] + cb[c]   (the sum over k in float, left to right,
+ *   exactly as cf_dotbias_forward, so a recommended score equals the model's prediction)
+ * Blocked like a small GEMM: MU queries x CF_RANK_NJ candidates per register tile, over
+ * chunks of the packed candidate panel that stay in cache, each score fed at once into
+ * its query's bounded min-heap (the output row itself), so nothing of size Q x NC exists.
+ * Not here: threads (the binding releases the GIL; callers split the queries). */
+#include <math.h>
+#include <string.h>
+#include "activation.h"
+#include "rank.h"
+#include "status.h"
+
+#define NJ CF_RANK_NJ
+#define MU 4            /* queries per register tile (score_tile is written for 4) */
+#define QB 64           /* queries per block: their heaps and cursors live on the stack */
+#define CHUNK_BYTES (128 * 1024) /* packed candidates scored per pass over a query block */
+
+/* Function multiversioning (as simd.h, but AVX2 only, which measured faster than AVX-512 for
+ * these 16-wide tiles): rank_block is compiled for AVX2 and for the baseline and picked at
+ * load time; flatten inlines its helpers into each version (a call from AVX code into
+ * baseline code costs more than the work). No FMA contraction (-ffp-contract=off), so both
+ * versions give the same bits. Define CF_NO_MULTIVERSION to build the baseline only. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(CF_NO_MULTIVERSION)
+#define CF_CLONES __attribute__((target_clones("avx2", "default"), flatten))
+#else
+#define CF_CLONES
+#endif
+
+int64_t cf_rank_panel_size(int64_t NC, int64_t K) { return (NC + NJ - 1) / NJ * NJ * K; }
+
+void cf_rank_pack(float *panel, const float *cw, int64_t NC, int64_t K) {
+    int64_t n_tiles = (NC + NJ - 1) / NJ;
+    for (int64_t t = 0; t < n_tiles; t++) {
+        float *p = panel + t * NJ * K;
+        for (int64_t j = 0; j < NJ; j++) {
+            int64_t c = t * NJ + j;
+            if (c < NC)
+                for (int64_t k = 0; k < K; k++) p[k * NJ + j] = cw[c * K + k];
+            else
+                for (int64_t k = 0; k < K; k++) p[k * NJ + j] = 0.0f;
+        }
+    }
+}
+
+/* a is a worse pick than b: lower score, or the same score and a larger index */
+static inline int worse(float sa, int32_t ia, float sb, int32_t ib) {
+    return sa < sb || (sa == sb && ia > ib);
+}
+
+/* min-heap on (score, index) with the worst pick at the root */
+static void sift_down(float *s, int32_t *ix, int64_t cnt, int64_t pos) {
+    float vs = s[pos];
+    int32_t vi = ix[pos];
+    for (;;) {
+        int64_t c = 2 * pos + 1;
+        if (c >= cnt) break;
+        if (c + 1 < cnt && worse(s[c + 1], ix[c + 1], s[c], ix[c])) c++;
+        if (!worse(s[c], ix[c], vs, vi)) break;
+        s[pos] = s[c];
+        ix[pos] = ix[c];
+        pos = c;
+    }
+    s[pos] = vs;
+    ix[pos] = vi;
+}
+
+static void heap_add(float *s, int32_t *ix, int64_t *cnt, int64_t n, float z, int32_t j) {
+    if (*cnt < n) {
+        int64_t pos = (*cnt)++;
+        while (pos > 0) {
+            int64_t p = (pos - 1) / 2;
+            if (!worse(z, j, s[p], ix[p])) break;
+            s[pos] = s[p];
+            ix[pos] = ix[p];
+            pos = p;
+        }
+        s[pos] = z;
+        ix[pos] = j;
+    } else {
+        s[0] = z;
+        ix[0] = j;
+        sift_down(s, ix, n, 0);
+    }
+}
+
+/* heap -> best first, in place */
+static void heap_sort(float *s, int32_t *ix, int64_t cnt) {
+    for (int64_t m = cnt - 1; m > 0; m--) {
+        float ts = s[0];
+        int32_t ti = ix[0];
+        s[0] = s[m];
+        ix[0] = ix[m];
+        s[m] = ts;
+        ix[m] = ti;
+        sift_down(s, ix, m, 0);
+    }
+}
+
+typedef struct {
+    int32_t *top_idx;
+    float *top_score;
+    const float *qw, *qb, *panel, *cb;
+    const int64_t *indptr;
+    const int32_t *indices;
+    int64_t K, NC, n, first;
+} rank_job;
+
+/* z[u][j] = (sum_k q[u][k] * tile[k][j]) + qb[u] + cb[j], k ascending; the bias terms are
+ * skipped when qb / cb is NULL. Returns a bit mask of the queries u with some z[u][j] > thr[u];
+ * z is written only when that mask is not 0, or always when store is set.
+ * One explicit accumulator row per query so that compilers vectorise over the NJ candidates
+ * (unit stride in the panel) and keep the rows in registers. */
+static inline int score_tile(float z[MU][NJ], const float *const q[MU], const float *tile,
+                             int64_t K, const float *qb, const float *cb, const float thr[MU],
+                             int store) {
+    float a0[NJ], a1[NJ], a2[NJ], a3[NJ];
+    const float *q0 = q[0], *q1 = q[1], *q2 = q[2], *q3 = q[3];
+    for (int j = 0; j < NJ; j++) a0[j] = a1[j] = a2[j] = a3[j] = 0.0f;
+    for (int64_t k = 0; k < K; k++) {
+        const float *v = tile + k * NJ;
+        float s0 = q0[k], s1 = q1[k], s2 = q2[k], s3 = q3[k];
+        for (int j = 0; j < NJ; j++) {
+            a0[j] += s0 * v[j];
+            a1[j] += s1 * v[j];
+            a2[j] += s2 * v[j];
+            a3[j] += s3 * v[j];
+        }
+    }
+    if (qb)
+        for (int j = 0; j < NJ; j++) {
+            a0[j] += qb[0];
+            a1[j] += qb[1];
+            a2[j] += qb[2];
+            a3[j] += qb[3];
+        }
+    if (cb)
+        for (int j = 0; j < NJ; j++) {
+            a0[j] += cb[j];
+            a1[j] += cb[j];
+            a2[j] += cb[j];
+            a3[j] += cb[j];
+        }
+    int m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    for (int j = 0; j < NJ; j++) {
+        m0 |= a0[j] > thr[0];
+        m1 |= a1[j] > thr[1];
+        m2 |= a2[j] > thr[2];
+        m3 |= a3[j] > thr[3];
+    }
+    int mask = m0 | m1 << 1 | m2 << 2 | m3 << 3;
+    if (mask || store)
+        for (int j = 0; j < NJ; j++) {
+            z[0][j] = a0[j];
+            z[1][j] = a1[j];
+            z[2][j] = a2[j];
+            z[3][j] = a3[j];
+        }
+    return mask;
+}
+
+/* queries [q0, q1), at most QB of them */
+CF_CLONES
+static void rank_block(const rank_job *J, int64_t q0, int64_t q1) {
+    int64_t cnt[QB], cur[QB], end[QB];
+    for (int64_t q = q0; q < q1; q++) {
+        cnt[q - q0] = 0;
+        cur[q - q0] = J->indptr ? J->indptr[q] : 0;
+        end[q - q0] = J->indptr ? J->indptr[q + 1] : 0;
+    }
+    const int64_t K = J->K, NC = J->NC, n = J->n;
+    int64_t n_tiles = (NC + NJ - 1) / NJ;
+    int64_t chunk = CHUNK_BYTES / (int64_t)(NJ * sizeof(float)) / (K > 0 ? K : 1);
+    if (chunk < 1) chunk = 1;
+    int64_t t_first = J->first / NJ;
+    float z[MU][NJ];
+    for (int64_t t0 = t_first; t0 < n_tiles; t0 += chunk) {
+        int64_t t1 = t0 + chunk < n_tiles ? t0 + chunk : n_tiles;
+        for (int64_t qm = q0; qm < q1; qm += MU) {
+            const float *q[MU];
+            int nu = (int)(q1 - qm < MU ? q1 - qm : MU);
+            for (int u = 0; u < MU; u++) q[u] = J->qw + (qm + (u < nu ? u : nu - 1)) * K;
+            float qbv[MU], thr[MU];
+            for (int u = 0; u < MU; u++) qbv[u] = J->qb ? J->qb[qm + (u < nu ? u : nu - 1)] : 0.0f;
+            for (int64_t t = t0; t < t1; t++) {
+                int64_t base = t * NJ;
+                int jn = (int)(NC - base < NJ ? NC - base : NJ);
+                /* a partial last tile adds its item biases below, past the panel's padding */
+                int whole = jn == NJ;
+                for (int u = 0; u < MU; u++) {
+                    int64_t b = qm + (u < nu ? u : nu - 1) - q0;
+                    thr[u] = u < nu && cnt[b] == n ? J->top_score[(q0 + b) * n] : -INFINITY;
+                    if (u >= nu) thr[u] = INFINITY;
+                }
+                int mask = score_tile(z, q, J->panel + base * K, K, J->qb ? qbv : NULL,
+                                      whole && J->cb ? J->cb + base : NULL, thr, !whole);
+                if (!whole) {
+                    mask = 0;
+                    for (int u = 0; u < nu; u++)
+                        for (int j = 0; j < jn; j++) {
+                            if (J->cb) z[u][j] += J->cb[base + j];
+                            if (z[u][j] > thr[u]) mask |= 1 << u;
+                        }
+                }
+                for (int u = 0; u < nu; u++) {
+                    if (!(mask >> u & 1)) continue;
+                    int64_t qq = qm + u, b = qq - q0;
+                    float *hs = J->top_score + qq * n;
+                    int32_t *hi = J->top_idx + qq * n;
+                    for (int j = 0; j < jn; j++) {
+                        int64_t c = base + j;
+                        /* NaN and -inf never pass; ties go to the earlier (smaller) index */
+                        if (!(z[u][j] > thr[u]) || c < J->first) continue;
+                        while (cur[b] < end[b] && J->indices[cur[b]] < c) cur[b]++;
+                        if (cur[b] < end[b] && J->indices[cur[b]] == c) continue;
+                        heap_add(hs, hi, &cnt[b], n, z[u][j], (int32_t)c);
+                        if (cnt[b] == n) thr[u] = hs[0];
+                    }
+                }
+            }
+        }
+    }
+    for (int64_t q = q0; q < q1; q++) {
+        float *hs = J->top_score + q * n;
+        int32_t *hi = J->top_idx + q * n;
+        int64_t c = cnt[q - q0];
+        heap_sort(hs, hi, c);
+        for (int64_t m = c; m < n; m++) {
+            hs[m] = NAN;
+            hi[m] = -1;
+        }
+    }
+}
+
+int cf_rank_dot_topk(int32_t *top_idx, float *top_score, const float *qw, const float *qb,
+                     const float *panel, const float *cb, const int64_t *excl_indptr,
+                     const int32_t *excl_indices, int64_t Q, int64_t K, int64_t NC, int64_t n,
+                     int64_t first, int has_range, float lo, float hi) {
+    if (n < 1 || NC < 1 || K < 1 || first < 0 || first > NC || NC > INT32_MAX) return CF_ERR_ARG;
+    if ((excl_indptr == NULL) != (excl_indices == NULL)) return CF_ERR_ARG;
+    if (excl_indptr) {
+        if (excl_indptr[0] < 0) return CF_ERR_ARG;
+        for (int64_t q = 0; q < Q; q++) {
+            if (excl_indptr[q + 1] < excl_indptr[q]) return CF_ERR_ARG;
+            for (int64_t e = excl_indptr[q]; e < excl_indptr[q + 1]; e++) {
+                int32_t c = excl_indices[e];
+                if (c < 0 || c >= NC) return CF_ERR_ARG;
+                if (e > excl_indptr[q] && c < excl_indices[e - 1]) return CF_ERR_ARG;
+            }
+        }
+    }
+    rank_job J = {top_idx, top_score, qw, qb, panel, cb, excl_indptr, excl_indices,
+                  K, NC, n, first};
+    for (int64_t q0 = 0; q0 < Q; q0 += QB) rank_block(&J, q0, q0 + QB < Q ? q0 + QB : Q);
+    if (has_range)
+        for (int64_t q = 0; q < Q; q++) {
+            float *s = top_score + q * n;
+            int64_t m = 0;
+            while (m < n && top_idx[q * n + m] >= 0) m++;
+            cf_sigmoid_range_forward(s, s, m, lo, hi);
+        }
+    return CF_OK;
+}

@@ -1,0 +1,55 @@
+/* sparse.h - the fast training path for large data sets (dot-product models only).
+ * Not fastai-exact: every rating updates only its own user and item rows (a batch of one,
+ * as LibMF does), weight decay is applied to those rows only, and the data is grouped into
+ * a grid of user-group x item-group blocks that several threads train at once without ever
+ * sharing a row (LibMF's block scheduling), or that one thread trains in order
+ * (deterministic, bit-for-bit repeatable). The exact, dense path that matches fastai step
+ * for step is train.h. */
+#ifndef CF_SPARSE_H
+#define CF_SPARSE_H
+#include <stdint.h>
+#include "train.h"
+
+enum { CF_SPARSE_SGD = 0, CF_SPARSE_ADAGRAD = 1, CF_SPARSE_ADAM = 2 };
+
+/* Optimizer state of the sparse path. A "row" is one user or one item: its K factors and,
+ * if the model has biases, its bias (rows 0..NU-1 are users, NU..NU+NI-1 items).
+ *   SGD:      p -= lr * g
+ *   Adagrad:  row-wise (LibMF): acc[row] += mean(g^2 over the row); p -= lr g / sqrt(acc + eps)
+ *             (the bias has its own accumulator acc[NU+NI+row])
+ *   Adam:     lazy: m, v per parameter, updated only for the rows of a rating;
+ *             p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), t counted per row
+ * g includes weight decay as L2 on the row's own parameters: g = dL/dp + wd * p. */
+typedef struct {
+    int kind;
+    float *m;        /* Adam: [n_params] first moments */
+    float *v;        /* Adam: [n_params] second moments; Adagrad: [2 * (NU + NI)] accumulators */
+    float *pow1;     /* Adam: [NU + NI] beta1^t per row (start at 1) */
+    float *pow2;     /* Adam: [NU + NI] beta2^t per row (start at 1) */
+    double beta1, beta2, eps, wd;
+} cf_sparse_opt;
+
+/* Groups the rows of x [n,2] / y [n] (and of extra [n], if not NULL) in place by block:
+ * block(u, i) = (u mod nb) * nb + (i mod nb); writes starts [nb*nb + 1] so block b is rows
+ * [starts[b], starts[b+1]). Rows keep no particular order inside a block. O(n), no copy. */
+int cf_block_sort(int32_t *x, float *y, int64_t *extra, int64_t n, int64_t nb, int64_t *starts);
+
+/* Trains the blocks blocks[0..n_sel) of a block-sorted x / y (see cf_block_sort), taken as
+ * strata of nb consecutive positions: the nb blocks of a stratum must share no user group
+ * and no item group (e.g. {(g, (g + s) mod nb)}), so n_threads threads train them at once
+ * without ever writing the same row, and wait for each other between strata (DSGD / LibMF
+ * style scheduling; no locks on the tables, no races). With one thread the blocks run in
+ * the given order and the result is bit-for-bit repeatable. Inside a block the ratings are
+ * visited in row order, each updating only its own user and item rows at learning rate
+ * lrs[k] (k = the block's position). block_loss[k] receives the block's mean squared error,
+ * each rating measured just before its update.
+ * Returns CF_OK; CF_ERR_NONFINITE with *bad = k when a rating of block k gave a non-finite
+ * error (that rating is not applied; no new block starts afterwards); CF_ERR_INDEX with
+ * *bad = the first bad block position or row, CF_ERR_ARG with *bad = the first position
+ * that breaks its stratum (both checked before any update); CF_ERR_NOMEM. */
+int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int64_t *bad,
+                      const int32_t *x, const float *y, int64_t n_rows, const int64_t *starts,
+                      int64_t nb, const int64_t *blocks, int64_t n_sel, const double *lrs,
+                      const cf_dot_config *cfg, int n_threads);
+
+#endif
