@@ -756,7 +756,9 @@ def _run_isolated(code):
     env = dict(os.environ)
     root = os.path.dirname(os.path.dirname(os.path.abspath(_core.__file__)))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+    # run from the package's parent folder: `python -c` puts the working directory first on
+    # sys.path, and a source checkout there would shadow the installed, compiled package
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=root,
                           capture_output=True, text=True, timeout=60)
 
 
