@@ -444,6 +444,12 @@ class _NNModel(Module):
         self._ps = np.array([r[6] for r in rows], dtype=np.float64)
         self.n_users, self.n_items = int(tables[0][1]), int(tables[1][1]) if len(tables) > 1 else 0
 
+    preds_ndim = 2  # fastai's TabularModel returns (N, 1) predictions
+
+    def get_config(self):
+        "A JSON-able description that rebuilds this model with `from_config` (class and arguments)."
+        return {"class": type(self).__name__, "args": self._init_args()}
+
     def _net_args(self):
         return dict(tables=self._tables, ops=self._ops, ps=self._ps, y_range=self.y_range,
                     bn_momentum=self.bn_momentum, bn_eps=self.bn_eps)
@@ -528,8 +534,16 @@ class EmbeddingNN(_NNModel):
         self.layers_sizes, self.ps, self.embed_p = layers, ps, embed_p
         self.use_bn, self.bn_final, self.lin_first = bool(use_bn), bool(bn_final), bool(lin_first)
         self.emb_szs = [(n, d) for _, n, d in tables]
+        self.bn_cont = bool(bn_cont)
         self._setup_nn(tables, ops, y_range)
         self.embeds = [Embedding(dict(self._names)[f"embeds.{e}.weight"]) for e in range(len(tables))]
+
+
+    def _init_args(self):
+        y = None if self.y_range is None else [self.y_range[0], self.y_range[1]]
+        return {"emb_szs": [list(e) for e in self.emb_szs], "layers": list(self.layers_sizes),
+                "ps": list(self.ps), "embed_p": self.embed_p, "y_range": y, "use_bn": self.use_bn,
+                "bn_final": self.bn_final, "bn_cont": self.bn_cont, "lin_first": self.lin_first}
 
 
 TabularModel = EmbeddingNN
@@ -547,7 +561,13 @@ class CollabNN(_NNModel):
         tables = [("user_factors", nu, du), ("item_factors", ni, di)]
         ops = [("linear", "layers.0", du + di, n_act, True), ("relu", n_act),
                ("linear", "layers.2", n_act, 1, True)]
+        self.user_sz, self.item_sz, self.n_act = (nu, du), (ni, di), n_act
         self._setup_nn(tables, ops, y_range)
         views = dict(self._names)
         self.user_factors = Embedding(views["user_factors.weight"])
         self.item_factors = Embedding(views["item_factors.weight"])
+
+    def _init_args(self):
+        y = None if self.y_range is None else [self.y_range[0], self.y_range[1]]
+        return {"user_sz": list(self.user_sz), "item_sz": list(self.item_sz), "y_range": y,
+                "n_act": self.n_act}

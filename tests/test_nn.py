@@ -330,3 +330,28 @@ def test_embedding_concat_and_dropout_kernels():
     np.testing.assert_array_equal(y, x * mask)
     _core.dropout_backward(dx, x, mask)
     np.testing.assert_array_equal(dx, 1 + x * mask)
+
+
+def test_nn_models_save_export_and_predict_shapes(synth_ratings, tmp_path):
+    "fastai's (N, 1) predictions for the neural models, and pickle-free round trips."
+    from collabc import load_learner
+    dls = _small_dls(synth_ratings)
+    n_users, n_items = len(dls.classes["user"]), len(dls.classes["item"])
+    for make in [lambda: collab_learner(dls, use_nn=True, layers=[8, 4], y_range=(0, 5.5),
+                                        config=tabular_config(ps=[0.1, 0.0], embed_p=0.02), path=tmp_path),
+                 lambda: Learner(dls, CollabNN((n_users, 3), (n_items, 4), n_act=6), path=tmp_path)]:
+        set_seed(2)
+        learn = make()
+        learn.logger = lambda *a: None
+        learn.fit(1, 1e-2)
+        preds, targs = learn.get_preds()
+        assert preds.shape == (dls.valid.n, 1) and targs.shape == (dls.valid.n, 1)
+        learn.save("m")
+        fresh = make()
+        fresh.load("m")
+        np.testing.assert_array_equal(fresh.get_preds()[0], preds)
+        np.testing.assert_array_equal(fresh.model.stats, learn.model.stats)
+        learn.export("e.npz")
+        loaded = load_learner(tmp_path / "e.npz")
+        assert type(loaded.model) is type(learn.model)
+        np.testing.assert_array_equal(loaded.model(dls.valid.x), preds[:, 0])  # exports carry no data
