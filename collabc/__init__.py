@@ -13,7 +13,7 @@ from .metrics import MSELossFlat, mae, mse, rmse
 from .models import (CollabNN, DotProduct, DotProductBias, Embedding, EmbeddingDotBias,
                      EmbeddingNN, TabularModel, create_params, emb_sz_rule, get_emb_sz,
                      sigmoid_range, tabular_config, trunc_normal_)
-from .optim import SGD, Adam
+from .optim import SGD, Adagrad, Adam
 from .seed import set_seed
 from .inference import FoldIn
 from .interpret import SuggestionMethod, minimum, most_similar, pca, plot_pca, slide, steep, valley
@@ -26,7 +26,7 @@ __all__ = ["CategoryMap", "CollabDataLoaders", "DataLoader", "DataLoaders", "URL
            "Learner", "Recorder", "TrainingDivergedError", "collab_learner", "MSELossFlat", "mae",
            "mse", "rmse", "DotProduct", "DotProductBias", "Embedding", "EmbeddingDotBias",
            "create_params", "sigmoid_range", "trunc_normal_", "CollabNN", "EmbeddingNN",
-           "TabularModel", "emb_sz_rule", "get_emb_sz", "tabular_config", "SGD", "Adam", "set_seed",
+           "TabularModel", "emb_sz_rule", "get_emb_sz", "tabular_config", "SGD", "Adam", "Adagrad", "set_seed",
            "FoldIn", "SuggestionMethod", "minimum", "most_similar", "pca", "plot_pca", "slide", "steep",
            "valley", "CollabcFileError", "load_learner", "map_at_k", "ndcg_at_k", "precision_at_k",
            "ranking_metrics", "recall_at_k"]

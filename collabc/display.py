@@ -3,7 +3,7 @@
 import html
 import sys
 
-__all__ = ["EpochTable", "format_time", "in_notebook"]
+__all__ = ["EpochTable", "ProgressBar", "format_time", "in_notebook"]
 
 
 def format_time(t):
@@ -70,3 +70,58 @@ class EpochTable:
 
     def close(self):
         pass
+
+
+class ProgressBar:
+    """fastprogress's bar for one epoch: `45.00% [562/1250 00:01<00:01 0.8123]`. In Jupyter an
+    HTML <progress> element updated in place; in a console a line redrawn with '\\r', only when
+    stdout is a terminal (as fastprogress does). It appears only once the epoch is expected to
+    take more than `min_seconds`, so short epochs print nothing extra."""
+    def __init__(self, total, enabled=True, min_seconds=1.0):
+        self.total, self.min_seconds = max(int(total), 1), min_seconds
+        self.notebook = enabled and in_notebook()
+        try:
+            tty = sys.stdout.isatty()
+        except (AttributeError, ValueError):
+            tty = False
+        self.console = enabled and not self.notebook and tty
+        self.handle, self.shown, self.width = None, False, 0
+
+    def text(self, done, elapsed, comment=""):
+        remaining = elapsed / done * (self.total - done) if done else 0.0
+        return (f"{100 * done / self.total:.2f}% [{done}/{self.total} {format_time(elapsed)}"
+                f"<{format_time(remaining)}{' ' + comment if comment else ''}]")
+
+    def update(self, done, elapsed, comment=""):
+        if not (self.console or self.notebook):
+            return
+        expected = elapsed / done * self.total if done else 0.0
+        if not self.shown and max(expected, elapsed) < self.min_seconds:
+            return
+        self.shown = True
+        text = self.text(done, elapsed, comment)
+        if self.notebook:
+            from IPython.display import HTML, display
+            body = HTML(f'<progress value="{done}" max="{self.total}" style="width:300px; height:20px; '
+                        f'vertical-align: middle;"></progress> {html.escape(text)}')
+            if self.handle is None:
+                self.handle = display(body, display_id=True)
+            else:
+                self.handle.update(body)
+        else:
+            n = int(40 * done / self.total)
+            line = f"|{'█' * n}{' ' * (40 - n)}| {text}"
+            self.width = max(self.width, len(line))
+            sys.stdout.write("\r" + line.ljust(self.width))
+            sys.stdout.flush()
+
+    def close(self):
+        if not self.shown:
+            return
+        if self.notebook and self.handle is not None:
+            from IPython.display import HTML
+            self.handle.update(HTML(""))
+        elif self.console:
+            sys.stdout.write("\r" + " " * self.width + "\r")
+            sys.stdout.flush()
+        self.shown = False

@@ -5,6 +5,8 @@ the epoch table); each training epoch is one call into the C driver with the GIL
 """
 import contextlib
 import math
+import os
+import signal
 import pathlib
 import threading
 import time
@@ -12,7 +14,7 @@ import time
 import numpy as np
 
 from . import _core
-from .display import EpochTable, format_time
+from .display import EpochTable, ProgressBar, format_time
 from .metrics import MSELossFlat
 from .models import EmbeddingDotBias, EmbeddingNN, Module, get_emb_sz, tabular_config
 from .optim import SGD, Adam, Optimizer
@@ -116,9 +118,22 @@ class Learner:
     `opt_func` is `Adam` (default) or `SGD`, or a `functools.partial` of them; `loss_func` must
     be `MSELossFlat` (the C core trains with MSE); `metrics` are functions of
     `(preds, targs)` such as `rmse` and `mae`; `wd=None` keeps the optimizer's default
-    (fastai Adam: 0.01)."""
+    (fastai Adam: 0.01).
+
+    `train_mode='exact'` (default) is fastai's training, step for step: mini-batches of `bs`,
+    dense optimizer updates of every parameter. `train_mode='sparse'` is the fast path for large
+    data (dot-product models): rating by rating, each update touches only its own user and
+    item rows (SGD, row-wise `Adagrad`, or lazy `Adam`, with `wd` as an L2 penalty on those
+    rows), over a grid of blocks that `n_threads` threads (default: all cores) train at once
+    without sharing a row; the result does not depend on the number of threads. Its learning
+    rates and weight decays are per rating, so they differ from the exact path's (e.g.
+    `Adagrad` with lr 0.05 and wd 0.02).
+
+    Ctrl-C during `fit` stops cleanly after the running segment (about a quarter of a second
+    of work): the model keeps every update, the recorder stays consistent."""
     def __init__(self, dls, model, loss_func=None, opt_func=Adam, lr=1e-3, metrics=None,
-                 wd=None, wd_bn_bias=False, moms=(0.95, 0.85, 0.95), path=None, model_dir="models"):
+                 wd=None, wd_bn_bias=False, moms=(0.95, 0.85, 0.95), path=None, model_dir="models",
+                 train_mode="exact", n_threads=None):
         if not isinstance(model, Module):
             raise TypeError(f"model must be a collabc model (e.g. EmbeddingDotBias), got {type(model).__name__}")
         if loss_func is None:
@@ -134,6 +149,18 @@ class Learner:
         self.lr = _positive_float("lr", lr)
         self.wd = None if wd is None else _positive_float("wd", wd, allow_zero=True)
         self.wd_bn_bias = bool(wd_bn_bias)
+        if train_mode not in ("exact", "sparse"):
+            raise ValueError(f"train_mode must be 'exact' (fastai's dense training, the default) or "
+                             f"'sparse' (the fast path for large data), got {train_mode!r}")
+        if train_mode == "sparse" and not hasattr(model, "_fit_blocks"):
+            raise ValueError(f"train_mode='sparse' trains the dot-product models only, not "
+                             f"{type(model).__name__}")
+        self.train_mode = train_mode
+        if n_threads is None:
+            n_threads = os.cpu_count() or 1
+        if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or not 1 <= n_threads <= 64:
+            raise ValueError(f"n_threads must be an integer in [1, 64], got {n_threads!r}")
+        self.n_threads = int(n_threads)
         if metrics is None:
             metrics = []
         elif callable(metrics):
@@ -168,6 +195,9 @@ class Learner:
         opt = self.opt_func(self.model.n_params, lr=self.lr)
         if not isinstance(opt, Optimizer):
             raise TypeError(f"opt_func must create a collabc optimizer (Adam or SGD), got {type(opt).__name__}")
+        if opt.kind == "adagrad" and self.train_mode != "sparse":
+            raise TypeError("Adagrad is available on the sparse path only: "
+                            "Learner(..., train_mode='sparse')")
         self.opt = opt
         if self.wd is not None:
             self.opt.set_hypers(wd=self.wd)
@@ -177,7 +207,7 @@ class Learner:
         "Train `n_epoch` epochs at a constant `lr` (default `self.lr`)."
         n_epoch = _check_epochs(n_epoch)
         self._prepare(lr, wd, reset_opt)
-        n_iter = len(self.dls.train)
+        n_iter = self._iters_per_epoch()
         lr = self.opt.hypers["lr"]
         mom = self.opt.hypers["mom"]
         lrs = np.full(n_epoch * n_iter, lr)
@@ -198,7 +228,7 @@ class Learner:
             raise ValueError(f"moms must be three momentums in [0, 1), got {moms!r}")
         self._prepare(lr_max, wd, reset_opt)
         lr_max = self.opt.hypers["lr"]
-        n_iter = len(self.dls.train)
+        n_iter = self._iters_per_epoch()
         pos = np.arange(n_epoch * n_iter, dtype=np.float64) / (n_epoch * n_iter)
         lrs = _core.onecycle(pos, lr_max / div, lr_max, lr_max / div_final, pct_start)
         mom_s = _core.onecycle(pos, moms[0], moms[1], moms[2], pct_start)
@@ -224,48 +254,154 @@ class Learner:
         if not self._lock.acquire(blocking=False):
             raise RuntimeError("this Learner is already training or predicting in another thread; "
                                "use one Learner per thread")
+        old_handler = None
+        self._interrupted = False
         try:
+            if threading.current_thread() is threading.main_thread():
+                try:
+                    old_handler = signal.signal(signal.SIGINT, self._on_interrupt)
+                except (ValueError, OSError):
+                    old_handler = None
             self._fit_epochs(n_epoch, lrs, moms, scheduled)
         finally:
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
             self._lock.release()
+
+    def _on_interrupt(self, signum, frame):
+        "Ctrl-C during fit: stop cleanly after the running segment; a second Ctrl-C aborts."
+        if self._interrupted:
+            raise KeyboardInterrupt
+        self._interrupted = True
+
+    # ------------------------------------------------------------------ the training paths
+    def _iters_per_epoch(self):
+        "Scheduled iterations per epoch: batches (exact path) or blocks (sparse path)."
+        if self.train_mode == "sparse":
+            return self._n_blocks() ** 2
+        return len(self.dls.train)
+
+    def _n_blocks(self):
+        "Blocks per side of the sparse path's grid: enough strata to keep every thread busy."
+        return max(8, 4 * self.n_threads)
+
+    def _exact_runner(self, epoch_lrs, epoch_moms):
+        "Trains batches [done, done + n) of this epoch's order on the exact path."
+        dl = self.dls.train
+        if self._grads is None or self._grads.size != self.model.n_params:
+            self._grads = np.zeros(self.model.n_params, np.float32)
+        order, bs = dl.order(), dl.bs
+        n_wd = self.model.n_params if self.wd_bn_bias else None
+
+        def run(done, n, losses):
+            return self.model._fit_epoch(self.opt, self._grads, dl.x, dl.y,
+                                         order[done * bs:(done + n) * bs], bs,
+                                         epoch_lrs[done:done + n], epoch_moms[done:done + n],
+                                         losses[done:done + n], n_wd=n_wd)
+        return run, 1
+
+    def _sparse_runner(self, epoch_lrs, epoch_moms):
+        "Trains blocks [done, done + n) of this epoch's random strata on the sparse path."
+        dl, nb = self.dls.train, self._n_blocks()
+        starts = self._block_starts(dl, nb)
+        state = self._sparse_state()
+        rng = dl.rng
+        strata, groups = rng.permutation(nb), rng.permutation(nb)
+        blocks = np.array([g * nb + (g + s) % nb for s in strata for g in groups], dtype=np.int64)
+
+        def run(done, n, losses):
+            return self.model._fit_blocks(self.opt, state, dl.x, dl.y, starts,
+                                          blocks[done:done + n], epoch_lrs[done:done + n],
+                                          losses[done:done + n], float(epoch_moms[done]),
+                                          self.n_threads)
+        return run, nb
+
+    def _block_starts(self, dl, nb):
+        """Groups the training rows in place into nb x nb blocks (once per loader): the rows'
+        order is irrelevant to training, and `dl.df` keeps matching the rows."""
+        cached = getattr(dl, "_blocks", None)
+        if cached is not None and cached[0] == nb and cached[1] is dl.x:
+            return cached[2]
+        if getattr(dl, "_rows", None) is None and getattr(dl, "_df", None) is not None:
+            dl._src, dl._rows, dl._df = dl._df, np.arange(dl.n, dtype=np.int64), None
+        rows = getattr(dl, "_rows", None)
+        extra = None
+        if rows is not None:
+            rows = np.ascontiguousarray(rows, dtype=np.int64)
+            dl._rows, dl._df, extra = rows, None, rows
+        starts = _core.block_sort(dl.x, dl.y, extra, nb)
+        dl._blocks = (nb, dl.x, starts)
+        return starts
+
+    def _sparse_state(self):
+        "The sparse path's optimizer buffers, kept on the optimizer (they survive fits)."
+        opt, m = self.opt, self.model
+        rows = m.n_users + m.n_items
+        if opt.kind == "adam":
+            if getattr(opt, "pow1", None) is None or opt.pow1.size != rows:
+                opt.pow1, opt.pow2 = np.ones(rows, np.float32), np.ones(rows, np.float32)
+            return {"m": opt.m, "v": opt.v, "pow1": opt.pow1, "pow2": opt.pow2}
+        if opt.kind == "adagrad":
+            if opt.v.size != 2 * rows:
+                opt.v = np.zeros(2 * rows, np.float32)
+            return {"v": opt.v}
+        return {}
 
     def _fit_epochs(self, n_epoch, lrs, moms, scheduled):
         dl = self.dls.train
-        n_iter = len(dl)
+        n_iter = self._iters_per_epoch()
         rec = self.recorder
         rec._begin_fit([getattr(m, "name", getattr(m, "__name__", "metric")) for m in self.metrics],
                        scheduled)
         table = EpochTable(rec.metric_names, enabled=self.show_table, logger=self.logger)
-        if self._grads is None or self._grads.size != self.model.n_params:
-            self._grads = np.zeros(self.model.n_params, np.float32)
-        x, y = dl.x, dl.y
         self.model.train()
-        for epoch in range(n_epoch):
-            t0 = time.perf_counter()
-            sl = slice(epoch * n_iter, (epoch + 1) * n_iter)
-            e_lrs, e_moms = np.ascontiguousarray(lrs[sl]), np.ascontiguousarray(moms[sl])
-            losses = np.zeros(n_iter)
-            order = dl.order()
-            bad = self.model._fit_epoch(self.opt, self._grads, x, y, order, dl.bs, e_lrs, e_moms,
-                                        losses, n_wd=self.model.n_params if self.wd_bn_bias else None)
-            done = n_iter if bad < 0 else bad
-            rec._add_batches(losses[:done], e_lrs[:done], e_moms[:done])
-            self.opt.set_hypers(lr=float(e_lrs[done - 1] if done else e_lrs[0]),
-                                mom=float(e_moms[done - 1] if done else e_moms[0]))
-            if bad >= 0:
-                table.close()
-                raise TrainingDivergedError(
-                    f"training diverged: the loss of epoch {epoch}, batch {bad} is {losses[bad]} "
-                    f"(lr={e_lrs[bad]:.3g}); the model keeps its parameters from before that batch. "
-                    f"Try a lower learning rate.")
-            rec.iters.append(len(rec.losses))
-            vals = self._validate_values()
-            rec.values.append([rec.smooth_loss, *vals])
-            elapsed = time.perf_counter() - t0
-            rec.times.append(elapsed)
-            table.row([epoch, rec.smooth_loss, *vals, format_time(elapsed)])
-        self.model.eval()
-        table.close()
+        try:
+            for epoch in range(n_epoch):
+                t0 = time.perf_counter()
+                sl = slice(epoch * n_iter, (epoch + 1) * n_iter)
+                e_lrs, e_moms = np.ascontiguousarray(lrs[sl]), np.ascontiguousarray(moms[sl])
+                make = self._sparse_runner if self.train_mode == "sparse" else self._exact_runner
+                run, unit = make(e_lrs, e_moms)
+                losses = np.zeros(n_iter)
+                bar = ProgressBar(n_iter, enabled=self.show_table)
+                done, seg = 0, unit * max(1, min(n_iter // unit, 64 // unit or 1))
+                while done < n_iter and not self._interrupted:
+                    n = min(seg, n_iter - done)
+                    ts = time.perf_counter()
+                    bad = run(done, n, losses)
+                    ok = n if bad < 0 else bad
+                    rec._add_batches(losses[done:done + ok], e_lrs[done:done + ok], e_moms[done:done + ok])
+                    done += ok
+                    if done:
+                        self.opt.set_hypers(lr=float(e_lrs[done - 1]), mom=float(e_moms[done - 1]))
+                    if bad >= 0:
+                        what = "block" if self.train_mode == "sparse" else "batch"
+                        raise TrainingDivergedError(
+                            f"training diverged: the loss of epoch {epoch}, {what} {done} is "
+                            f"{losses[done]} (lr={e_lrs[done]:.3g}); "
+                            + ("the model keeps its parameters from before that batch. "
+                               if self.train_mode != "sparse" else
+                               "the rating that gave it was not applied, earlier ones were. ")
+                            + "Try a lower learning rate.")
+                    # segments of about a quarter second: Ctrl-C and the bar respond that fast
+                    dt = max(time.perf_counter() - ts, 1e-6)
+                    seg = max(unit, min(n_iter, int(n * 0.25 / dt) // unit * unit))
+                    bar.update(done, time.perf_counter() - t0, f"{rec.smooth_loss:.4f}")
+                bar.close()
+                if self._interrupted:
+                    self.logger(f"interrupted: stopped in epoch {epoch} after {done} of {n_iter} "
+                                f"{'blocks' if self.train_mode == 'sparse' else 'batches'}; the model "
+                                f"keeps every update made so far")
+                    break
+                rec.iters.append(len(rec.losses))
+                vals = self._validate_values()
+                rec.values.append([rec.smooth_loss, *vals])
+                elapsed = time.perf_counter() - t0
+                rec.times.append(elapsed)
+                table.row([epoch, rec.smooth_loss, *vals, format_time(elapsed)])
+        finally:
+            self.model.eval()
+            table.close()
 
     # ------------------------------------------------------------------ evaluation
     def _predict_dl(self, dl):

@@ -247,6 +247,16 @@ class _DotFamily(Module):
         opt.step_count = step
         return bad
 
+    def _fit_blocks(self, opt, state, x, y, starts, blocks, lrs, losses, mom, n_threads):
+        """The sparse path (csrc/sparse.c): trains the listed blocks of block-sorted x / y;
+        returns the position of a block whose error was not finite, or -1."""
+        h = opt.hypers
+        return _core.dot_fit_blocks(
+            self.params, losses, x, y, starts, blocks, lrs, opt=opt.kind, m=state.get("m"),
+            v=state.get("v"), pow1=state.get("pow1"), pow2=state.get("pow2"), wd=h["wd"],
+            mom=mom, sqr_mom=h.get("sqr_mom", 0.0), eps=h.get("eps", 1e-8),
+            n_threads=n_threads, **self._core_args())
+
     def _ids(self, arr, is_item):
         "Indices of raw ids (labels) through the classes the model was built from."
         if getattr(self, "classes", None) is None:

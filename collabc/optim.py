@@ -6,7 +6,7 @@ The arithmetic runs in C (`csrc/optim.c`); the epoch driver calls it once per ba
 """
 import numpy as np
 
-__all__ = ["Optimizer", "Adam", "SGD"]
+__all__ = ["Optimizer", "Adam", "SGD", "Adagrad"]
 
 
 def _check_hyper(name, v, lo=0.0, hi=None, lo_open=False):
@@ -108,3 +108,20 @@ class SGD(Optimizer):
 
     def _buffers(self):
         return [self.m] if self.m is not None else []
+
+
+class Adagrad(Optimizer):
+    """Row-wise Adagrad (LibMF's adaptive learning rate), for the sparse training path only:
+    each user or item row keeps one accumulator of its mean squared gradient (its bias a second
+    one) and steps by `lr * g / sqrt(acc + eps)`. `wd` is an L2 penalty on the rows a rating
+    touches. Use with `Learner(..., train_mode='sparse')`."""
+    kind = "adagrad"
+    _hyper_names = {"lr", "eps", "wd", "decouple_wd", "mom"}
+
+    def __init__(self, n_params, lr=1e-2, eps=1e-8, wd=0.0, decouple_wd=True):
+        super().__init__(n_params, lr, eps=eps, wd=wd, decouple_wd=decouple_wd, mom=0.0)
+        self.m = None
+        self.v = np.zeros(0, np.float32)
+
+    def _buffers(self):
+        return [self.v]

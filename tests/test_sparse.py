@@ -1,0 +1,224 @@
+"""The sparse training path (issue 6): block sorting, the block-scheduled kernels against the
+float64 reference, thread-count independence, determinism, bad input, divergence, and the
+Learner's train_mode='sparse' with segments and Ctrl-C."""
+import pathlib
+import signal
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import reference_sparse as ref  # noqa: E402
+
+from collabc import Adagrad, Adam, CollabDataLoaders, SGD, _core, collab_learner, set_seed  # noqa: E402
+
+
+def data(seed=0, nu=13, ni=11, n=600):
+    rng = np.random.default_rng(seed)
+    x = np.stack([rng.integers(0, nu, n), rng.integers(0, ni, n)], 1).astype(np.int32)
+    y = rng.integers(1, 6, n).astype(np.float32)
+    return x, y
+
+
+def strata(nb, rng):
+    s, g = rng.permutation(nb), rng.permutation(nb)
+    return np.array([gg * nb + (ss + gg) % nb for ss in s for gg in g], dtype=np.int64)
+
+
+def test_block_sort_groups_rows_in_place():
+    x, y = data()
+    extra = np.arange(len(y), dtype=np.int64)
+    x0, y0 = x.copy(), y.copy()
+    starts = _core.block_sort(x, y, extra, 4)
+    assert starts.shape == (17,) and starts[0] == 0 and starts[-1] == len(y)
+    np.testing.assert_array_equal(x, x0[extra])  # extra followed the rows
+    np.testing.assert_array_equal(y, y0[extra])
+    assert sorted(extra.tolist()) == list(range(len(y)))
+    for b in range(16):
+        rows = x[starts[b]:starts[b + 1]]
+        assert np.all(rows[:, 0] % 4 == b // 4) and np.all(rows[:, 1] % 4 == b % 4)
+
+
+CASES = [("sgd", True, (0.0, 5.5), 0.02), ("sgd", False, None, 0.0), ("adagrad", True, (0.0, 5.5), 0.02),
+         ("adagrad", True, None, 0.05), ("adam", True, (0.5, 5.0), 0.01), ("adam", False, (0.0, 5.5), 0.0)]
+
+
+@pytest.mark.parametrize("opt,has_bias,y_range,wd", CASES)
+def test_fit_blocks_matches_reference(opt, has_bias, y_range, wd):
+    nu, ni, k, nb = 13, 11, 5, 4
+    x, y = data(1, nu, ni)
+    starts = _core.block_sort(x, y, None, nb)
+    rng = np.random.default_rng(2)
+    P = (nu + ni) * (k + (1 if has_bias else 0))
+    params = (rng.standard_normal(P) * 0.1).astype(np.float32)
+    blocks = np.concatenate([strata(nb, rng), strata(nb, rng)])
+    lrs = np.linspace(0.05, 0.01, len(blocks)) if opt != "adam" else np.full(len(blocks), 0.01)
+    rows = nu + ni
+    m, v = np.zeros(P, np.float32), np.zeros(P if opt == "adam" else 2 * rows, np.float32)
+    p1, p2 = np.ones(rows, np.float32), np.ones(rows, np.float32)
+    losses = np.zeros(len(blocks))
+    want, want_losses, _ = ref.fit_blocks(params, x, y, starts, blocks, lrs, nu, ni, k, has_bias,
+                                          y_range, opt, wd)
+    bad = _core.dot_fit_blocks(params, losses, x, y, starts, blocks, lrs, n_users=nu, n_items=ni,
+                               n_factors=k, has_bias=has_bias, y_range=y_range, opt=opt, m=m, v=v,
+                               pow1=p1, pow2=p2, wd=wd, mom=0.9, sqr_mom=0.999, eps=1e-8, n_threads=1)
+    assert bad == -1
+    np.testing.assert_allclose(params, want, rtol=1e-4, atol=1e-5, err_msg=f"{opt} bias={has_bias} {y_range}")
+    np.testing.assert_allclose(losses, want_losses, rtol=1e-4, atol=1e-5)
+
+
+def run_threads(n_threads, seed=3):
+    nu, ni, k, nb = 40, 30, 8, 8
+    x, y = data(seed, nu, ni, 5000)
+    starts = _core.block_sort(x, y, None, nb)
+    rng = np.random.default_rng(seed)
+    P = (nu + ni) * (k + 1)
+    params = (rng.standard_normal(P) * 0.1).astype(np.float32)
+    v = np.zeros(2 * (nu + ni), np.float32)
+    blocks = np.concatenate([strata(nb, rng) for _ in range(3)])
+    losses = np.zeros(len(blocks))
+    _core.dot_fit_blocks(params, losses, x, y, starts, blocks, np.full(len(blocks), 0.05),
+                         n_users=nu, n_items=ni, n_factors=k, has_bias=True, y_range=(0.0, 5.5),
+                         opt="adagrad", m=None, v=v, pow1=None, pow2=None, wd=0.02, mom=0.0,
+                         sqr_mom=0.0, eps=1e-8, n_threads=n_threads)
+    return params, losses
+
+
+def test_threads_give_bit_identical_results():
+    "Blocks of a stratum share no row, so the thread count cannot change any result."
+    p1, l1 = run_threads(1)
+    for t in (2, 3, 8):
+        pt, lt = run_threads(t)
+        np.testing.assert_array_equal(pt, p1)
+        np.testing.assert_array_equal(lt, l1)
+    p1b, _ = run_threads(1)
+    np.testing.assert_array_equal(p1b, p1)  # and repeatable
+
+
+def test_bad_arguments():
+    nu, ni, k, nb = 13, 11, 3, 4
+    x, y = data(0, nu, ni)
+    starts = _core.block_sort(x, y, None, nb)
+    P = (nu + ni) * (k + 1)
+    base = dict(params=np.zeros(P, np.float32), losses=np.zeros(4), x=x, y=y, starts=starts,
+                blocks=np.array([0, 5, 10, 15], np.int64), lrs=np.full(4, 0.01), n_users=nu,
+                n_items=ni, n_factors=k, has_bias=True, y_range=(0, 5.5), opt="sgd", m=None,
+                v=None, pow1=None, pow2=None, wd=0.0, mom=0.0, sqr_mom=0.0, eps=1e-8, n_threads=2)
+    _core.dot_fit_blocks(**base)
+    with pytest.raises(ValueError, match="share a user or item group"):
+        _core.dot_fit_blocks(**{**base, "blocks": np.array([0, 1, 10, 15], np.int64)})
+    with pytest.raises(ValueError, match="whole strata"):
+        _core.dot_fit_blocks(**{**base, "blocks": np.array([0, 5], np.int64), "lrs": np.full(2, .01),
+                                "losses": np.zeros(2)})
+    with pytest.raises(IndexError, match="'blocks' holds 16"):
+        _core.dot_fit_blocks(**{**base, "blocks": np.array([0, 5, 10, 16], np.int64)})
+    with pytest.raises(ValueError, match="'starts' must be the block starts"):
+        _core.dot_fit_blocks(**{**base, "starts": starts[:-1].copy()})
+    with pytest.raises(ValueError, match="opt must be"):
+        _core.dot_fit_blocks(**{**base, "opt": "rmsprop"})
+    with pytest.raises(TypeError, match="Adagrad needs"):
+        _core.dot_fit_blocks(**{**base, "opt": "adagrad"})
+    with pytest.raises(ValueError, match="shape"):
+        _core.dot_fit_blocks(**{**base, "opt": "adagrad", "v": np.zeros(3, np.float32)})
+    with pytest.raises(ValueError, match="n_threads"):
+        _core.dot_fit_blocks(**{**base, "n_threads": 0})
+    xb = x.copy()
+    xb[5, 1] = ni
+    with pytest.raises(IndexError, match="an item id"):
+        _core.dot_fit_blocks(**{**base, "x": xb})
+    with pytest.raises(ValueError, match="'nb' must be >= 1"):
+        _core.block_sort(x.copy(), y.copy(), None, 0)
+    xn = x.copy()
+    xn[0, 0] = -1
+    with pytest.raises(IndexError, match="a user id -1"):
+        _core.block_sort(xn, y.copy(), None, 4)
+
+
+def test_divergence_is_reported_and_not_applied():
+    nu, ni, k, nb = 13, 11, 3, 4
+    x, y = data(0, nu, ni)
+    starts = _core.block_sort(x, y, None, nb)
+    P = (nu + ni) * k
+    params = np.ones(P, np.float32)
+    bad = _core.dot_fit_blocks(params, np.zeros(16), x, y, starts, strata(nb, np.random.default_rng(0)),
+                               np.full(16, 1e6), n_users=nu, n_items=ni, n_factors=k, has_bias=False,
+                               y_range=None, opt="sgd", m=None, v=None, pow1=None, pow2=None,
+                               wd=0.0, mom=0.0, sqr_mom=0.0, eps=1e-8, n_threads=1)
+    assert bad >= 0
+
+
+# ---------------------------------------------------------------- through the Learner
+def test_learner_sparse_mode_trains(synth_ratings):
+    for opt_func, lr, wd in [(Adagrad, 0.05, 0.02), (SGD, 0.02, 0.02), (Adam, 0.01, 0.01)]:
+        set_seed(0)
+        dls = CollabDataLoaders.from_df(synth_ratings, bs=64, seed=0)
+        df_before = dls.train.df.copy()
+        learn = collab_learner(dls, n_factors=4, y_range=(0, 5.5), opt_func=opt_func,
+                               train_mode="sparse", n_threads=2)
+        learn.logger = lambda *a: None
+        before = learn.validate()[0]
+        learn.fit_one_cycle(4, lr, wd=wd)
+        assert learn.recorder.values[-1][1] < before, opt_func.__name__
+        assert len(learn.recorder.lrs) == 4 * 64  # 8 x 8 blocks per epoch
+        # the rows were regrouped in place; the split's frame still matches them
+        df = dls.train.df
+        assert sorted(map(tuple, df.values.tolist())) == sorted(map(tuple, df_before.values.tolist()))
+        enc = np.stack([[dls.classes["user"].o2i[u] for u in df["user"]],
+                        [dls.classes["item"].o2i[i] for i in df["item"]]], 1)
+        np.testing.assert_array_equal(enc, dls.train.x)
+
+
+def test_learner_sparse_results_do_not_depend_on_threads(synth_ratings):
+    out = []
+    for t in (1, 2):
+        set_seed(5)
+        dls = CollabDataLoaders.from_df(synth_ratings, bs=64, seed=0)
+        learn = collab_learner(dls, n_factors=4, y_range=(0, 5.5), opt_func=Adagrad,
+                               train_mode="sparse", n_threads=t)
+        learn.logger = lambda *a: None
+        learn.fit(2, 0.05, wd=0.02)
+        out.append((learn.model.params.copy(), np.array(learn.recorder.values)))
+    # n_threads also sets the grid (max(8, 4 * threads)): 1 and 2 threads share the 8 x 8 grid
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    np.testing.assert_array_equal(out[0][1], out[1][1])
+
+
+def test_sparse_mode_refusals(synth_ratings):
+    dls = CollabDataLoaders.from_df(synth_ratings, bs=64, seed=0)
+    with pytest.raises(ValueError, match="train_mode must be"):
+        collab_learner(dls, train_mode="fast")
+    with pytest.raises(ValueError, match="dot-product models only"):
+        collab_learner(dls, use_nn=True, layers=[4], train_mode="sparse")
+    with pytest.raises(ValueError, match="n_threads"):
+        collab_learner(dls, train_mode="sparse", n_threads=0)
+    learn = collab_learner(dls, opt_func=Adagrad)
+    with pytest.raises(TypeError, match="sparse path only"):
+        learn.fit(1)
+
+
+def test_ctrl_c_stops_cleanly_between_segments(synth_ratings):
+    "SIGINT during fit ends it after the running segment; the recorder stays consistent."
+    set_seed(0)
+    dls = CollabDataLoaders.from_df(synth_ratings, bs=8, seed=0)
+    learn = collab_learner(dls, n_factors=4, y_range=(0, 5.5))
+    logs = []
+    learn.logger = logs.append
+    real = learn.model._fit_epoch
+    calls = []
+
+    def interrupting(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C here
+        return real(*a, **kw)
+    learn.model._fit_epoch = interrupting
+    learn.fit(3, 1e-2)
+    assert any("interrupted" in str(m) for m in logs)
+    rec = learn.recorder
+    assert len(rec.losses) == len(rec.lrs) and 0 < len(rec.losses) < 3 * len(dls.train)
+    assert np.all(np.isfinite(learn.model.params))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    del learn.model._fit_epoch
+    learn.fit(1, 1e-2)  # still usable
+    assert len(learn.recorder.values) == 1
