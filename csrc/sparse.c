@@ -1,7 +1,6 @@
 /* sparse.c - per-rating SGD / row-wise Adagrad / lazy Adam for the dot-product models over
  * a grid of blocks, with LibMF's scheduling on pthreads: a mutex hands each thread a block
- * whose user group and item group no other thread holds. Each thread owns a scratch row of
- * gradients. */
+ * whose user group and item group no other thread holds. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <pthread.h>
@@ -72,49 +71,105 @@ CF_INLINE float dot16(const float *a, const float *b, int64_t n) {
 }
 #endif
 
-/* updates the K factors p (and bias *b, may be NULL) of one row given their gradient
- * gp = dz * other_row (+ wd p), gb = dz (+ wd b) */
-CF_INLINE void row_update(float *restrict p, float *restrict b, const float *restrict g,
-                              float gb, int64_t K, int64_t row, float lr, const cf_sparse_opt *o,
-                              int64_t n_rows_total, int64_t off) {
+/* sum over f of (dz * b[f] + wd * a[f])^2: the squared gradient of row a, in 16 lanes */
+CF_INLINE float grad_sumsq(const float *a, const float *b, float dz, float wd, int64_t n) {
+    float acc[16] = {0};
+    int64_t f = 0;
+    for (; f + 16 <= n; f += 16)
+        for (int l = 0; l < 16; l++) {
+            float g = dz * b[f + l] + wd * a[f + l];
+            acc[l] += g * g;
+        }
+    for (int l = 0; f < n; f++, l++) {
+        float g = dz * b[f] + wd * a[f];
+        acc[l] += g * g;
+    }
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+    return acc[0];
+}
+
+/* One rating's update of its user row pu (bias *bu) and item row qi (bias *bi), given
+ * dz = dL/dz: g_pu = dz qi + wd pu, g_qi = dz pu + wd qi, g_b = dz + wd b, all from the
+ * values before the update. ru / ri are the rows' optimizer rows (items after users), ou /
+ * oi their offsets in the parameter block. One fused pass per optimizer. */
+CF_INLINE void update_pair(const cf_sparse_opt *o, float *restrict pu, float *restrict qi,
+                           float *bu, float *bi, float dz, float wd, float lr, int64_t K,
+                           int64_t ru, int64_t ri, int64_t n_rows, int64_t ou, int64_t oi) {
+    float gbu = bu ? dz + wd * *bu : 0.0f, gbi = bi ? dz + wd * *bi : 0.0f;
     if (o->kind == CF_SPARSE_SGD) {
-        for (int64_t k = 0; k < K; k++) p[k] -= lr * g[k];
-        if (b) *b -= lr * gb;
+        for (int64_t f = 0; f < K; f++) {
+            float a = pu[f], b = qi[f];
+            pu[f] = a - lr * (dz * b + wd * a);
+            qi[f] = b - lr * (dz * a + wd * b);
+        }
+        if (bu) *bu -= lr * gbu;
+        if (bi) *bi -= lr * gbi;
     } else if (o->kind == CF_SPARSE_ADAGRAD) {
-        float ss = dot16(g, g, K);
         float *acc = o->v;
-        acc[row] += ss / (float)K;
-        float s = lr / sqrtf(acc[row] + (float)o->eps);
-        for (int64_t k = 0; k < K; k++) p[k] -= s * g[k];
-        if (b) {
-            acc[n_rows_total + row] += gb * gb;
-            *b -= lr * gb / sqrtf(acc[n_rows_total + row] + (float)o->eps);
+        const float e = (float)o->eps;
+        acc[ru] += grad_sumsq(pu, qi, dz, wd, K) / (float)K;
+        acc[ri] += grad_sumsq(qi, pu, dz, wd, K) / (float)K;
+        const float cu = lr / sqrtf(acc[ru] + e), ci = lr / sqrtf(acc[ri] + e);
+        for (int64_t f = 0; f < K; f++) {
+            float a = pu[f], b = qi[f];
+            pu[f] = a - cu * (dz * b + wd * a);
+            qi[f] = b - ci * (dz * a + wd * b);
+        }
+        if (bu) {
+            acc[n_rows + ru] += gbu * gbu;
+            *bu -= lr * gbu / sqrtf(acc[n_rows + ru] + e);
+        }
+        if (bi) {
+            acc[n_rows + ri] += gbi * gbi;
+            *bi -= lr * gbi / sqrtf(acc[n_rows + ri] + e);
         }
     } else {
         const float b1 = (float)o->beta1, b2 = (float)o->beta2, e = (float)o->eps;
-        float p1 = o->pow1[row] * b1, p2 = o->pow2[row] * b2;
-        o->pow1[row] = p1;
-        o->pow2[row] = p2;
-        const float a = lr / (1.0f - p1), r2 = 1.0f / sqrtf(1.0f - p2);
-        float *restrict m = o->m + off, *restrict v = o->v + off;
-        for (int64_t k = 0; k < K; k++) {
-            m[k] = b1 * m[k] + (1.0f - b1) * g[k];
-            v[k] = b2 * v[k] + (1.0f - b2) * (g[k] * g[k]);
-            p[k] -= a * m[k] / (sqrtf(v[k]) * r2 + e);
+        const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+        float pu1 = o->pow1[ru] * b1, pu2 = o->pow2[ru] * b2;
+        float pi1 = o->pow1[ri] * b1, pi2 = o->pow2[ri] * b2;
+        o->pow1[ru] = pu1;
+        o->pow2[ru] = pu2;
+        o->pow1[ri] = pi1;
+        o->pow2[ri] = pi2;
+        const float au = lr / (1.0f - pu1), su = 1.0f / sqrtf(1.0f - pu2);
+        const float ai = lr / (1.0f - pi1), si = 1.0f / sqrtf(1.0f - pi2);
+        float *restrict mu = o->m + ou, *restrict vu = o->v + ou;
+        float *restrict mi = o->m + oi, *restrict vi = o->v + oi;
+        for (int64_t f = 0; f < K; f++) {
+            float a = pu[f], b = qi[f];
+            float gu = dz * b + wd * a, gi = dz * a + wd * b;
+            float m1 = b1 * mu[f] + c1 * gu, v1 = b2 * vu[f] + c2 * (gu * gu);
+            float m2 = b1 * mi[f] + c1 * gi, v2 = b2 * vi[f] + c2 * (gi * gi);
+            mu[f] = m1;
+            vu[f] = v1;
+            mi[f] = m2;
+            vi[f] = v2;
+            pu[f] = a - au * m1 / (sqrtf(v1) * su + e);
+            qi[f] = b - ai * m2 / (sqrtf(v2) * si + e);
         }
-        if (b) {
-            int64_t boff = (int64_t)(b - p) + off; /* same offset in m, v as the bias in params */
-            float *mb = o->m + boff, *vb = o->v + boff;
-            *mb = b1 * *mb + (1.0f - b1) * gb;
-            *vb = b2 * *vb + (1.0f - b2) * (gb * gb);
-            *b -= a * *mb / (sqrtf(*vb) * r2 + e);
+        float *params = pu - ou; /* the bias of a row sits at the same offset in m and v */
+        if (bu) {
+            int64_t ob = bu - params;
+            float m1 = b1 * o->m[ob] + c1 * gbu, v1 = b2 * o->v[ob] + c2 * (gbu * gbu);
+            o->m[ob] = m1;
+            o->v[ob] = v1;
+            *bu -= au * m1 / (sqrtf(v1) * su + e);
+        }
+        if (bi) {
+            int64_t ob = bi - params;
+            float m2 = b1 * o->m[ob] + c1 * gbi, v2 = b2 * o->v[ob] + c2 * (gbi * gbi);
+            o->m[ob] = m2;
+            o->v[ob] = v2;
+            *bi -= ai * m2 / (sqrtf(v2) * si + e);
         }
     }
 }
 
 /* trains the ratings of block position k; returns 0, or 1 on a non-finite error */
 CF_VECTOR_CLONES
-static int run_block(sparse_job *j, int64_t k, float *gu, float *gi) {
+static int run_block(sparse_job *j, int64_t k) {
     const cf_dot_config *c = j->cfg;
     const int64_t K = c->k, NU = c->n_users, NI = c->n_items;
     float *U = j->params, *I = U + NU * K;
@@ -142,13 +197,8 @@ static int run_block(sparse_job *j, int64_t k, float *gu, float *gi) {
         }
         sse += (double)err * (double)err;
         float dz = 2.0f * err * dpred;
-        for (int64_t f = 0; f < K; f++) {
-            gu[f] = dz * qi[f] + wd * pu[f];
-            gi[f] = dz * pu[f] + wd * qi[f];
-        }
-        float gbu = BU ? dz + wd * BU[u] : 0.0f, gbi = BI ? dz + wd * BI[i] : 0.0f;
-        row_update(pu, BU ? BU + u : NULL, gu, gbu, K, u, lr, j->opt, NU + NI, u * K);
-        row_update(qi, BI ? BI + i : NULL, gi, gbi, K, NU + i, lr, j->opt, NU + NI, NU * K + i * K);
+        update_pair(j->opt, pu, qi, BU ? BU + u : NULL, BI ? BI + i : NULL, dz, wd, lr, K, u,
+                    NU + i, NU + NI, u * K, NU * K + i * K);
     }
     j->block_loss[k] = end > start ? sse / (double)(end - start) : 0.0;
     return status;
@@ -193,39 +243,29 @@ static void stop_with(sparse_job *j, int64_t k, int nomem) {
 
 static void *worker(void *arg) {
     sparse_job *j = arg;
-    float *g = malloc(sizeof(float) * (size_t)(2 * j->cfg->k));
-    if (!g) {
-        stop_with(j, 0, 1);
-        return NULL;
-    }
     cf_fp_mode mode = cf_fp_flush_subnormals();
     for (;;) {
         int64_t k = take_block(j);
         if (k < 0) break;
-        if (run_block(j, k, g, g + j->cfg->k)) stop_with(j, k, 0);
+        if (run_block(j, k)) stop_with(j, k, 0);
     }
     cf_fp_restore(mode);
-    free(g);
     return NULL;
 }
 
-int cf_block_sort(int32_t *x, float *y, int64_t *extra, int64_t n, int64_t nb, int64_t *starts) {
-    if (nb < 1 || n < 0) return CF_ERR_ARG;
-    int64_t NB = nb * nb;
-    int64_t *next = malloc(sizeof(int64_t) * (size_t)NB);
-    if (!next) return CF_ERR_NOMEM;
-    for (int64_t b = 0; b <= NB; b++) starts[b] = 0;
-    for (int64_t r = 0; r < n; r++) {
-        if (x[2 * r] < 0 || x[2 * r + 1] < 0) { free(next); return CF_ERR_INDEX; }
-        starts[(x[2 * r] % nb) * nb + x[2 * r + 1] % nb + 1]++;
-    }
-    for (int64_t b = 0; b < NB; b++) starts[b + 1] += starts[b];
-    for (int64_t b = 0; b < NB; b++) next[b] = starts[b];
-    /* in-place bucket permutation (American flag sort): each swap puts one row home */
-    for (int64_t b = 0; b < NB; b++) {
-        while (next[b] < starts[b + 1]) {
-            int64_t r = next[b];
-            int64_t t = (x[2 * r] % nb) * nb + x[2 * r + 1] % nb;
+/* in-place American flag sort of rows [lo, hi) into n_keys buckets of key(row) */
+static void flag_sort(int32_t *x, float *y, int64_t *extra, int64_t lo, int64_t hi,
+                      int64_t n_keys, int64_t *start, int64_t *next, int64_t nb, int by_user) {
+#define CF_KEY(r) (by_user ? (int64_t)x[2 * (r)] / nb \
+                           : (int64_t)(x[2 * (r)] % nb) * nb + x[2 * (r) + 1] % nb)
+    for (int64_t b = 0; b <= n_keys; b++) start[b] = 0;
+    for (int64_t r = lo; r < hi; r++) start[CF_KEY(r) + 1]++;
+    start[0] = lo;
+    for (int64_t b = 0; b < n_keys; b++) start[b + 1] += start[b];
+    for (int64_t b = 0; b < n_keys; b++) next[b] = start[b];
+    for (int64_t b = 0; b < n_keys; b++) {
+        while (next[b] < start[b + 1]) {
+            int64_t r = next[b], t = CF_KEY(r);
             if (t == b) {
                 next[b]++;
                 continue;
@@ -246,7 +286,26 @@ int cf_block_sort(int32_t *x, float *y, int64_t *extra, int64_t n, int64_t nb, i
             }
         }
     }
-    free(next);
+#undef CF_KEY
+}
+
+int cf_block_sort(int32_t *x, float *y, int64_t *extra, int64_t n, int64_t nb, int64_t *starts) {
+    if (nb < 1 || n < 0) return CF_ERR_ARG;
+    int64_t NB = nb * nb, max_u = 0;
+    for (int64_t r = 0; r < n; r++) {
+        if (x[2 * r] < 0 || x[2 * r + 1] < 0) return CF_ERR_INDEX;
+        if (x[2 * r] > max_u) max_u = x[2 * r];
+    }
+    /* inside a block, rows are then ordered by user: consecutive ratings share the user's row,
+     * which stays in the first-level cache (LibMF orders its blocks the same way) */
+    int64_t n_t = max_u / nb + 1, cap = NB > n_t ? NB : n_t;
+    int64_t *tmp = malloc(sizeof(int64_t) * (size_t)(2 * cap + 1));
+    if (!tmp) return CF_ERR_NOMEM;
+    flag_sort(x, y, extra, 0, n, NB, starts, tmp, nb, 0);
+    for (int64_t b = 0; b < NB; b++)
+        if (starts[b + 1] - starts[b] > 1)
+            flag_sort(x, y, extra, starts[b], starts[b + 1], n_t, tmp + cap, tmp, nb, 1);
+    free(tmp);
     return CF_OK;
 }
 
