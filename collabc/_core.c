@@ -656,6 +656,52 @@ static PyObject *py_dot_predict(PyObject *self, PyObject *args, PyObject *kw) {
     Py_RETURN_NONE;
 }
 
+/* The optimizer and per-batch schedule shared by the epoch drivers: opt is 'adam' or 'sgd';
+ * m, v are (P,) state buffers (Adam needs both; SGD uses m as its momentum buffer, or None);
+ * parameters [0, n_wd) take weight decay; lrs and moms are (J,) per batch. Fills *opt and *J. */
+static int parse_optimizer(const char *fn, const char *opt_name, argspec *m, argspec *v,
+                           int64_t P, double wd, long long n_wd, double sqr_mom, double eps,
+                           int decouple, long long step, argspec *lrs, argspec *moms,
+                           cf_optimizer *opt, int64_t *J) {
+    memset(opt, 0, sizeof *opt);
+    if (strcmp(opt_name, "adam") == 0) opt->kind = CF_OPT_ADAM;
+    else if (strcmp(opt_name, "sgd") == 0) opt->kind = CF_OPT_SGD;
+    else {
+        PyErr_Format(PyExc_ValueError, "%s(): opt must be 'adam' or 'sgd', got '%s'", fn, opt_name);
+        return -1;
+    }
+    if (check_shape1(fn, m, P) < 0 || check_shape1(fn, v, P) < 0) return -1;
+    if (opt->kind == CF_OPT_ADAM && (!m->arr || !v->arr)) {
+        PyErr_Format(PyExc_TypeError, "%s(): Adam needs the moment buffers 'm' and 'v'", fn);
+        return -1;
+    }
+    if (check_shape1(fn, lrs, -1) < 0) return -1;
+    *J = DIM(*lrs, 0);
+    if (check_shape1(fn, moms, *J) < 0) return -1;
+    if (n_wd < 0 || n_wd > P || step < 0) {
+        PyErr_Format(PyExc_ValueError, "%s(): need 0 <= n_wd <= %lld and step >= 0", fn,
+                     (long long)P);
+        return -1;
+    }
+    if (check_hyper(fn, 0.0, 0.0, wd) < 0 ||
+        (opt->kind == CF_OPT_ADAM && check_adam_consts(fn, sqr_mom, eps) < 0))
+        return -1;
+    const double *l = (const double *)PyArray_DATA(lrs->arr);
+    const double *mo = (const double *)PyArray_DATA(moms->arr);
+    for (int64_t j = 0; j < *J; j++)
+        if (check_hyper(fn, l[j], mo[j], wd) < 0) return -1;
+    opt->m = OPTF32(*m);
+    opt->v = OPTF32(*v);
+    opt->n = P;
+    opt->n_wd = n_wd;
+    opt->wd = wd;
+    opt->beta2 = sqr_mom;
+    opt->eps = eps;
+    opt->decouple_wd = decouple;
+    opt->step = step;
+    return 0;
+}
+
 PyDoc_STRVAR(dot_fit_epoch_doc,
 "dot_fit_epoch(params, grads, m, v, losses, x, y, order, lrs, moms, *, n_users, n_items,\n"
 "              n_factors, has_bias, y_range, bs, opt, wd, n_wd, sqr_mom, eps, decouple_wd,\n"
@@ -693,57 +739,25 @@ static PyObject *py_dot_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) 
         return NULL;
     if (check_args(fn, a, 10) < 0 || parse_dot_config(fn, nu, ni, k, has_bias, y_range, &c) < 0)
         return NULL;
+    int64_t P = cf_dot_n_params(&c), J;
     cf_optimizer opt;
-    memset(&opt, 0, sizeof opt);
-    if (strcmp(opt_name, "adam") == 0) opt.kind = CF_OPT_ADAM;
-    else if (strcmp(opt_name, "sgd") == 0) opt.kind = CF_OPT_SGD;
-    else {
-        PyErr_Format(PyExc_ValueError, "%s(): opt must be 'adam' or 'sgd', got '%s'", fn, opt_name);
-        return NULL;
-    }
-    int64_t P = cf_dot_n_params(&c);
     if (check_shape1(fn, &a[0], P) < 0 || check_shape1(fn, &a[1], P) < 0 ||
-        check_shape1(fn, &a[2], P) < 0 || check_shape1(fn, &a[3], P) < 0)
+        parse_optimizer(fn, opt_name, &a[2], &a[3], P, wd, n_wd, sqr_mom, eps, decouple, step,
+                        &a[8], &a[9], &opt, &J) < 0 ||
+        check_shape2(fn, &a[5], -1, 2) < 0)
         return NULL;
-    if (opt.kind == CF_OPT_ADAM && (!a[2].arr || !a[3].arr)) {
-        PyErr_Format(PyExc_TypeError, "%s(): Adam needs the moment buffers 'm' and 'v'", fn);
-        return NULL;
-    }
-    if (check_shape2(fn, &a[5], -1, 2) < 0) return NULL;
     int64_t R = DIM(a[5], 0);
     if (check_shape1(fn, &a[6], R) < 0 || check_shape1(fn, &a[7], -1) < 0 ||
-        check_shape1(fn, &a[8], -1) < 0)
+        check_shape1(fn, &a[4], J) < 0 || positive(fn, "bs", bs) < 0)
         return NULL;
-    int64_t L = DIM(a[7], 0), J = DIM(a[8], 0);
-    if (check_shape1(fn, &a[9], J) < 0 || check_shape1(fn, &a[4], J) < 0 ||
-        positive(fn, "bs", bs) < 0)
-        return NULL;
+    int64_t L = DIM(a[7], 0);
     int64_t used = batches_fit(fn, J, bs, L);
     if (used < 0) return NULL;
-    if (n_wd < 0 || n_wd > P || step < 0) {
-        PyErr_Format(PyExc_ValueError, "%s(): need 0 <= n_wd <= %lld and step >= 0", fn,
-                     (long long)P);
-        return NULL;
-    }
-    if (check_hyper(fn, 0.0, 0.0, wd) < 0 ||
-        (opt.kind == CF_OPT_ADAM && check_adam_consts(fn, sqr_mom, eps) < 0))
-        return NULL;
-    const double *lrs = (const double *)PyArray_DATA(a[8].arr);
-    const double *moms = (const double *)PyArray_DATA(a[9].arr);
-    for (int64_t j = 0; j < J; j++)
-        if (check_hyper(fn, lrs[j], moms[j], wd) < 0) return NULL;
     const int64_t limits[2] = {c.n_users, c.n_items};
     if (check_order_rows(fn, &a[7], &a[5], used, R, 2, limits) < 0) return NULL;
     const int64_t *order = (const int64_t *)PyArray_DATA(a[7].arr);
-    opt.m = OPTF32(a[2]);
-    opt.v = OPTF32(a[3]);
-    opt.n = P;
-    opt.n_wd = n_wd;
-    opt.wd = wd;
-    opt.beta2 = sqr_mom;
-    opt.eps = eps;
-    opt.decouple_wd = decouple;
-    opt.step = step;
+    const double *lrs = (const double *)PyArray_DATA(a[8].arr);
+    const double *moms = (const double *)PyArray_DATA(a[9].arr);
     int64_t bad = -1;
     int st;
     Py_BEGIN_ALLOW_THREADS
@@ -1259,22 +1273,12 @@ static PyObject *py_nn_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) {
     if (check_args(fn, a, 14) < 0 || check_shape1(fn, &a[0], -1) < 0 ||
         check_shape1(fn, &a[2], -1) < 0)
         return NULL;
-    int64_t P = DIM(a[0], 0);
+    int64_t P = DIM(a[0], 0), J;
     cf_optimizer opt;
-    memset(&opt, 0, sizeof opt);
-    if (strcmp(opt_name, "adam") == 0) opt.kind = CF_OPT_ADAM;
-    else if (strcmp(opt_name, "sgd") == 0) opt.kind = CF_OPT_SGD;
-    else {
-        PyErr_Format(PyExc_ValueError, "%s(): opt must be 'adam' or 'sgd', got '%s'", fn, opt_name);
+    if (check_shape1(fn, &a[1], P) < 0 ||
+        parse_optimizer(fn, opt_name, &a[3], &a[4], P, wd, n_wd, sqr_mom, eps, decouple, step,
+                        &a[9], &a[10], &opt, &J) < 0)
         return NULL;
-    }
-    if (check_shape1(fn, &a[1], P) < 0 || check_shape1(fn, &a[3], P) < 0 ||
-        check_shape1(fn, &a[4], P) < 0)
-        return NULL;
-    if (opt.kind == CF_OPT_ADAM && (!a[3].arr || !a[4].arr)) {
-        PyErr_Format(PyExc_TypeError, "%s(): Adam needs the moment buffers 'm' and 'v'", fn);
-        return NULL;
-    }
     nn_holder h;
     if (parse_nn_config(fn, &a[11], &a[12], &a[13], y_range, bn_momentum, bn_eps, P,
                         DIM(a[2], 0), &h) < 0)
@@ -1284,12 +1288,9 @@ static PyObject *py_nn_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) {
     if (check_shape2(fn, &a[6], -1, h.c.n_emb) < 0) goto done;
     R = DIM(a[6], 0);
     if (check_shape1(fn, &a[7], R) < 0 || check_shape1(fn, &a[8], -1) < 0 ||
-        check_shape1(fn, &a[9], -1) < 0)
+        check_shape1(fn, &a[5], J) < 0 || positive(fn, "bs", bs) < 0)
         goto done;
-    int64_t L = DIM(a[8], 0), J = DIM(a[9], 0);
-    if (check_shape1(fn, &a[10], J) < 0 || check_shape1(fn, &a[5], J) < 0 ||
-        positive(fn, "bs", bs) < 0)
-        goto done;
+    int64_t L = DIM(a[8], 0);
     int64_t used = batches_fit(fn, J, bs, L);
     if (used < 0) goto done;
     int has_bn = 0;
@@ -1299,29 +1300,10 @@ static PyObject *py_nn_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) {
                      "every batch (bs=%lld)", fn, bs);
         goto done;
     }
-    if (n_wd < 0 || n_wd > P || step < 0) {
-        PyErr_Format(PyExc_ValueError, "%s(): need 0 <= n_wd <= %lld and step >= 0", fn,
-                     (long long)P);
-        goto done;
-    }
-    if (check_hyper(fn, 0.0, 0.0, wd) < 0 ||
-        (opt.kind == CF_OPT_ADAM && check_adam_consts(fn, sqr_mom, eps) < 0))
-        goto done;
     const double *lrs = (const double *)PyArray_DATA(a[9].arr);
     const double *moms = (const double *)PyArray_DATA(a[10].arr);
-    for (int64_t j = 0; j < J; j++)
-        if (check_hyper(fn, lrs[j], moms[j], wd) < 0) goto done;
     if (check_order_rows(fn, &a[8], &a[6], used, R, h.c.n_emb, h.c.emb_rows) < 0) goto done;
     const int64_t *order = (const int64_t *)PyArray_DATA(a[8].arr);
-    opt.m = OPTF32(a[3]);
-    opt.v = OPTF32(a[4]);
-    opt.n = P;
-    opt.n_wd = n_wd;
-    opt.wd = wd;
-    opt.beta2 = sqr_mom;
-    opt.eps = eps;
-    opt.decouple_wd = decouple;
-    opt.step = step;
     int64_t bad = -1;
     int st;
     Py_BEGIN_ALLOW_THREADS

@@ -6,23 +6,6 @@
 #include "simd.h"
 
 /* sum_b a[b] * c[b] with 16 interleaved partial sums, combined pairwise */
-#if defined(__GNUC__)
-#define CF_INLINE static inline __attribute__((always_inline))
-#else
-#define CF_INLINE static inline
-#endif
-
-CF_INLINE float dot_f32(const float *a, const float *c, int64_t n) {
-    float acc[16] = {0};
-    int64_t b = 0;
-    for (; b + 16 <= n; b += 16)
-        for (int k = 0; k < 16; k++) acc[k] += a[b + k] * c[b + k];
-    for (int64_t k = 0; b < n; b++, k++) acc[k] += a[b] * c[b];
-    for (int w = 8; w >= 1; w /= 2)
-        for (int k = 0; k < w; k++) acc[k] += acc[k + w];
-    return acc[0];
-}
-
 CF_INLINE float sum_f32(const float *a, int64_t n) {
     float acc[16] = {0};
     int64_t b = 0;
@@ -70,7 +53,7 @@ void cf_linear_backward(float *restrict dxT, float *restrict dW, float *restrict
     for (int64_t o = 0; o < DO; o++) {
         const float *d = doutT + o * B;
         float *dw = dW + o * DI;
-        for (int64_t i = 0; i < DI; i++) dw[i] += dot_f32(d, xT + i * B, B);
+        for (int64_t i = 0; i < DI; i++) dw[i] += cf_dot_f32(d, xT + i * B, B);
         if (dbias) dbias[o] += sum_f32(d, B);
     }
     if (!dxT) return;

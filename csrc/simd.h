@@ -1,4 +1,4 @@
-/* simd.h - CF_VECTOR_CLONES: compile a hot loop for AVX-512, AVX2 and the x86-64 baseline
+/* simd.h - CF_VECTOR_CLONES (and the lane-wise dot product the hot loops share): compile a hot loop for AVX-512, AVX2 and the x86-64 baseline
  * and let the loader pick the best the CPU has (GCC target_clones, x86-64 Linux only). The
  * arithmetic is the same IEEE float32 in each clone (no fast-math, no contraction), so
  * results do not depend on the choice. Define CF_NO_MULTIVERSION to turn it off. */
@@ -11,5 +11,27 @@
 #else
 #define CF_VECTOR_CLONES
 #endif
+
+#if defined(__GNUC__)
+#define CF_INLINE static inline __attribute__((always_inline))
+#else
+#define CF_INLINE static inline
+#endif
+
+#include <stdint.h>
+
+/* sum_k a[k] * b[k] in 16 interleaved partial sums combined pairwise: a fixed summation order
+ * that vectorises (a plain left-to-right float sum cannot be, without reassociation) and
+ * gives the same result in every clone. */
+CF_INLINE float cf_dot_f32(const float *a, const float *b, int64_t n) {
+    float acc[16] = {0};
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        for (int l = 0; l < 16; l++) acc[l] += a[k + l] * b[k + l];
+    for (int l = 0; k < n; k++, l++) acc[l] += a[k] * b[k];
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+    return acc[0];
+}
 
 #endif

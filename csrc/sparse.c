@@ -31,46 +31,6 @@ typedef struct {
     int nomem;
 } sparse_job;
 
-#if defined(__GNUC__)
-#define CF_INLINE static inline __attribute__((always_inline))
-#else
-#define CF_INLINE static inline
-#endif
-
-/* sum_k a[k] * b[k] in 16 interleaved partial sums combined pairwise: a fixed order that
- * vectorises (a plain left-to-right float sum cannot be, without reassociation). The lanes
- * are a GCC/Clang vector type, lowered to whatever width the target has; every clone adds
- * in the same order, so the result does not depend on the CPU. */
-#if defined(__GNUC__)
-typedef float cf_v16 __attribute__((vector_size(64)));
-CF_INLINE float dot16(const float *a, const float *b, int64_t n) {
-    cf_v16 acc = {0}, x, y;
-    int64_t k = 0;
-    for (; k + 16 <= n; k += 16) {
-        memcpy(&x, a + k, sizeof x);
-        memcpy(&y, b + k, sizeof y);
-        acc += x * y;
-    }
-    float t[16];
-    memcpy(t, &acc, sizeof t);
-    for (int l = 0; k < n; k++, l++) t[l] += a[k] * b[k];
-    for (int w = 8; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) t[l] += t[l + w];
-    return t[0];
-}
-#else
-CF_INLINE float dot16(const float *a, const float *b, int64_t n) {
-    float acc[16] = {0};
-    int64_t k = 0;
-    for (; k + 16 <= n; k += 16)
-        for (int l = 0; l < 16; l++) acc[l] += a[k + l] * b[k + l];
-    for (int l = 0; k < n; k++, l++) acc[l] += a[k] * b[k];
-    for (int w = 8; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
-    return acc[0];
-}
-#endif
-
 /* sum over f of (dz * b[f] + wd * a[f])^2: the squared gradient of row a, in 16 lanes */
 CF_INLINE float grad_sumsq(const float *a, const float *b, float dz, float wd, int64_t n) {
     float acc[16] = {0};
@@ -182,7 +142,7 @@ static int run_block(sparse_job *j, int64_t k) {
     for (int64_t r = start; r < end; r++) {
         int64_t u = j->x[2 * r], i = j->x[2 * r + 1];
         float *restrict pu = U + u * K, *restrict qi = I + i * K;
-        float z = dot16(pu, qi, K);
+        float z = cf_dot_f32(pu, qi, K);
         if (BU) z += BU[u] + BI[i];
         float pred = z, dpred = 1.0f;
         if (c->has_range) {
