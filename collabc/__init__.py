@@ -30,3 +30,4 @@ __all__ = ["CategoryMap", "CollabDataLoaders", "DataLoader", "DataLoaders", "URL
            "FoldIn", "SuggestionMethod", "minimum", "most_similar", "pca", "plot_pca", "slide", "steep",
            "valley", "CollabcFileError", "load_learner", "map_at_k", "ndcg_at_k", "precision_at_k",
            "ranking_metrics", "recall_at_k"]
+from . import datasets; from .datasets import load_movielens, synthetic; __all__ += ["datasets", "load_movielens", "synthetic"]  # noqa: E402,E702

@@ -1458,7 +1458,8 @@ static PyObject *py_rank_dot_topk(PyObject *self, PyObject *args, PyObject *kw) 
 
 PyDoc_STRVAR(block_sort_doc,
 "block_sort(x, y, extra, nb)\n--\n\n"
-"Groups the rows of x ((R,2) int32) and y ((R,) float32), and of extra ((R,) int64 or None),\n"
+"Groups the rows of x ((R,2) int32) and y ((R,) float32), and of extra ((R,) int32 or int64,\n"
+"or None),\n"
 "in place into nb x nb blocks by (user mod nb, item mod nb). Returns the block starts as a new\n"
 "(nb*nb + 1,) int64 array: block b is rows [starts[b], starts[b+1]).");
 
@@ -1469,6 +1470,9 @@ static PyObject *py_block_sort(PyObject *self, PyObject *args, PyObject *kw) {
     long long nb;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOL", kwlist, &a[0].obj, &a[1].obj, &a[2].obj, &nb))
         return NULL;
+    if (a[2].obj != Py_None && PyArray_Check(a[2].obj) &&
+        PyArray_TYPE((PyArrayObject *)a[2].obj) == NPY_INT32)
+        a[2].type = NPY_INT32; /* extra may be int32 or int64 */
     if (check_args(fn, a, 3) < 0 || check_shape2(fn, &a[0], -1, 2) < 0) return NULL;
     int64_t R = DIM(a[0], 0);
     if (check_shape1(fn, &a[1], R) < 0 || check_shape1(fn, &a[2], R) < 0 ||
@@ -1487,7 +1491,8 @@ static PyObject *py_block_sort(PyObject *self, PyObject *args, PyObject *kw) {
     int st;
     Py_BEGIN_ALLOW_THREADS
     st = cf_block_sort((int32_t *)PyArray_DATA(a[0].arr), F32(a[1]),
-                       a[2].arr ? (int64_t *)PyArray_DATA(a[2].arr) : NULL, R, nb,
+                       a[2].arr ? PyArray_DATA(a[2].arr) : NULL,
+                       a[2].arr ? (int64_t)PyArray_ITEMSIZE(a[2].arr) : 0, R, nb,
                        (int64_t *)PyArray_DATA((PyArrayObject *)starts));
     Py_END_ALLOW_THREADS
     if (st != CF_OK) {

@@ -375,7 +375,7 @@ def _split(n, valid_pct, seed, valid_idx, index):
     if valid_idx is None:
         if isinstance(valid_pct, bool) or not isinstance(valid_pct, numbers.Real) or not 0 < valid_pct < 1:
             raise ValueError(f"valid_pct must be a number in the open interval (0, 1), got {valid_pct!r}")
-        perm = get_rng(seed).permutation(n).astype(np.int64)
+        perm = get_rng(seed).permutation(n)
         cut = int(valid_pct * n)
         if cut == 0:
             raise ValueError(f"valid_pct={valid_pct!r} of {n} rows leaves the validation set empty "
@@ -503,6 +503,8 @@ class CollabDataLoaders(DataLoaders):
         _check_ids(icol, f"item_name={item_name!r}", index)
         y, y_dtype = _ratings_array(ratings[rating_name], rating_name, index)
         train_pos, valid_pos = _split(n, valid_pct, seed, valid_idx, index)
+        if n < 2**31:  # halves the memory the loaders keep to map rows back to the frame
+            train_pos, valid_pos = train_pos.astype(np.int32), valid_pos.astype(np.int32)
 
         classes, codes = {}, {}
         for arg, name, col in (('user_name', user_name, ucol), ('item_name', item_name, icol)):

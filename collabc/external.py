@@ -50,6 +50,11 @@ class URLs:
     "Download addresses of the data sets collabc knows, named as in fastai (`URLs.ML_100k`)."
     GROUPLENS = 'https://files.grouplens.org/datasets/movielens/'
     ML_100k = f'{GROUPLENS}ml-100k.zip'
+    ML_1M = f'{GROUPLENS}ml-1m.zip'                        # ratings.dat (UserID::MovieID::Rating::Timestamp)
+    ML_10M = f'{GROUPLENS}ml-10m.zip'                      # unpacks to ml-10M100K/; ratings.dat, half stars
+    ML_20M = f'{GROUPLENS}ml-20m.zip'                      # ratings.csv (userId,movieId,rating,timestamp)
+    ML_25M = f'{GROUPLENS}ml-25m.zip'                      # ratings.csv
+    ML_LATEST_SMALL = f'{GROUPLENS}ml-latest-small.zip'    # ratings.csv; a rolling release (see the registry)
 
 
 def _check_url(url):
@@ -92,15 +97,51 @@ class DatasetInfo:
                 raise ValueError(f"{self.url}: {name} must be a plain file name, got {v!r}")
 
 
-# The registry: URL -> DatasetInfo. One line per archive; add the other MovieLens releases here.
+# The registry: URL -> DatasetInfo, one entry per archive.
 # ml-100k.zip: size 4,924,029 bytes is in fastai/fastai `fastai/data/checks.txt` (whose md5 "39f6af2d..." is of the
 # first 2**20 bytes only, see fastai's `_check_file`, so it is not used here). The whole-file md5 is the one
 # GroupLens publishes in ml-100k.zip.md5 and that many projects check (e.g. a Keras MovieLens example, course
 # READMEs); the sha256 is the one ISG-Siegen/OmniRec (src/omnirec/data_loaders/movielens_100k.py) and others check.
+#
+# The other MovieLens archives. Every size and digest below is of the whole file and was found in at least two
+# independent places; none was computed here (no network), so they are cross-checked quotations:
+# * sizes and sha256 of ml-1m, ml-20m, ml-25m, ml-latest-small (and ml-100k, which matches the entry above):
+#   tensorflow/datasets `tensorflow_datasets/url_checksums/movielens.txt` (url, size, sha256).
+# * md5: the `<name>.zip.md5` files GroupLens publishes next to each archive, as quoted by e.g.
+#   numericalalgorithmsgroup/MLFirstSteps_Azure `ncf/verify_dataset.sh` (1m, 25m, "From: curl -O ...zip.md5") and
+#   eli-osherovich/papers_with_code `datasets/movielens/dl_config.py` (1m, 10m, 20m, 25m).
+#   No md5 for ml-latest-small was found, so that entry is checked by size and sha256 only.
+# * sha256 cross-checks: ISG-Siegen/OmniRec `src/omnirec/data_loaders/movielens_small.py` (1m, 10m) and
+#   `movielens_large.py` (20m, 25m, latest-small); Keras and TensorFlow MovieLens examples (1m,
+#   `MOVIELENS_ZIP_HASH`); several other projects pin ml-latest-small's 696d65a3... (e.g. a Rust MovieLens
+#   downloader, next to 25m's 8b21cfb7...).
+# * ml-10m (not in TFDS): size 65,566,137 from an R edX-capstone script (`zip_file_size <- 65566137`) and notebooks
+#   (`maybe_download('ml-10m.zip', 65566137)`); sha256 813c411c... from OmniRec and a project's download manifest
+#   that also records that size and the GroupLens md5 ce571fd5....
+# * sizes also match wget logs of the GroupLens server ("Length: 5917549", "Length: 198702078", "Length: 261978986",
+#   "Length: 978202") found in several notebooks.
+# ml-latest-small is GroupLens's *rolling* "latest" release (this is the 2018-09-26 snapshot: 100,836 ratings,
+# 610 users, 9,742 movies); if GroupLens re-issues it, the download fails with ChecksumError instead of silently
+# giving different data -- register_dataset() the new size/sha256 (or point COLLABC_DATA at a copy) to use it.
 _REGISTRY = {
     URLs.ML_100k: DatasetInfo(URLs.ML_100k, size=4_924_029, md5='0e33842e24a9c977be4e0107933c0723',
                               sha256='50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229',
                               folder='ml-100k', fname='ml-100k.zip'),
+    URLs.ML_1M: DatasetInfo(URLs.ML_1M, size=5_917_549, md5='c4d9eecfca2ab87c1945afe126590906',
+                            sha256='a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20',
+                            folder='ml-1m', fname='ml-1m.zip'),
+    URLs.ML_10M: DatasetInfo(URLs.ML_10M, size=65_566_137, md5='ce571fd55effeba0271552578f2648bd',
+                             sha256='813c411ccb6122564edfe752e7f80c4dcc5aa25fa94c93622f6877a7ba252862',
+                             folder='ml-10M100K', fname='ml-10m.zip'),
+    URLs.ML_20M: DatasetInfo(URLs.ML_20M, size=198_702_078, md5='cd245b17a1ae2cc31bb14903e1204af3',
+                             sha256='96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3',
+                             folder='ml-20m', fname='ml-20m.zip'),
+    URLs.ML_25M: DatasetInfo(URLs.ML_25M, size=261_978_986, md5='6b51fb2759a8657d3bfcbfc42b592ada',
+                             sha256='8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa',
+                             folder='ml-25m', fname='ml-25m.zip'),
+    URLs.ML_LATEST_SMALL: DatasetInfo(URLs.ML_LATEST_SMALL, size=978_202, md5=None,
+                                      sha256='696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436',
+                                      folder='ml-latest-small', fname='ml-latest-small.zip'),
 }
 
 

@@ -4,6 +4,7 @@ Python holds the policy (epochs, the per-batch lr/mom schedule, validation, the 
 the epoch table); each training epoch is one call into the C driver with the GIL released.
 """
 import contextlib
+import functools
 import math
 import os
 import signal
@@ -20,6 +21,21 @@ from .models import EmbeddingDotBias, EmbeddingNN, Module, get_emb_sz, tabular_c
 from .optim import SGD, Adam, Optimizer
 
 __all__ = ["Learner", "Recorder", "collab_learner", "TrainingDivergedError"]
+
+
+def _exclusive(method):
+    """One thread at a time per Learner: a call while another thread trains or predicts with it
+    is refused before it changes anything (the same thread may re-enter, e.g. lr_find -> fit)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError(f"this Learner is busy in another thread, so {method.__name__}() was "
+                               f"refused; use one Learner per thread")
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._lock.release()
+    return wrapper
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -178,7 +194,7 @@ class Learner:
         self.show_table = True
         self.logger = print
         self._grads = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._check_model_fits_data()
 
     def _check_model_fits_data(self):
@@ -203,6 +219,7 @@ class Learner:
             self.opt.set_hypers(wd=self.wd)
 
     # ------------------------------------------------------------------ training
+    @_exclusive
     def fit(self, n_epoch, lr=None, wd=None, reset_opt=False):
         "Train `n_epoch` epochs at a constant `lr` (default `self.lr`)."
         n_epoch = _check_epochs(n_epoch)
@@ -214,6 +231,7 @@ class Learner:
         moms = np.full(n_epoch * n_iter, mom)
         self._run(n_epoch, lrs, moms, scheduled=False)
 
+    @_exclusive
     def fit_one_cycle(self, n_epoch, lr_max=None, div=25.0, div_final=1e5, pct_start=0.25,
                       wd=None, moms=None, reset_opt=False):
         "fastai's one-cycle policy: cosine lr warm-up then annealing, momentum the other way."
@@ -252,8 +270,7 @@ class Learner:
 
     def _run(self, n_epoch, lrs, moms, scheduled):
         if not self._lock.acquire(blocking=False):
-            raise RuntimeError("this Learner is already training or predicting in another thread; "
-                               "use one Learner per thread")
+            raise RuntimeError("this Learner is busy in another thread; use one Learner per thread")
         old_handler = None
         self._interrupted = False
         try:
@@ -327,7 +344,10 @@ class Learner:
         rows = getattr(dl, "_rows", None)
         extra = None
         if rows is not None:
-            rows = np.ascontiguousarray(rows, dtype=np.int64)
+            # permuted in place along with the rows (a view into the split's permutation is
+            # fine: only this loader's part of it moves)
+            if rows.dtype not in (np.int32, np.int64) or not rows.flags.c_contiguous or not rows.flags.writeable:
+                rows = np.ascontiguousarray(rows, dtype=np.int64)
             dl._rows, dl._df, extra = rows, None, rows
         starts = _core.block_sort(dl.x, dl.y, extra, nb)
         dl._blocks = (nb, dl.x, starts)
@@ -415,6 +435,7 @@ class Learner:
         loss = _core.mse_forward(preds, dl.y)
         return [loss] + [float(m(preds, dl.y)) for m in self.metrics]
 
+    @_exclusive
     def validate(self, ds_idx=1, dl=None):
         "`[valid_loss, *metrics]` on the validation set (or `dl`)."
         dl = self.dls[ds_idx] if dl is None else dl
@@ -434,68 +455,81 @@ class Learner:
         return f"Learner(model={type(self.model).__name__}, opt_func={getattr(self.opt_func, '__name__', self.opt_func)})"
 
     # ------------------ inference (issue 4)
+    @_exclusive
     def get_preds(self, ds_idx=1, dl=None, with_input=False, with_decoded=False, with_loss=False,
                   act=None, reorder=True):
         "fastai's `get_preds`: `[inputs,] preds, targs[, decoded][, losses]` (see `collabc.inference.get_preds`)."
         from .inference import get_preds
         return get_preds(self, ds_idx, dl, with_input, with_decoded, with_loss, act, reorder)
 
+    @_exclusive
     def predict(self, row, unknown="raise"):
         "fastai's `predict` for one row: `(full_dec, dec_pred, pred)` (see `collabc.inference.predict`)."
         from .inference import predict
         return predict(self, row, unknown)
 
+    @_exclusive
     def show_results(self, ds_idx=1, dl=None, max_n=9, shuffle=True):
         "fastai's `show_results`: shows and returns `max_n` rows with their predictions."
         from .inference import show_results
         return show_results(self, ds_idx, dl, max_n, shuffle)
 
+    @_exclusive
     def recommend(self, user, n=10, exclude_seen=True, threads=None):
         "Top-n items for a user id or `FoldIn` (DataFrame item, score), or for a list of users (long DataFrame)."
         from .inference import recommend
         return recommend(self, user, n, exclude_seen, threads)
 
+    @_exclusive
     def recommend_many(self, users, n=10, exclude_seen=True, threads=None):
         "Top-n items for each of many users at once: a DataFrame user, rank, item, score."
         from .inference import recommend
         users = [users] if isinstance(users, (str, bytes)) or np.ndim(users) == 0 else list(users)
         return recommend(self, users, n, exclude_seen, threads)
 
+    @_exclusive
     def recommend_users(self, item, n=10, exclude_seen=True, threads=None):
         "The n users predicted to rate an item id (or a new item `FoldIn`) highest."
         from .inference import recommend_users
         return recommend_users(self, item, n, exclude_seen, threads)
 
+    @_exclusive
     def most_similar(self, x, n=10, metric="cosine", is_item=True):
         "The n items (users with is_item=False) closest to `x` by factor similarity, as a DataFrame."
         from .interpret import most_similar
         return most_similar(self, x, n, metric, is_item)
 
+    @_exclusive
     def fold_in_user(self, ratings, name=None, **kwargs):
         "A new user (`FoldIn`) solved from a handful of {item: rating} with the model frozen."
         from .inference import fold_in
         return fold_in(self, ratings, is_item=False, name=name, **kwargs)
 
+    @_exclusive
     def fold_in_item(self, ratings, name=None, **kwargs):
         "A new item (`FoldIn`) solved from a handful of {user: rating} with the model frozen."
         from .inference import fold_in
         return fold_in(self, ratings, is_item=True, name=name, **kwargs)
 
+    @_exclusive
     def average_user(self):
         "The lesson's fallback for a user without ratings: the mean trained user, as a `FoldIn`."
         from .inference import average_embedding
         return average_embedding(self, is_item=False)
 
+    @_exclusive
     def average_item(self):
         "The mean trained item, as a `FoldIn`."
         from .inference import average_embedding
         return average_embedding(self, is_item=True)
 
+    @_exclusive
     def ranking_metrics(self, k=10, ds_idx=1, threshold=None):
         "precision@k, recall@k, NDCG@k and MAP@k on the validation set (see `collabc.ranking`)."
         from .ranking import ranking_metrics
         return ranking_metrics(self, k, ds_idx, threshold)
 
+    @_exclusive
     def lr_find(self, start_lr=1e-7, end_lr=10, num_it=100, stop_div=True, show_plot=True,
                 suggest_funcs=("valley",)):
         "fastai's `lr_find`; model and optimizer restored afterwards (see `collabc.interpret.lr_find`)."
@@ -508,16 +542,19 @@ class Learner:
             p = p.with_suffix(".npz")
         return p if p.is_absolute() else pathlib.Path(self.path) / self.model_dir / p
 
+    @_exclusive
     def save(self, name, with_opt=True):
         "fastai's `save`: the model (and optimizer state) to `path/model_dir/name.npz`; returns the path."
         from .persist import save_checkpoint
         return save_checkpoint(self, self._model_file(name), with_opt)
 
+    @_exclusive
     def load(self, name, with_opt=True, strict=True):
         "fastai's `load`: read `path/model_dir/name.npz` written by `save`; returns the learner."
         from .persist import load_checkpoint
         return load_checkpoint(self, self._model_file(name), with_opt, strict)
 
+    @_exclusive
     def export(self, fname="export.npz", with_seen=True):
         "fastai's `export` without pickle: an inference-ready learner in `path/fname` (read with `load_learner`)."
         from .persist import export_learner

@@ -214,7 +214,7 @@ static void *worker(void *arg) {
 }
 
 /* in-place American flag sort of rows [lo, hi) into n_keys buckets of key(row) */
-static void flag_sort(int32_t *x, float *y, int64_t *extra, int64_t lo, int64_t hi,
+static void flag_sort(int32_t *x, float *y, char *extra, size_t esz, int64_t lo, int64_t hi,
                       int64_t n_keys, int64_t *start, int64_t *next, int64_t nb, int by_user) {
 #define CF_KEY(r) (by_user ? (int64_t)x[2 * (r)] / nb \
                            : (int64_t)(x[2 * (r)] % nb) * nb + x[2 * (r) + 1] % nb)
@@ -240,17 +240,20 @@ static void flag_sort(int32_t *x, float *y, int64_t *extra, int64_t lo, int64_t 
             y[r] = y[d];
             y[d] = v;
             if (extra) {
-                int64_t e = extra[r];
-                extra[r] = extra[d];
-                extra[d] = e;
+                char e[8];
+                memcpy(e, extra + r * esz, esz);
+                memcpy(extra + r * esz, extra + d * esz, esz);
+                memcpy(extra + d * esz, e, esz);
             }
         }
     }
 #undef CF_KEY
 }
 
-int cf_block_sort(int32_t *x, float *y, int64_t *extra, int64_t n, int64_t nb, int64_t *starts) {
-    if (nb < 1 || n < 0) return CF_ERR_ARG;
+int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t n, int64_t nb,
+                  int64_t *starts) {
+    if (nb < 1 || n < 0 || (extra && extra_size != 4 && extra_size != 8)) return CF_ERR_ARG;
+    size_t esz = (size_t)extra_size;
     int64_t NB = nb * nb, max_u = 0;
     for (int64_t r = 0; r < n; r++) {
         if (x[2 * r] < 0 || x[2 * r + 1] < 0) return CF_ERR_INDEX;
@@ -261,10 +264,10 @@ int cf_block_sort(int32_t *x, float *y, int64_t *extra, int64_t n, int64_t nb, i
     int64_t n_t = max_u / nb + 1, cap = NB > n_t ? NB : n_t;
     int64_t *tmp = malloc(sizeof(int64_t) * (size_t)(2 * cap + 1));
     if (!tmp) return CF_ERR_NOMEM;
-    flag_sort(x, y, extra, 0, n, NB, starts, tmp, nb, 0);
+    flag_sort(x, y, extra, esz, 0, n, NB, starts, tmp, nb, 0);
     for (int64_t b = 0; b < NB; b++)
         if (starts[b + 1] - starts[b] > 1)
-            flag_sort(x, y, extra, starts[b], starts[b + 1], n_t, tmp + cap, tmp, nb, 1);
+            flag_sort(x, y, extra, esz, starts[b], starts[b + 1], n_t, tmp + cap, tmp, nb, 1);
     free(tmp);
     return CF_OK;
 }

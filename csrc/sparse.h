@@ -29,10 +29,12 @@ typedef struct {
     double beta1, beta2, eps, wd;
 } cf_sparse_opt;
 
-/* Groups the rows of x [n,2] / y [n] (and of extra [n], if not NULL) in place by block:
- * block(u, i) = (u mod nb) * nb + (i mod nb); writes starts [nb*nb + 1] so block b is rows
- * [starts[b], starts[b+1]). Rows keep no particular order inside a block. O(n), no copy. */
-int cf_block_sort(int32_t *x, float *y, int64_t *extra, int64_t n, int64_t nb, int64_t *starts);
+/* Groups the rows of x [n,2] / y [n] (and of extra [n] elements of extra_size = 4 or 8
+ * bytes, if not NULL) in place by block: block(u, i) = (u mod nb) * nb + (i mod nb); writes
+ * starts [nb*nb + 1] so block b is rows [starts[b], starts[b+1]). Inside a block the rows are
+ * ordered by user. O(n), no copy of the data. */
+int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t n, int64_t nb,
+                  int64_t *starts);
 
 /* Trains the blocks blocks[0..n_sel) of a block-sorted x / y (see cf_block_sort), taken as
  * strata of nb consecutive positions: the nb blocks of a stratum must share no user group

@@ -26,9 +26,10 @@ def strata(nb, rng):
     return np.array([gg * nb + (ss + gg) % nb for ss in s for gg in g], dtype=np.int64)
 
 
-def test_block_sort_groups_rows_in_place():
+@pytest.mark.parametrize("extra_dtype", [np.int64, np.int32])
+def test_block_sort_groups_rows_in_place(extra_dtype):
     x, y = data()
-    extra = np.arange(len(y), dtype=np.int64)
+    extra = np.arange(len(y), dtype=extra_dtype)
     x0, y0 = x.copy(), y.copy()
     starts = _core.block_sort(x, y, extra, 4)
     assert starts.shape == (17,) and starts[0] == 0 and starts[-1] == len(y)
@@ -38,6 +39,7 @@ def test_block_sort_groups_rows_in_place():
     for b in range(16):
         rows = x[starts[b]:starts[b + 1]]
         assert np.all(rows[:, 0] % 4 == b // 4) and np.all(rows[:, 1] % 4 == b % 4)
+        assert np.all(np.diff(rows[:, 0]) >= 0)  # ordered by user inside the block
 
 
 CASES = [("sgd", True, (0.0, 5.5), 0.02), ("sgd", False, None, 0.0), ("adagrad", True, (0.0, 5.5), 0.02),
