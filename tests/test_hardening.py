@@ -740,8 +740,10 @@ def _run_isolated(code, timeout=120):
     env = dict(os.environ)
     root = os.path.dirname(os.path.dirname(os.path.abspath(_core.__file__)))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    # cwd=root: `python -c` puts the working directory first on sys.path, and a source checkout
+    # there would shadow the installed, compiled package
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 # peak resident memory of this process (VmHWM: ru_maxrss would carry the parent's peak over exec)
