@@ -62,9 +62,26 @@ def sigmoid_range(x, low, high):
 
 
 class Embedding:
-    "One embedding table: `weight` is a (ni, nf) float32 view into its model's parameter block."
+    """One embedding table: `weight` is a (ni, nf) float32 view into its model's parameter block.
+    Assigning `emb.weight = array` copies the values into the model (shape must match), as
+    editing the view in place does; it never detaches the table from the model."""
     def __init__(self, weight):
-        self.weight = weight
+        self._weight = weight
+
+    @property
+    def weight(self):
+        return self._weight
+
+    @weight.setter
+    def weight(self, value):
+        a = np.asarray(value)
+        if a.shape != self._weight.shape:
+            raise ValueError(f"weight must have shape {self._weight.shape}, got {a.shape}")
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"weight must hold numbers, got dtype {a.dtype}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError("weight holds NaN or inf")
+        self._weight[...] = a
 
     @property
     def num_embeddings(self):

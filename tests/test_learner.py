@@ -231,3 +231,17 @@ def test_divergence_stops_with_epoch_and_batch(synth_ratings):
         learn.fit(2, 1e3)
     assert np.all(np.isfinite(learn.model.params)), "the model must keep its last finite state"
     assert len(learn.recorder.losses) == len(learn.recorder.lrs)
+
+
+def test_assigning_a_weight_copies_into_the_model():
+    "The PyTorch habit `emb.weight = array` must not detach the table from the model."
+    m = EmbeddingDotBias(3, 10, 20)
+    new = np.full((10, 3), 0.5, np.float32)
+    m.u_weight.weight = new
+    assert m.params[:30].tolist() == [0.5] * 30 and m.u_weight.weight.base is not None
+    new[:] = 9  # the model keeps its own copy
+    assert m.params[0] == 0.5
+    with pytest.raises(ValueError, match=r"shape \(10, 3\)"):
+        m.u_weight.weight = np.zeros((3, 10), np.float32)
+    with pytest.raises(ValueError, match="NaN"):
+        m.u_weight.weight = np.full((10, 3), np.nan)
