@@ -435,13 +435,46 @@ def _unsafe_member(name):
 
 
 def _extract(info, archive_path, dest):
-    "Unpack `archive_path` into the folder `dest` safely and atomically; returns `dest`."
+    """Unpack `archive_path` into the folder `dest` safely and atomically; returns `dest`.
+
+    The members are written into a temporary folder next to `dest`, which is renamed to `dest` only once every
+    member has been unpacked; on any failure it is removed, so no half-unpacked folder is ever left. Errors name
+    the archive (and its URL) and what was wrong:
+
+    * `UnsafeArchiveError` (a `ValueError`), before anything is written, for a member with an absolute path or
+      `..` that would escape `dest` (zip-slip);
+    * `ValueError` for an archive that cannot be unpacked: not a ZIP, a corrupted directory or member (bad CRC,
+      a truncated or undecompressable member, an unknown compression method or ZIP version, encryption), or
+      members the file system refuses as named (a name too long, a file where a folder must go);
+    * `OSError` (same errno) when the machine cannot take the data: no space, no permission, a read-only or
+      failing disk.
+    """
+    import errno
+    import struct
+    import zlib
+
+    where = f"{archive_path} (from {info.url})"
+    # OSErrors that say the machine cannot take the data; any other OSError while unpacking is the archive's
+    environment = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO, errno.EMFILE,
+                   errno.ENFILE, errno.ENOMEM}
+    corrupt = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError,
+               ValueError, struct.error, OverflowError)
+
+    def failure(e, member=None):
+        "The clean error for exception `e` raised while opening the archive or unpacking `member`."
+        what = f"member {member!r}: " if member is not None else ''
+        if isinstance(e, OSError) and e.errno in environment:
+            return OSError(e.errno, f"cannot unpack {where} into {dest}: {what}{e.strerror or e}")
+        if isinstance(e, OSError):
+            return ValueError(f"{where} cannot be unpacked into {dest}: {what}{e}")
+        return ValueError(f"{where} is not a valid zip archive: {what}{type(e).__name__}: {e}")
+
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         zf = zipfile.ZipFile(archive_path)
-    except zipfile.BadZipFile as e:
-        raise ValueError(f"{archive_path} (from {info.url}) is not a valid zip archive: {e}") from e
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{info.folder}.', suffix='.tmp', dir=dest.parent))
+    except (OSError, *corrupt) as e:
+        raise failure(e) from e
+    tmp = None
     try:
         with zf:
             members = zf.infolist()
@@ -449,13 +482,18 @@ def _extract(info, archive_path, dest):
             if bad:
                 raise UnsafeArchiveError(f"refusing to unpack {archive_path} (from {info.url}): member(s) with an "
                                          f"absolute path or '..' would escape the destination: {', '.join(bad[:5])}")
+            tmp = Path(tempfile.mkdtemp(prefix=f'.{info.folder}.', suffix='.tmp', dir=dest.parent))
             root = tmp.resolve()
             for m in members:
                 target = (tmp / m.filename).resolve()
                 if target != root and root not in target.parents:
                     raise UnsafeArchiveError(f"refusing to unpack {archive_path}: member {m.filename!r} escapes "
                                              "the destination")
-            zf.extractall(tmp)
+            for m in members:
+                try:
+                    zf.extract(m, tmp)
+                except (OSError, *corrupt) as e:
+                    raise failure(e, m.filename) from e
         src = tmp / info.folder
         if not src.is_dir():  # archive without a top-level folder: its contents are the data set
             src = tmp
@@ -465,7 +503,8 @@ def _extract(info, archive_path, dest):
             if not _has_content(dest):  # not a lost race with another process: a real failure
                 raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 

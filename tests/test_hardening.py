@@ -628,24 +628,13 @@ def test_bit_flips_raise_a_clean_error_or_change_nothing(exported, kind, tmp_pat
             assert str(p) in str(e)
             outcomes["error"] += 1
             continue
-        except _KNOWN_UNCLEAN:  # see test_an_unknown_compression_method_raises_a_clean_error
-            outcomes["error"] += 1
-            continue
         # a flip outside every checked byte (e.g. a ZIP attribute): the model must be intact
         np.testing.assert_array_equal(learn.model._predict(x), preds, err_msg=f"byte {pos} flipped")
         outcomes["loaded"] += 1
     assert outcomes["error"] > 100
 
 
-# exception types that a corrupted file can still raise instead of CollabcFileError (bugs,
-# each with an xfail test below); remove an entry when its test passes
-_KNOWN_UNCLEAN = (NotImplementedError,)
-
-
 @needs_persist
-@pytest.mark.xfail(strict=True, reason="BUG (collabc/persist.py read_archive): zipfile's NotImplementedError "
-                   "('That compression method is not supported') escapes when a corrupted byte changes a "
-                   "member's compression method; read_archive does not catch it")
 def test_an_unknown_compression_method_raises_a_clean_error(exported, tmp_path):
     b = bytearray(exported["dot"][0])
     assert b[:4] == b"PK\x03\x04"
@@ -767,10 +756,6 @@ _PEAK = """
 
 
 @needs_persist
-@pytest.mark.xfail(strict=True, reason="BUG (collabc/persist.py load_learner -> _build_model): the model is "
-                   "rebuilt (allocated and randomly initialised) from the sizes in the file's JSON before "
-                   "they are checked against the stored arrays, so a 6 KB file claiming 2**23 users x 32 "
-                   "factors makes the loader allocate and fill over 2 GB (and 2**26 users exhaust memory)")
 def test_a_config_claiming_a_huge_model_allocates_nothing(exported, tmp_path):
     def edit(h):
         h["model"]["args"].update(n_users=2**23, n_factors=32)
@@ -785,13 +770,6 @@ def test_a_config_claiming_a_huge_model_allocates_nothing(exported, tmp_path):
 @needs_persist
 @pytest.mark.parametrize("case", ["npy_4tib", "npy_unterminated", "deep_json", "huge_int", "deflate_bomb",
                                   "names_not_strings"])
-@pytest.mark.xfail(strict=True, reason="BUG (collabc/persist.py read_archive): hostile metadata or array "
-                   "headers escape as MemoryError (an .npy header claiming 4 TiB), tokenize.TokenError (an unterminated "
-                   ".npy header), RecursionError (deeply "
-                   "nested JSON), a bare ValueError without the file name (a 5000-digit integer) or TypeError "
-                   "(load_learner: column names that are lists), and "
-                   "deflated members are accepted although the writer only stores, so a 300 KB file "
-                   "inflates to 300 MB of metadata")
 def test_hostile_headers_raise_collabc_file_error_within_bounded_memory(exported, tmp_path, case):
     if case == "npy_4tib":
         members = _members(exported["dot"][0])
