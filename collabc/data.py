@@ -288,7 +288,7 @@ class DataLoaders:
             raise KeyError(f"test_items lacks the column(s) {missing}; it has {list(test_items.columns)}")
         index = test_items.index
         x = np.empty((len(test_items), 2), np.int32)
-        for j, (arg, name) in enumerate(((f"user column", self.user_name), (f"item column", self.item_name))):
+        for j, (arg, name) in enumerate((("user column", self.user_name), ("item column", self.item_name))):
             col = test_items[name]
             _check_ids(col, f"{arg} {name!r}", index)
             x[:, j] = encode_ids(self.classes[name], col.to_numpy(), f"{arg} {name!r}", unknown)

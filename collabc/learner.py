@@ -18,7 +18,7 @@ from . import _core
 from .display import EpochTable, ProgressBar, format_time
 from .metrics import MSELossFlat
 from .models import EmbeddingDotBias, EmbeddingNN, Module, get_emb_sz, tabular_config
-from .optim import SGD, Adam, Optimizer
+from .optim import Adam, Optimizer
 
 __all__ = ["Learner", "Recorder", "collab_learner", "TrainingDivergedError"]
 
@@ -368,7 +368,6 @@ class Learner:
         return {}
 
     def _fit_epochs(self, n_epoch, lrs, moms, scheduled):
-        dl = self.dls.train
         n_iter = self._iters_per_epoch()
         rec = self.recorder
         rec._begin_fit([getattr(m, "name", getattr(m, "__name__", "metric")) for m in self.metrics],

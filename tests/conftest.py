@@ -3,10 +3,15 @@ shared/data; tests that need it skip with the reason when it is unset), and smal
 ratings that need no files."""
 import os
 import pathlib
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
+
+# the float64 references (reference.py, reference_nn.py, reference_sparse.py) live beside the
+# tests and are imported by name from every test file
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 
 def ml100k_path():

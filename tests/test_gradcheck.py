@@ -2,26 +2,11 @@
 central finite differences, so the reference the C kernels are compared with is itself right.
 Vector-valued functions are reduced to a scalar L = sum(w * f(x)) with random weights w; the
 backward called with upstream gradient w must then equal dL/dx."""
-import importlib.util
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
-
-def _load_reference():
-    name = "collabc_tests_reference"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, pathlib.Path(__file__).with_name("reference.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-ref = _load_reference()
+import reference as ref  # tests/, put on sys.path by conftest.py
 
 H = 1e-6
 RTOL = 1e-6

@@ -2,28 +2,11 @@
 forward and backward, over several shapes and seeds: empty batches, K=1, repeated ids.
 Backward kernels accumulate (+=) into pre-filled outputs; forward kernels overwrite theirs;
 read-only inputs (passed as non-writeable arrays) come back unmodified."""
-import importlib.util
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 
+import reference as ref  # tests/, put on sys.path by conftest.py
 from collabc import _core
-
-
-def _load_reference():
-    name = "collabc_tests_reference"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, pathlib.Path(__file__).with_name("reference.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-ref = _load_reference()
 
 F32_EPS = float(np.finfo(np.float32).eps)
 

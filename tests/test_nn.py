@@ -3,13 +3,11 @@ train vs eval mode, the replay of fastai's recorded EmbeddingNN epoch, the lesso
 through collab_learner/Learner, weight decay groups and bad input."""
 import os
 import pathlib
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-import reference_nn as ref  # noqa: E402
+import reference_nn as ref  # noqa: E402  (tests/, put on sys.path by conftest.py)
 
 from collabc import (CategoryMap, CollabDataLoaders, CollabNN, DataLoader, DataLoaders,  # noqa: E402
                      EmbeddingNN, Learner, MSELossFlat, _core, collab_learner, emb_sz_rule,

@@ -2,28 +2,13 @@
 reference: adam_step / sgd_step over 200 scheduled steps, onecycle against the lesson's
 numbers (spec 1.10), dot_fit_epoch over several epochs for every optimizer and model variant,
 and the non-finite-loss guard."""
-import importlib.util
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 
+import reference as ref  # tests/, put on sys.path by conftest.py
 from collabc import _core
 
 
-def _load_reference():
-    name = "collabc_tests_reference"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, pathlib.Path(__file__).with_name("reference.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-ref = _load_reference()
 
 RTOL = 1e-5  # float32 trajectories vs float64, relative to the parameter scale
 

@@ -1,15 +1,12 @@
 """The sparse training path (issue 6): block sorting, the block-scheduled kernels against the
 float64 reference, thread-count independence, determinism, bad input, divergence, and the
 Learner's train_mode='sparse' with segments and Ctrl-C."""
-import pathlib
 import signal
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-import reference_sparse as ref  # noqa: E402
+import reference_sparse as ref  # noqa: E402  (tests/, put on sys.path by conftest.py)
 
 from collabc import Adagrad, Adam, CollabDataLoaders, SGD, _core, collab_learner, set_seed  # noqa: E402
 
