@@ -31,60 +31,304 @@ typedef struct {
     int nomem;
 } sparse_job;
 
-/* sum over f of (dz * b[f] + wd * a[f])^2: the squared gradient of row a, in 16 lanes */
-CF_INLINE float grad_sumsq(const float *a, const float *b, float dz, float wd, int64_t n) {
-    float acc[16] = {0};
-    int64_t f = 0;
-    for (; f + 16 <= n; f += 16)
-        for (int l = 0; l < 16; l++) {
-            float g = dz * b[f + l] + wd * a[f + l];
-            acc[l] += g * g;
-        }
-    for (int l = 0; f < n; f++, l++) {
-        float g = dz * b[f] + wd * a[f];
-        acc[l] += g * g;
+#if defined(__GNUC__) && (defined(__clang__) || __GNUC__ >= 12) && !defined(CF_NO_VECTOR_EXT)
+/* GCC / Clang vector extensions: 16 float lanes (one AVX-512 register, two AVX2 ones, four
+ * SSE ones in the clones of CF_VECTOR_CLONES), reduced pairwise in registers */
+#define CF_SPARSE_VEC 1
+#ifndef __clang__
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+typedef float cf_v16 __attribute__((vector_size(64)));
+typedef float cf_v8 __attribute__((vector_size(32)));
+typedef float cf_v4 __attribute__((vector_size(16)));
+typedef int32_t cf_v16i __attribute__((vector_size(64)));
+CF_INLINE cf_v16 ld16(const float *p) {
+    cf_v16 v;
+    __builtin_memcpy(&v, p, sizeof v);
+    return v;
+}
+/* a macro: a 64-byte vector passed by value to a function draws a -Wpsabi note */
+#define st16(p, v)                                                                             \
+    do {                                                                                       \
+        const cf_v16 v_ = (v);                                                                 \
+        __builtin_memcpy((p), &v_, sizeof v_);                                                 \
+    } while (0)
+/* lanes l and l + 8, then l and l + 4, ... (the pairwise order of cf_dot_f32) */
+CF_INLINE float hsum16(const cf_v16 *p) {
+    const cf_v16 a = *p;
+    cf_v8 b = __builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7) +
+              __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15);
+    cf_v4 c = __builtin_shufflevector(b, b, 0, 1, 2, 3) + __builtin_shufflevector(b, b, 4, 5, 6, 7);
+    return (c[0] + c[2]) + (c[1] + c[3]);
+}
+#endif
+
+#ifdef CF_SPARSE_VEC
+/* The rows as chunks of 16 lanes: the whole ones, then, if 16 does not divide n (n >= 16),
+ * the chunk at n - 16 that ends the row, whose lanes of the last whole chunk the sums mask
+ * out (tm: the lanes it adds) */
+#define mask16(v, tm) ((cf_v16)((cf_v16i)(v) & *(const cf_v16i *)(tm)))
+#endif
+
+/* sum_f a[f] b[f]: 16 lanes chunk by chunk, reduced pairwise (rows shorter than 16: the
+ * first n lanes) */
+CF_INLINE float row_dot(const float *restrict a, const float *restrict b, int64_t n,
+                        const void *tail) {
+#ifdef CF_SPARSE_VEC
+    if (n >= 16) {
+        cf_v16 acc = ld16(a) * ld16(b);
+        int64_t f = 16;
+        for (; f + 16 <= n; f += 16) acc += ld16(a + f) * ld16(b + f);
+        if (f < n) acc += mask16(ld16(a + n - 16) * ld16(b + n - 16), tail);
+        return hsum16(&acc);
     }
-    for (int w = 8; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
-    return acc[0];
+#endif
+    (void)tail;
+    return cf_dot_f32(a, b, n);
 }
 
-/* One rating's update of its user row pu (bias *bu) and item row qi (bias *bi), given
- * dz = dL/dz: g_pu = dz qi + wd pu, g_qi = dz pu + wd qi, g_b = dz + wd b, all from the
- * values before the update. ru / ri are the rows' optimizer rows (items after users), ou /
- * oi their offsets in the parameter block. One fused pass per optimizer. */
-CF_INLINE void update_pair(const cf_sparse_opt *o, float *restrict pu, float *restrict qi,
-                           float *bu, float *bi, float dz, float wd, float lr, int64_t K,
-                           int64_t ru, int64_t ri, int64_t n_rows, int64_t ou, int64_t oi) {
-    float gbu = bu ? dz + wd * *bu : 0.0f, gbi = bi ? dz + wd * *bi : 0.0f;
-    if (o->kind == CF_SPARSE_SGD) {
-        for (int64_t f = 0; f < K; f++) {
-            float a = pu[f], b = qi[f];
-            pu[f] = a - lr * (dz * b + wd * a);
-            qi[f] = b - lr * (dz * a + wd * b);
+/* the squared gradients of both rows in one pass: *su = sum_f (dz b[f] + wd a[f])^2 and
+ * *si = sum_f (dz a[f] + wd b[f])^2, summed as row_dot sums */
+CF_INLINE void grad_sumsq2(const float *restrict a, const float *restrict b, float dz, float wd,
+                           int64_t n, const void *tail, float *su, float *si) {
+#ifdef CF_SPARSE_VEC
+    if (n >= 16) {
+        cf_v16 au = {0}, ai = {0};
+        int64_t f = 0;
+        for (; f + 16 <= n; f += 16) {
+            cf_v16 va = ld16(a + f), vb = ld16(b + f);
+            cf_v16 gu = dz * vb + wd * va, gi = dz * va + wd * vb;
+            au += gu * gu;
+            ai += gi * gi;
         }
+        if (f < n) {
+            cf_v16 va = ld16(a + n - 16), vb = ld16(b + n - 16);
+            cf_v16 gu = dz * vb + wd * va, gi = dz * va + wd * vb;
+            au += mask16(gu * gu, tail);
+            ai += mask16(gi * gi, tail);
+        }
+        *su = hsum16(&au);
+        *si = hsum16(&ai);
+        return;
+    }
+#endif
+    (void)tail;
+    float acc[2][16] = {{0}};
+    for (int64_t f = 0; f < n; f++) {
+        float gu = dz * b[f] + wd * a[f], gi = dz * a[f] + wd * b[f];
+        acc[0][f] = gu * gu;
+        acc[1][f] = gi * gi;
+    }
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) {
+            acc[0][l] += acc[0][l + w];
+            acc[1][l] += acc[1][l + w];
+        }
+    *su = acc[0][0];
+    *si = acc[1][0];
+}
+
+/* pu -= cu (dz qi + wd pu), qi -= ci (dz pu + wd qi), from the values before the update (the
+ * chunk that ends the row is computed from them first, and stores the same values again in
+ * the lanes it shares with the chunk before) */
+CF_INLINE void scaled_step(float *restrict pu, float *restrict qi, float dz, float wd, float cu,
+                           float ci, int64_t n) {
+    int64_t f = 0;
+#ifdef CF_SPARSE_VEC
+    if (n >= 16) {
+        const cf_v16 oa = ld16(pu + n - 16), ob = ld16(qi + n - 16);
+        const cf_v16 ta = oa - cu * (dz * ob + wd * oa), tb = ob - ci * (dz * oa + wd * ob);
+        for (; f + 16 <= n; f += 16) {
+            cf_v16 a = ld16(pu + f), b = ld16(qi + f);
+            st16(pu + f, a - cu * (dz * b + wd * a));
+            st16(qi + f, b - ci * (dz * a + wd * b));
+        }
+        if (f < n) {
+            st16(pu + n - 16, ta);
+            st16(qi + n - 16, tb);
+        }
+        return;
+    }
+#endif
+    for (; f < n; f++) {
+        float a = pu[f], b = qi[f];
+        pu[f] = a - cu * (dz * b + wd * a);
+        qi[f] = b - ci * (dz * a + wd * b);
+    }
+}
+
+/* Adam's moments and step for the K factors of both rows of a rating (gradients as in
+ * rate_one); a function of its own, where the compiler vectorises the loop */
+CF_VECTOR_CLONES __attribute__((noinline))
+static void adam_rows(float *restrict pu, float *restrict qi, float *restrict mu,
+                      float *restrict vu, float *restrict mi, float *restrict vi, float dz,
+                      float wd, float b1, float b2, float au, float su, float ai, float si,
+                      float e, int64_t K) {
+    const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+    for (int64_t f = 0; f < K; f++) {
+        float a = pu[f], b = qi[f];
+        float gu = dz * b + wd * a, gi = dz * a + wd * b;
+        float m1 = b1 * mu[f] + c1 * gu, v1 = b2 * vu[f] + c2 * (gu * gu);
+        float m2 = b1 * mi[f] + c1 * gi, v2 = b2 * vi[f] + c2 * (gi * gi);
+        mu[f] = m1;
+        vu[f] = v1;
+        mi[f] = m2;
+        vi[f] = v2;
+        pu[f] = a - au * m1 / (sqrtf(v1) * su + e);
+        qi[f] = b - ai * m2 / (sqrtf(v2) * si + e);
+    }
+}
+
+/* item i of the block (i = ig + nb t) -> slot t, by a multiply (exact for i < 2^31) */
+typedef struct {
+    uint64_t m;
+    int s;
+    int64_t nb;
+} slot_div;
+
+/* Granlund-Montgomery: with l = ceil(log2 nb) and m = floor(2^(32+l) / nb) + 1,
+ * floor(i / nb) = (i m) >> (32 + l) for all i < 2^32, and i m < 2^64 for i < 2^31. A grid
+ * of more than 2^30 groups (never in practice) divides (s = -1). */
+static slot_div slot_div_make(int64_t nb) {
+    int l = 0;
+    while (l < 62 && ((int64_t)1 << l) < nb) l++;
+    slot_div d = {(uint64_t)nb, -1, nb};
+    if (l <= 30) {
+        d.m = ((uint64_t)1 << (32 + l)) / (uint64_t)nb + 1;
+        d.s = 32 + l;
+    }
+    return d;
+}
+
+CF_INLINE int64_t slot_of(slot_div d, int32_t i) {
+    return d.s < 0 ? (int64_t)((uint64_t)i / d.m) : (int64_t)(((uint64_t)i * d.m) >> d.s);
+}
+
+/* what every rating of a block needs */
+typedef struct {
+    float *U, *I, *BU, *BI;
+    const cf_sparse_opt *o;
+    const int32_t *x;
+    const float *y;
+    int64_t K, NU, NI;
+    float lr, wd, span, lo;
+    int has_range;
+    slot_div d;
+    /* SGD and Adagrad: the block's item rows, and the optimizer state and biases of its
+     * items and users, copied to the thread by slot for the block (the rows of the blocks
+     * other threads train share cache lines with them) */
+    float *Ip, *acc_i, *acc_bi, *bi_s, *acc_u, *acc_bu, *bu_s;
+#ifdef CF_SPARSE_VEC
+    cf_v16i tail; /* the lanes of the chunk at K - 16 that no whole chunk holds */
+#endif
+} block_ctx;
+
+#ifdef CF_SPARSE_VEC
+#define CF_TAIL(c) (&(c)->tail)
+#else
+#define CF_TAIL(c) NULL
+#endif
+
+#ifdef CF_SPARSE_VEC
+/* lane-wise square root: one SQRTPS on x86 (IEEE, the same as four sqrtf) */
+CF_INLINE cf_v4 sqrt4(cf_v4 v) {
+#if defined(__x86_64__) && !defined(__clang__)
+    return __builtin_ia32_sqrtps(v);
+#else
+    cf_v4 s = {sqrtf(v[0]), sqrtf(v[1]), sqrtf(v[2]), sqrtf(v[3])};
+    return s;
+#endif
+}
+#endif
+
+/* One rating r, in two parts: rate_err measures its error before the update (returns 1 on a
+ * non-finite error), rate_apply then updates its user row and item row (and biases, and
+ * their optimizer state) at learning rate lr. g_pu = dz qi + wd pu, g_qi = dz pu + wd qi,
+ * g_b = dz + wd b, all from the values before the update. kind is a constant after
+ * inlining: one loop per optimizer. */
+typedef struct {
+    int64_t u, i, s, su; /* s, su: the item's and the user's slots */
+    float err, dz;
+} rating;
+
+CF_INLINE int rate_err(const block_ctx *c, int kind, int64_t r, rating *t) {
+    const int64_t K = c->K, u = c->x[2 * r], i = c->x[2 * r + 1];
+    const int priv = kind != CF_SPARSE_ADAM;
+    const int64_t s = priv ? slot_of(c->d, (int32_t)i) : 0, su = priv ? slot_of(c->d, (int32_t)u) : 0;
+    const float *pu = c->U + u * K, *qi = priv ? c->Ip + s * K : c->I + i * K;
+    float z = row_dot(pu, qi, K, CF_TAIL(c));
+    if (c->BU) z += priv ? c->bu_s[su] + c->bi_s[s] : c->BU[u] + c->BI[i];
+    float pred = z, dpred = 1.0f;
+    if (c->has_range) {
+        float s = 1.0f / (1.0f + expf(-z));
+        pred = s * c->span + c->lo;
+        dpred = c->span * s * (1.0f - s);
+    }
+    float err = pred - c->y[r];
+    t->u = u;
+    t->i = i;
+    t->s = s;
+    t->su = su;
+    t->err = err;
+    t->dz = 2.0f * err * dpred;
+    return !isfinite(err);
+}
+
+CF_INLINE void rate_apply(const block_ctx *c, int kind, const rating *t) {
+    const int64_t K = c->K, u = t->u, i = t->i;
+    const int64_t ru = u, ri = c->NU + i;
+    const int priv = kind != CF_SPARSE_ADAM;
+    float *restrict pu = c->U + u * K, *restrict qi = priv ? c->Ip + t->s * K : c->I + i * K;
+    float *bu = c->BU ? (priv ? c->bu_s + t->su : c->BU + u) : NULL;
+    float *bi = c->BI ? (kind != CF_SPARSE_ADAM ? c->bi_s + t->s : c->BI + i) : NULL;
+    const float lr = c->lr, wd = c->wd, dz = t->dz;
+    const cf_sparse_opt *o = c->o;
+    float gbu = bu ? dz + wd * *bu : 0.0f, gbi = bi ? dz + wd * *bi : 0.0f;
+    if (kind == CF_SPARSE_SGD) {
+        scaled_step(pu, qi, dz, wd, lr, lr, K);
         if (bu) *bu -= lr * gbu;
         if (bi) *bi -= lr * gbi;
-    } else if (o->kind == CF_SPARSE_ADAGRAD) {
-        float *acc = o->v;
+    } else if (kind == CF_SPARSE_ADAGRAD) {
+        float *acc_u = c->acc_u + t->su, *acc_bu = c->acc_bu + t->su;
+        float *acc_i = c->acc_i + t->s, *acc_bi = c->acc_bi + t->s;
         const float e = (float)o->eps;
-        acc[ru] += grad_sumsq(pu, qi, dz, wd, K) / (float)K;
-        acc[ri] += grad_sumsq(qi, pu, dz, wd, K) / (float)K;
-        const float cu = lr / sqrtf(acc[ru] + e), ci = lr / sqrtf(acc[ri] + e);
-        for (int64_t f = 0; f < K; f++) {
-            float a = pu[f], b = qi[f];
-            pu[f] = a - cu * (dz * b + wd * a);
-            qi[f] = b - ci * (dz * a + wd * b);
-        }
+        float su, si;
+        grad_sumsq2(pu, qi, dz, wd, K, CF_TAIL(c), &su, &si);
+        const float au = *acc_u + su / (float)K, ai = *acc_i + si / (float)K;
+        *acc_u = au;
+        *acc_i = ai;
+#ifdef CF_SPARSE_VEC
+        /* the four steps' divisions and square roots at once, lane-wise (same values) */
+        cf_v4 a = {au, ai, 1.0f, 1.0f}, num = {lr, lr, 0.0f, 0.0f};
         if (bu) {
-            acc[n_rows + ru] += gbu * gbu;
-            *bu -= lr * gbu / sqrtf(acc[n_rows + ru] + e);
+            a[2] = *acc_bu + gbu * gbu;
+            a[3] = *acc_bi + gbi * gbi;
+            *acc_bu = a[2];
+            *acc_bi = a[3];
+            num[2] = lr * gbu;
+            num[3] = lr * gbi;
+        }
+        cf_v4 step = num / sqrt4(a + e);
+        scaled_step(pu, qi, dz, wd, step[0], step[1], K);
+        if (bu) {
+            *bu -= step[2];
+            *bi -= step[3];
+        }
+#else
+        scaled_step(pu, qi, dz, wd, lr / sqrtf(au + e), lr / sqrtf(ai + e), K);
+        if (bu) {
+            float ab = *acc_bu + gbu * gbu;
+            *acc_bu = ab;
+            *bu -= lr * gbu / sqrtf(ab + e);
         }
         if (bi) {
-            acc[n_rows + ri] += gbi * gbi;
-            *bi -= lr * gbi / sqrtf(acc[n_rows + ri] + e);
+            float ab = *acc_bi + gbi * gbi;
+            *acc_bi = ab;
+            *bi -= lr * gbi / sqrtf(ab + e);
         }
+#endif
     } else {
+        const int64_t ou = u * K, oi = c->NU * K + i * K;
         const float b1 = (float)o->beta1, b2 = (float)o->beta2, e = (float)o->eps;
         const float c1 = 1.0f - b1, c2 = 1.0f - b2;
         float pu1 = o->pow1[ru] * b1, pu2 = o->pow2[ru] * b2;
@@ -95,30 +339,17 @@ CF_INLINE void update_pair(const cf_sparse_opt *o, float *restrict pu, float *re
         o->pow2[ri] = pi2;
         const float au = lr / (1.0f - pu1), su = 1.0f / sqrtf(1.0f - pu2);
         const float ai = lr / (1.0f - pi1), si = 1.0f / sqrtf(1.0f - pi2);
-        float *restrict mu = o->m + ou, *restrict vu = o->v + ou;
-        float *restrict mi = o->m + oi, *restrict vi = o->v + oi;
-        for (int64_t f = 0; f < K; f++) {
-            float a = pu[f], b = qi[f];
-            float gu = dz * b + wd * a, gi = dz * a + wd * b;
-            float m1 = b1 * mu[f] + c1 * gu, v1 = b2 * vu[f] + c2 * (gu * gu);
-            float m2 = b1 * mi[f] + c1 * gi, v2 = b2 * vi[f] + c2 * (gi * gi);
-            mu[f] = m1;
-            vu[f] = v1;
-            mi[f] = m2;
-            vi[f] = v2;
-            pu[f] = a - au * m1 / (sqrtf(v1) * su + e);
-            qi[f] = b - ai * m2 / (sqrtf(v2) * si + e);
-        }
-        float *params = pu - ou; /* the bias of a row sits at the same offset in m and v */
+        adam_rows(pu, qi, o->m + ou, o->v + ou, o->m + oi, o->v + oi, dz, wd, b1, b2, au, su,
+                  ai, si, e, K);
         if (bu) {
-            int64_t ob = bu - params;
+            int64_t ob = bu - c->U; /* the bias of a row sits at the same offset in m and v */
             float m1 = b1 * o->m[ob] + c1 * gbu, v1 = b2 * o->v[ob] + c2 * (gbu * gbu);
             o->m[ob] = m1;
             o->v[ob] = v1;
             *bu -= au * m1 / (sqrtf(v1) * su + e);
         }
         if (bi) {
-            int64_t ob = bi - params;
+            int64_t ob = bi - c->U;
             float m2 = b1 * o->m[ob] + c1 * gbi, v2 = b2 * o->v[ob] + c2 * (gbi * gbi);
             o->m[ob] = m2;
             o->v[ob] = v2;
@@ -127,39 +358,198 @@ CF_INLINE void update_pair(const cf_sparse_opt *o, float *restrict pu, float *re
     }
 }
 
+
+CF_INLINE int rate(const block_ctx *c, int kind, int64_t r, double *sse) {
+    rating t;
+    if (rate_err(c, kind, r, &t)) return 1;
+    *sse += (double)t.err * (double)t.err;
+    rate_apply(c, kind, &t);
+    return 0;
+}
+
+/* rating a, then rating b, which shares no row with a, their work interleaved: returns 0,
+ * 1 if a's error is non-finite (nothing applied) or 2 if b's is (a applied) */
+CF_INLINE int rate_two(const block_ctx *c, int kind, int64_t a, int64_t b, double *sse) {
+    rating ta, tb;
+    int bad_a = rate_err(c, kind, a, &ta), bad_b = rate_err(c, kind, b, &tb);
+    if (bad_a) return 1;
+    *sse += (double)ta.err * (double)ta.err;
+    rate_apply(c, kind, &ta);
+    if (bad_b) return 2;
+    *sse += (double)tb.err * (double)tb.err;
+    rate_apply(c, kind, &tb);
+    return 0;
+}
+
+/* brings the rows of rating r toward the cache */
+CF_INLINE void prefetch_rating(const block_ctx *c, int64_t r) {
+#if defined(__GNUC__)
+    const int32_t i = c->x[2 * r + 1];
+    const float *q = c->Ip ? c->Ip + slot_of(c->d, i) * c->K : c->I + (int64_t)i * c->K;
+    for (int64_t f = 0; f < c->K; f += 16) __builtin_prefetch(q + f, 1);
+    __builtin_prefetch(q + c->K - 1, 1);
+#else
+    (void)c, (void)r;
+#endif
+}
+
+/* One lane of a block: the rows [r, end) of one user. Two lanes hold two different users
+ * (taken in row order) and take their ratings in turns; a rating of the later user runs
+ * before rows of the earlier user only when its item is none of the earlier user's
+ * remaining items, so the two ratings share no row and the result is that of row order. */
+typedef struct {
+    int64_t r, end;
+    int64_t *last; /* [item slot]: the last row of the lane's users that rates the item */
+} lane;
+
+/* starts lane l on the next user's rows at *next (before end), marking its items; returns 0
+ * when no user is left */
+CF_INLINE int lane_take(const block_ctx *c, lane *l, int64_t *next, int64_t end, slot_div d) {
+    int64_t a = *next, b = a;
+    if (a >= end) return 0;
+    const int32_t u = c->x[2 * a];
+    for (; b < end && c->x[2 * b] == u; b++) l->last[slot_of(d, c->x[2 * b + 1])] = b;
+    l->r = a;
+    l->end = b;
+    *next = b;
+#if defined(__GNUC__)
+    if (b < end) { /* the user after this one */
+        const float *p = c->U + (int64_t)c->x[2 * b] * c->K;
+        for (int64_t f = 0; f < c->K; f += 16) __builtin_prefetch(p + f, 1);
+        __builtin_prefetch(p + c->K - 1, 1);
+    }
+#endif
+    return 1;
+}
+
+/* the ratings of rows [start, end) of a block, ordered by user, with the result of row order
+ * (see lane); slots [2 * n_slots] is scratch. Returns 1 on a non-finite error: that rating
+ * and the rows after it in row order are not applied, except that ratings of later users,
+ * which share no row with it, may have been; all the rows before it are. */
+CF_INLINE int run_rows(const block_ctx *c, int kind, int64_t start, int64_t end, int64_t *slots,
+                       int64_t n_slots, slot_div d, double *sse) {
+    for (int64_t t = 0; t < 2 * n_slots; t++) slots[t] = -1;
+    lane L[2] = {{0, 0, slots}, {0, 0, slots + n_slots}};
+    int64_t next = start;
+    int act[2];
+    act[0] = lane_take(c, &L[0], &next, end, d);
+    act[1] = lane_take(c, &L[1], &next, end, d);
+    while (act[0] && act[1]) {
+        const int e = L[0].r < L[1].r ? 0 : 1; /* the lane of the earlier user */
+        lane *E = &L[e], *F = &L[1 - e];
+        const int64_t rf = F->r;
+        /* the later user's rating waits while its item is among the earlier one's left */
+        const int clash = E->last[slot_of(d, c->x[2 * rf + 1])] >= E->r;
+        if (E->r + 1 < end) prefetch_rating(c, E->r + 1);
+        if (rf + 1 < end) prefetch_rating(c, rf + 1);
+        if (clash) {
+            if (rate(c, kind, E->r, sse)) return 1;
+        } else {
+            int st = rate_two(c, kind, E->r, rf, sse);
+            if (st == 1) return 1;
+            if (st == 2) {
+                /* in row order the earlier user's ratings come first */
+                for (int64_t r = E->r + 1; r < E->end; r++)
+                    if (rate(c, kind, r, sse)) return 1;
+                return 1;
+            }
+            if (++F->r == F->end) act[1 - e] = lane_take(c, F, &next, end, d);
+        }
+        if (++E->r == E->end) act[e] = lane_take(c, E, &next, end, d);
+    }
+    for (int l = 0; l < 2; l++)
+        if (act[l]) /* no user left to take: the rest is this lane's user */
+            for (int64_t r = L[l].r; r < L[l].end; r++) {
+                if (r + 1 < end) prefetch_rating(c, r + 1);
+                if (rate(c, kind, r, sse)) return 1;
+            }
+    return 0;
+}
+
+/* copies the state of the block's rows (items of group ig, users of group ug) to the
+ * thread (to_thread) or back */
+static void block_state(block_ctx *c, int64_t ug, int64_t ig, int to_thread) {
+    const int64_t nb = c->d.nb, n_rows = c->NU + c->NI, K = c->K;
+    float *acc = c->o->kind == CF_SPARSE_ADAGRAD ? c->o->v : NULL;
+#define CF_MOVE(thread, shared) \
+    do { if (to_thread) (thread) = (shared); else (shared) = (thread); } while (0)
+    for (int64_t t = 0, i = ig; i < c->NI; t++, i += nb) {
+        if (to_thread) memcpy(c->Ip + t * K, c->I + i * K, sizeof(float) * (size_t)K);
+        else memcpy(c->I + i * K, c->Ip + t * K, sizeof(float) * (size_t)K);
+        if (acc) {
+            CF_MOVE(c->acc_i[t], acc[c->NU + i]);
+            CF_MOVE(c->acc_bi[t], acc[n_rows + c->NU + i]);
+        }
+        if (c->BI) CF_MOVE(c->bi_s[t], c->BI[i]);
+    }
+    for (int64_t t = 0, u = ug; u < c->NU; t++, u += nb) {
+        if (acc) {
+            CF_MOVE(c->acc_u[t], acc[u]);
+            CF_MOVE(c->acc_bu[t], acc[n_rows + u]);
+        }
+        if (c->BU) CF_MOVE(c->bu_s[t], c->BU[u]);
+    }
+#undef CF_MOVE
+}
+
+static void block_ctx_init(block_ctx *c, const sparse_job *j, int64_t k, float *priv,
+                           int64_t n_slots, int private_items) {
+    const cf_dot_config *cfg = j->cfg;
+    c->K = cfg->k;
+    c->NU = cfg->n_users;
+    c->NI = cfg->n_items;
+    c->U = j->params;
+    c->I = c->U + c->NU * c->K;
+    c->BU = cfg->has_bias ? c->I + c->NI * c->K : NULL;
+    c->BI = cfg->has_bias ? c->BU + c->NU : NULL;
+    c->o = j->opt;
+    c->x = j->x;
+    c->y = j->y;
+    c->lr = (float)j->lrs[k];
+    c->wd = (float)j->opt->wd;
+    c->span = cfg->hi - cfg->lo;
+    c->lo = cfg->lo;
+    c->has_range = cfg->has_range;
+    c->d = slot_div_make(j->nb);
+    /* priv: [K n_slots] item rows, [n_slots] x 3 item state, [n_uslots] x 3 user state */
+    const int64_t n_uslots = (c->NU + j->nb - 1) / j->nb + 1;
+    c->Ip = private_items ? priv : NULL;
+    c->acc_i = priv + c->K * n_slots;
+    c->acc_bi = c->acc_i + n_slots;
+    c->bi_s = c->acc_bi + n_slots;
+    c->acc_u = c->bi_s + n_slots;
+    c->acc_bu = c->acc_u + n_uslots;
+    c->bu_s = c->acc_bu + n_uslots;
+    if (private_items) block_state(c, j->blocks[k] / j->nb, j->blocks[k] % j->nb, 1);
+#ifdef CF_SPARSE_VEC
+    for (int l = 0; l < 16; l++) c->tail[l] = l >= 16 - c->K % 16 ? -1 : 0;
+#endif
+}
+
+/* one block-training function per optimizer (kind is a constant in each) */
+#define CF_RUN_KIND(name, KIND)                                                                \
+    CF_VECTOR_CLONES                                                                           \
+    static int name(const sparse_job *j, int64_t k, int64_t *slots, int64_t n_slots,           \
+                    float *priv, double *sse) {                                                \
+        block_ctx c;                                                                           \
+        block_ctx_init(&c, j, k, priv, n_slots, KIND != CF_SPARSE_ADAM);                       \
+        int64_t start = j->starts[j->blocks[k]], end = j->starts[j->blocks[k] + 1];            \
+        int st = run_rows(&c, KIND, start, end, slots, n_slots, c.d, sse);                     \
+        if (KIND != CF_SPARSE_ADAM) block_state(&c, j->blocks[k] / j->nb, j->blocks[k] % j->nb, 0); \
+        return st;                                                                             \
+    }
+CF_RUN_KIND(run_rows_sgd, CF_SPARSE_SGD)
+CF_RUN_KIND(run_rows_adagrad, CF_SPARSE_ADAGRAD)
+CF_RUN_KIND(run_rows_adam, CF_SPARSE_ADAM)
+#undef CF_RUN_KIND
+
 /* trains the ratings of block position k; returns 0, or 1 on a non-finite error */
-CF_VECTOR_CLONES
-static int run_block(sparse_job *j, int64_t k) {
-    const cf_dot_config *c = j->cfg;
-    const int64_t K = c->k, NU = c->n_users, NI = c->n_items;
-    float *U = j->params, *I = U + NU * K;
-    float *BU = c->has_bias ? I + NI * K : NULL, *BI = c->has_bias ? BU + NU : NULL;
-    const float lr = (float)j->lrs[k], wd = (float)j->opt->wd;
-    const float span = c->hi - c->lo;
+static int run_block(sparse_job *j, int64_t k, int64_t *slots, int64_t n_slots, float *priv) {
     int64_t start = j->starts[j->blocks[k]], end = j->starts[j->blocks[k] + 1];
     double sse = 0.0;
-    int status = 0;
-    for (int64_t r = start; r < end; r++) {
-        int64_t u = j->x[2 * r], i = j->x[2 * r + 1];
-        float *restrict pu = U + u * K, *restrict qi = I + i * K;
-        float z = cf_dot_f32(pu, qi, K);
-        if (BU) z += BU[u] + BI[i];
-        float pred = z, dpred = 1.0f;
-        if (c->has_range) {
-            float s = 1.0f / (1.0f + expf(-z));
-            pred = s * span + c->lo;
-            dpred = span * s * (1.0f - s);
-        }
-        float err = pred - j->y[r];
-        if (!isfinite(err)) {
-            status = 1;
-            break;
-        }
-        sse += (double)err * (double)err;
-        float dz = 2.0f * err * dpred;
-        update_pair(j->opt, pu, qi, BU ? BU + u : NULL, BI ? BI + i : NULL, dz, wd, lr, K, u,
-                    NU + i, NU + NI, u * K, NU * K + i * K);
-    }
+    int status = j->opt->kind == CF_SPARSE_SGD       ? run_rows_sgd(j, k, slots, n_slots, priv, &sse)
+                 : j->opt->kind == CF_SPARSE_ADAGRAD ? run_rows_adagrad(j, k, slots, n_slots, priv, &sse)
+                                                     : run_rows_adam(j, k, slots, n_slots, priv, &sse);
     j->block_loss[k] = end > start ? sse / (double)(end - start) : 0.0;
     return status;
 }
@@ -203,14 +593,73 @@ static void stop_with(sparse_job *j, int64_t k, int nomem) {
 
 static void *worker(void *arg) {
     sparse_job *j = arg;
+    /* item slots of a block: its items are ig + nb t, t < n_slots */
+    const int64_t n_slots = (j->cfg->n_items + j->nb - 1) / j->nb + 1;
+    int64_t *slots = malloc(sizeof(int64_t) * (size_t)(2 * n_slots));
+    const int64_t n_uslots = (j->cfg->n_users + j->nb - 1) / j->nb + 1;
+    float *priv = malloc(sizeof(float) * (size_t)((j->cfg->k + 3) * n_slots + 3 * n_uslots));
+    if (!slots || !priv) {
+        free(slots);
+        free(priv);
+        stop_with(j, 0, 1);
+        return NULL;
+    }
     cf_fp_mode mode = cf_fp_flush_subnormals();
     for (;;) {
         int64_t k = take_block(j);
         if (k < 0) break;
-        if (run_block(j, k)) stop_with(j, k, 0);
+        if (run_block(j, k, slots, n_slots, priv)) stop_with(j, k, 0);
     }
     cf_fp_restore(mode);
+    free(slots);
+    free(priv);
     return NULL;
+}
+
+/* swaps rows r and d of x / y / extra */
+CF_INLINE void swap_rows(int32_t *x, float *y, char *extra, size_t esz, int64_t r, int64_t d) {
+    int32_t u = x[2 * r], i = x[2 * r + 1];
+    x[2 * r] = x[2 * d];
+    x[2 * r + 1] = x[2 * d + 1];
+    x[2 * d] = u;
+    x[2 * d + 1] = i;
+    float v = y[r];
+    y[r] = y[d];
+    y[d] = v;
+    if (extra) {
+        char e[8];
+        memcpy(e, extra + r * esz, esz);
+        memcpy(extra + r * esz, extra + d * esz, esz);
+        memcpy(extra + d * esz, e, esz);
+    }
+}
+
+/* in-place heapsort of rows [lo, hi) by item (O(n log n) for any run length) */
+static void sort_by_item(int32_t *x, float *y, char *extra, size_t esz, int64_t lo, int64_t hi) {
+    int64_t n = hi - lo;
+#define CF_ITEM(k) x[2 * (lo + (k)) + 1]
+    for (int64_t s = n / 2; s-- > 0;) {
+        for (int64_t p = s;;) { /* sift down */
+            int64_t c = 2 * p + 1;
+            if (c >= n) break;
+            if (c + 1 < n && CF_ITEM(c + 1) > CF_ITEM(c)) c++;
+            if (CF_ITEM(c) <= CF_ITEM(p)) break;
+            swap_rows(x, y, extra, esz, lo + p, lo + c);
+            p = c;
+        }
+    }
+    for (int64_t m = n - 1; m > 0; m--) {
+        swap_rows(x, y, extra, esz, lo, lo + m);
+        for (int64_t p = 0;;) {
+            int64_t c = 2 * p + 1;
+            if (c >= m) break;
+            if (c + 1 < m && CF_ITEM(c + 1) > CF_ITEM(c)) c++;
+            if (CF_ITEM(c) <= CF_ITEM(p)) break;
+            swap_rows(x, y, extra, esz, lo + p, lo + c);
+            p = c;
+        }
+    }
+#undef CF_ITEM
 }
 
 /* in-place American flag sort of rows [lo, hi) into n_keys buckets of key(row) */
@@ -260,7 +709,9 @@ int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t
         if (x[2 * r] > max_u) max_u = x[2 * r];
     }
     /* inside a block, rows are then ordered by user: consecutive ratings share the user's row,
-     * which stays in the first-level cache (LibMF orders its blocks the same way) */
+     * which stays in the first-level cache (LibMF orders its blocks the same way); and each
+     * user's rows by item, so that in run_rows a later user's ratings rarely need an item
+     * the earlier user has yet to rate (the later user trails in item order) */
     int64_t n_t = max_u / nb + 1, cap = NB > n_t ? NB : n_t;
     int64_t *tmp = malloc(sizeof(int64_t) * (size_t)(2 * cap + 1));
     if (!tmp) return CF_ERR_NOMEM;
@@ -268,6 +719,11 @@ int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t
     for (int64_t b = 0; b < NB; b++)
         if (starts[b + 1] - starts[b] > 1)
             flag_sort(x, y, extra, esz, starts[b], starts[b + 1], n_t, tmp + cap, tmp, nb, 1);
+    for (int64_t b = 0; b < NB; b++)
+        for (int64_t a = starts[b], e; a < starts[b + 1]; a = e) {
+            for (e = a + 1; e < starts[b + 1] && x[2 * e] == x[2 * a]; e++) {}
+            if (e - a > 1) sort_by_item(x, y, extra, esz, a, e);
+        }
     free(tmp);
     return CF_OK;
 }

@@ -32,7 +32,8 @@ typedef struct {
 /* Groups the rows of x [n,2] / y [n] (and of extra [n] elements of extra_size = 4 or 8
  * bytes, if not NULL) in place by block: block(u, i) = (u mod nb) * nb + (i mod nb); writes
  * starts [nb*nb + 1] so block b is rows [starts[b], starts[b+1]). Inside a block the rows are
- * ordered by user. O(n), no copy of the data. */
+ * ordered by user, and each user's rows by item. O(n) plus O(m log m) per user's m rows of
+ * a block, no copy of the data. */
 int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t n, int64_t nb,
                   int64_t *starts);
 
@@ -41,12 +42,17 @@ int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t
  * and no item group (e.g. {(g, (g + s) mod nb)}), so n_threads threads train them at once
  * without ever writing the same row, and wait for each other between strata (DSGD / LibMF
  * style scheduling; no locks on the tables, no races). With one thread the blocks run in
- * the given order and the result is bit-for-bit repeatable. Inside a block the ratings are
- * visited in row order, each updating only its own user and item rows at learning rate
- * lrs[k] (k = the block's position). block_loss[k] receives the block's mean squared error,
- * each rating measured just before its update.
+ * the given order and the result is bit-for-bit repeatable. Inside a block the result is
+ * that of visiting the ratings in row order, each updating only its own user and item rows
+ * at learning rate lrs[k] (k = the block's position). (Two users' ratings are interleaved,
+ * a rating of the later user running early only when it shares no row with any rating of
+ * the earlier user left, so the parameters are the same as in row order; only the order of
+ * the block's sum of squared errors differs.) block_loss[k] receives the block's mean squared
+ * error, each rating measured just before its update.
  * Returns CF_OK; CF_ERR_NONFINITE with *bad = k when a rating of block k gave a non-finite
- * error (that rating is not applied; no new block starts afterwards); CF_ERR_INDEX with
+ * error (that rating and the ones after it in row order are not applied, except that some
+ * ratings of later users of the block, which share no row with it, may have been; all the
+ * ones before it are; no new block starts afterwards); CF_ERR_INDEX with
  * *bad = the first bad block position or row, CF_ERR_ARG with *bad = the first position
  * that breaks its stratum (both checked before any update); CF_ERR_NOMEM. */
 int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int64_t *bad,
