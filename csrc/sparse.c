@@ -634,32 +634,29 @@ CF_INLINE void swap_rows(int32_t *x, float *y, char *extra, size_t esz, int64_t 
     }
 }
 
+/* sifts heap position p down among the first m rows of [lo, ...), keyed by item */
+static void sift_down(int32_t *x, float *y, char *extra, size_t esz, int64_t lo, int64_t p,
+                      int64_t m) {
+#define CF_ITEM(k) x[2 * (lo + (k)) + 1]
+    for (;;) {
+        int64_t c = 2 * p + 1;
+        if (c >= m) break;
+        if (c + 1 < m && CF_ITEM(c + 1) > CF_ITEM(c)) c++;
+        if (CF_ITEM(c) <= CF_ITEM(p)) break;
+        swap_rows(x, y, extra, esz, lo + p, lo + c);
+        p = c;
+    }
+#undef CF_ITEM
+}
+
 /* in-place heapsort of rows [lo, hi) by item (O(n log n) for any run length) */
 static void sort_by_item(int32_t *x, float *y, char *extra, size_t esz, int64_t lo, int64_t hi) {
     int64_t n = hi - lo;
-#define CF_ITEM(k) x[2 * (lo + (k)) + 1]
-    for (int64_t s = n / 2; s-- > 0;) {
-        for (int64_t p = s;;) { /* sift down */
-            int64_t c = 2 * p + 1;
-            if (c >= n) break;
-            if (c + 1 < n && CF_ITEM(c + 1) > CF_ITEM(c)) c++;
-            if (CF_ITEM(c) <= CF_ITEM(p)) break;
-            swap_rows(x, y, extra, esz, lo + p, lo + c);
-            p = c;
-        }
-    }
+    for (int64_t s = n / 2; s-- > 0;) sift_down(x, y, extra, esz, lo, s, n);
     for (int64_t m = n - 1; m > 0; m--) {
         swap_rows(x, y, extra, esz, lo, lo + m);
-        for (int64_t p = 0;;) {
-            int64_t c = 2 * p + 1;
-            if (c >= m) break;
-            if (c + 1 < m && CF_ITEM(c + 1) > CF_ITEM(c)) c++;
-            if (CF_ITEM(c) <= CF_ITEM(p)) break;
-            swap_rows(x, y, extra, esz, lo + p, lo + c);
-            p = c;
-        }
+        sift_down(x, y, extra, esz, lo, 0, m);
     }
-#undef CF_ITEM
 }
 
 /* in-place American flag sort of rows [lo, hi) into n_keys buckets of key(row) */
@@ -679,21 +676,7 @@ static void flag_sort(int32_t *x, float *y, char *extra, size_t esz, int64_t lo,
                 next[b]++;
                 continue;
             }
-            int64_t d = next[t]++;
-            int32_t u = x[2 * r], i = x[2 * r + 1];
-            x[2 * r] = x[2 * d];
-            x[2 * r + 1] = x[2 * d + 1];
-            x[2 * d] = u;
-            x[2 * d + 1] = i;
-            float v = y[r];
-            y[r] = y[d];
-            y[d] = v;
-            if (extra) {
-                char e[8];
-                memcpy(e, extra + r * esz, esz);
-                memcpy(extra + r * esz, extra + d * esz, esz);
-                memcpy(extra + d * esz, e, esz);
-            }
+            swap_rows(x, y, extra, esz, r, next[t]++);
         }
     }
 #undef CF_KEY

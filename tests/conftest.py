@@ -45,3 +45,43 @@ def synth_ratings():
     pu, qi = rng.normal(size=(nu + 1, 2)), rng.normal(size=(ni + 1, 2))
     r = np.clip(np.rint(3 + (pu[u] * qi[i]).sum(1) + rng.normal(0, 0.3, n)), 1, 5)
     return pd.DataFrame({"user": u, "item": i, "rating": r.astype(np.int64)})
+
+
+# ---------------------------------------------------------------- fastai's recorded trajectories
+def _golden(name):
+    folder = os.environ.get("COLLABC_REFERENCE")
+    if not folder:
+        pytest.skip("COLLABC_REFERENCE is not set (point it at shared/reference to run the fastai replay)")
+    f = pathlib.Path(folder) / name
+    if not f.exists():
+        pytest.skip(f"{f} does not exist")
+    return np.load(f)
+
+
+@pytest.fixture(scope="session")
+def golden_dot():
+    "fastai_golden_dot.npz: one recorded epoch of collab_learner(n_factors=8)."
+    return _golden("fastai_golden_dot.npz")
+
+
+@pytest.fixture(scope="session")
+def golden_nn():
+    "fastai_golden_nn.npz: one recorded epoch of collab_learner(use_nn=True, layers=[16, 8])."
+    return _golden("fastai_golden_nn.npz")
+
+
+@pytest.fixture
+def golden_dls():
+    "Builds DataLoaders that serve a golden file's batches in fastai's recorded order."
+    from collabc import CategoryMap, DataLoader, DataLoaders
+
+    def make(d):
+        nu, ni = int(d["n_users"]), int(d["n_items"])
+        x = d["batch_x"].reshape(-1, 2).astype(np.int32)
+        y = d["batch_y"].reshape(-1).astype(np.float32)
+        train = DataLoader(x, y, bs=64, shuffle=True)
+        train.order = lambda: np.arange(len(y), dtype=np.int64)  # fastai's recorded batch order
+        valid = DataLoader(d["valid_x"].astype(np.int32), d["valid_y"].astype(np.float32), bs=64)
+        classes = {"user": CategoryMap(range(1, nu)), "title": CategoryMap(range(1, ni))}
+        return DataLoaders(train, valid, classes, "user", "title", "rating")
+    return make

@@ -1,14 +1,12 @@
 """The facade end to end: Learner/fit/fit_one_cycle/Recorder/table against fastai's
 semantics, seeds, the lesson's models, bad input and divergence."""
-import os
-import pathlib
 import re
 from functools import partial
 
 import numpy as np
 import pytest
 
-from collabc import (SGD, Adam, CategoryMap, CollabDataLoaders, DataLoader, DataLoaders,
+from collabc import (SGD, Adam, CollabDataLoaders,
                      DotProduct, DotProductBias, EmbeddingDotBias, Learner, MSELossFlat,
                      TrainingDivergedError, collab_learner, mae, rmse, set_seed)
 from collabc.display import format_time, html_table
@@ -26,29 +24,11 @@ def make_dls(df, **kw):
 
 
 # ---------------------------------------------------------------- fastai replay through Learner
-@pytest.fixture(scope="module")
-def golden():
-    folder = os.environ.get("COLLABC_REFERENCE")
-    if not folder:
-        pytest.skip("COLLABC_REFERENCE is not set (point it at shared/reference)")
-    f = pathlib.Path(folder) / "fastai_golden_dot.npz"
-    if not f.exists():
-        pytest.skip(f"{f} does not exist")
-    return np.load(f)
-
-
-def test_learner_replays_fastai_epoch(golden):
+def test_learner_replays_fastai_epoch(golden_dot, golden_dls):
     """fit_one_cycle(1, 5e-3, wd=0.1) over fastai's own batches lands on fastai's parameters,
     smoothed losses, printed train_loss and valid loss."""
-    d = golden
-    nu, ni = int(d["n_users"]), int(d["n_items"])
-    x = d["batch_x"].reshape(-1, 2).astype(np.int32)
-    y = d["batch_y"].reshape(-1).astype(np.float32)
-    train = DataLoader(x, y, bs=64, shuffle=True)
-    train.order = lambda: np.arange(len(y), dtype=np.int64)  # fastai's recorded batch order
-    valid = DataLoader(d["valid_x"].astype(np.int32), d["valid_y"].astype(np.float32), bs=64)
-    classes = {"user": CategoryMap(range(1, nu)), "title": CategoryMap(range(1, ni))}
-    dls = DataLoaders(train, valid, classes, "user", "title", "rating")
+    d = golden_dot
+    dls = golden_dls(d)
     learn = quiet(collab_learner(dls, n_factors=8, y_range=(0, 5.5)))
     learn.model.load_state_dict({n: d[f"init/{n}"] for n in NAMES})
     learn.fit_one_cycle(1, 5e-3, wd=0.1)

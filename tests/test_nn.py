@@ -1,15 +1,13 @@
 """The neural models (issue 3): kernels vs the float64 reference and finite differences,
 train vs eval mode, the replay of fastai's recorded EmbeddingNN epoch, the lesson's models
 through collab_learner/Learner, weight decay groups and bad input."""
-import os
-import pathlib
 
 import numpy as np
 import pytest
 
 import reference_nn as ref  # noqa: E402  (tests/, put on sys.path by conftest.py)
 
-from collabc import (CategoryMap, CollabDataLoaders, CollabNN, DataLoader, DataLoaders,  # noqa: E402
+from collabc import (CollabDataLoaders, CollabNN,  # noqa: E402
                      EmbeddingNN, Learner, MSELossFlat, _core, collab_learner, emb_sz_rule,
                      get_emb_sz, set_seed, tabular_config)
 from collabc.optim import Adam  # noqa: E402
@@ -116,32 +114,10 @@ def test_emb_sz_rule_and_get_emb_sz(ml100k_ratings):
 
 
 # ---------------------------------------------------------------- fastai replay
-@pytest.fixture(scope="module")
-def golden_nn():
-    folder = os.environ.get("COLLABC_REFERENCE")
-    if not folder:
-        pytest.skip("COLLABC_REFERENCE is not set (point it at shared/reference)")
-    f = pathlib.Path(folder) / "fastai_golden_nn.npz"
-    if not f.exists():
-        pytest.skip(f"{f} does not exist")
-    return np.load(f)
-
-
-def _golden_dls(d):
-    nu, ni = int(d["n_users"]), int(d["n_items"])
-    x = d["batch_x"].reshape(-1, 2).astype(np.int32)
-    y = d["batch_y"].reshape(-1).astype(np.float32)
-    train = DataLoader(x, y, bs=64, shuffle=True)
-    train.order = lambda: np.arange(len(y), dtype=np.int64)
-    valid = DataLoader(d["valid_x"].astype(np.int32), d["valid_y"].astype(np.float32), bs=64)
-    classes = {"user": CategoryMap(range(1, nu)), "title": CategoryMap(range(1, ni))}
-    return DataLoaders(train, valid, classes, "user", "title", "rating")
-
-
-def test_replay_fastai_embedding_nn(golden_nn):
+def test_replay_fastai_embedding_nn(golden_nn, golden_dls):
     "Every parameter and running statistic at steps 1, 2, 10, 100, 1250 within 1e-4 of fastai."
     d = golden_nn
-    dls = _golden_dls(d)
+    dls = golden_dls(d)
     model = collab_learner(dls, use_nn=True, emb_szs={"user": 6, "title": 10}, y_range=(0, 5.5),
                            layers=[16, 8]).model
     names = [k[len("init/"):] for k in d.files if k.startswith("init/")]
@@ -170,9 +146,9 @@ def test_replay_fastai_embedding_nn(golden_nn):
     assert abs(float(np.mean((preds - dls.valid.y) ** 2)) - float(d["valid_loss"])) < 1e-4
 
 
-def test_replay_through_learner(golden_nn):
+def test_replay_through_learner(golden_nn, golden_dls):
     d = golden_nn
-    learn = collab_learner(_golden_dls(d), use_nn=True, emb_szs={"user": 6, "title": 10},
+    learn = collab_learner(golden_dls(d), use_nn=True, emb_szs={"user": 6, "title": 10},
                            y_range=(0, 5.5), layers=[16, 8])
     learn.logger = lambda *a: None
     learn.model.load_state_dict({k[5:]: d[k] for k in d.files if k.startswith("init/")})

@@ -5,31 +5,13 @@ snapshot (steps 1, 2, 10, 100, 1250) and the final valid MSE must match within 1
 The file is found through COLLABC_REFERENCE (a folder holding fastai_golden_dot.npz), which
 .ci/run sets; without it the tests skip and say why.
 """
-import os
-import pathlib
 
 import numpy as np
-import pytest
 
 from collabc import _core
 
 NAMES = ["u_weight.weight", "i_weight.weight", "u_bias.weight", "i_bias.weight"]
 SNAPS = [(1, "step1"), (2, "step2"), (10, "step10"), (100, "step100"), (1250, "final")]
-
-
-def _golden(name):
-    folder = os.environ.get("COLLABC_REFERENCE")
-    if not folder:
-        pytest.skip("COLLABC_REFERENCE is not set (point it at shared/reference to run the fastai replay)")
-    f = pathlib.Path(folder) / name
-    if not f.exists():
-        pytest.skip(f"{f} does not exist")
-    return np.load(f)
-
-
-@pytest.fixture(scope="module")
-def golden_dot():
-    return _golden("fastai_golden_dot.npz")
 
 
 def _block(d, prefix):
