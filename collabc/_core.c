@@ -1614,9 +1614,6 @@ static PyObject *py_dot_fit_blocks(PyObject *self, PyObject *args, PyObject *kw)
                                  (long long)blocks[l], (long long)blocks[k], (long long)g0);
                     return NULL;
                 }
-    if (check_ids(fn, &a[2], 0, 2, R, c.n_users, "a user") < 0 ||
-        check_ids(fn, &a[2], 1, 2, R, c.n_items, "an item") < 0)
-        return NULL;
     opt.m = OPTF32(a[7]);
     opt.v = OPTF32(a[8]);
     opt.pow1 = OPTF32(a[9]);
@@ -1632,6 +1629,16 @@ static PyObject *py_dot_fit_blocks(PyObject *self, PyObject *args, PyObject *kw)
                            CF32(a[3]), R, starts, nb, blocks, S, lrs, &c, n_threads);
     Py_END_ALLOW_THREADS
     if (st == CF_ERR_NOMEM) return PyErr_NoMemory();
+    if (st == CF_ERR_INDEX && bad >= 0 && bad < R) {
+        /* the core checks the ids of the selected blocks' rows (only those are read) before
+         * any update; the blocks themselves were checked above */
+        const int32_t *xr = I32(a[2]) + 2 * bad;
+        int is_user = xr[0] < 0 || xr[0] >= c.n_users;
+        PyErr_Format(PyExc_IndexError, "%s(): argument 'x' holds %s id %d at row %lld, outside "
+                     "[0, %lld)", fn, is_user ? "a user" : "an item", (int)xr[is_user ? 0 : 1],
+                     (long long)bad, (long long)(is_user ? c.n_users : c.n_items));
+        return NULL;
+    }
     if (st != CF_OK && st != CF_ERR_NONFINITE) {
         PyErr_Format(PyExc_RuntimeError, "%s(): internal error %d", fn, st);
         return NULL;

@@ -1,6 +1,7 @@
 /* sparse.c - per-rating SGD / row-wise Adagrad / lazy Adam for the dot-product models over
  * a grid of blocks, with LibMF's scheduling on pthreads: a mutex hands each thread a block
- * whose user group and item group no other thread holds. */
+ * whose user group and item group no other thread holds, in the order of the given strata
+ * as far as the blocks' dependencies allow (see cf_dot_fit_blocks in sparse.h). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <pthread.h>
@@ -21,13 +22,13 @@ typedef struct {
     int64_t nb, n_sel;
     const double *lrs;
     const cf_dot_config *cfg;
-    int n_threads;
     pthread_mutex_t lock;
     pthread_cond_t turn;
-    int64_t group;      /* stratum being trained: blocks [group*nb, group*nb + nb) */
-    int64_t next;       /* next block position to hand out inside the stratum */
-    int waiting;        /* threads done with the current stratum */
-    int64_t bad;        /* first block with a non-finite error, or n_sel */
+    unsigned char *state; /* [n_sel]: 0 not started, 1 running, 2 done */
+    int64_t *dep;         /* [2 n_sel]: the positions block k waits for (its user group's and
+                           * its item group's last earlier block), or -1 */
+    int64_t next;         /* the first position not started */
+    int64_t bad;          /* first block with a non-finite error, or n_sel */
     int nomem;
 } sparse_job;
 
@@ -554,39 +555,36 @@ static int run_block(sparse_job *j, int64_t k, int64_t *slots, int64_t n_slots, 
     return status;
 }
 
-/* next block position of the current stratum, or -1 when the stratum is exhausted or
- * training stopped; the last thread to finish a stratum opens the next one */
+/* the first position (below the first bad block) whose blocks sharing a user or item
+ * group with it in earlier positions are done, marked running; -1 when none is left to
+ * start. Positions are taken in order where possible, and a block never waits for a barrier
+ * at the end of its stratum, only for the (at most two) blocks it shares rows with. */
 static int64_t take_block(sparse_job *j) {
     pthread_mutex_lock(&j->lock);
     for (;;) {
-        int64_t end = (j->group + 1) * j->nb;
-        if (j->bad < j->n_sel || j->nomem || j->group * j->nb >= j->n_sel) {
+        while (j->next < j->n_sel && j->state[j->next]) j->next++;
+        if (j->nomem || j->next >= j->bad) {
             pthread_mutex_unlock(&j->lock);
             return -1;
         }
-        if (j->next < end) {
-            int64_t k = j->next++;
-            pthread_mutex_unlock(&j->lock);
-            return k;
+        for (int64_t k = j->next; k < j->bad; k++) {
+            const int64_t du = j->dep[2 * k], di = j->dep[2 * k + 1];
+            if (!j->state[k] && (du < 0 || j->state[du] == 2) && (di < 0 || j->state[di] == 2)) {
+                j->state[k] = 1;
+                pthread_mutex_unlock(&j->lock);
+                return k;
+            }
         }
-        /* stratum exhausted: wait for the others (a barrier), then move on */
-        int64_t g = j->group;
-        if (++j->waiting == j->n_threads) {
-            j->waiting = 0;
-            j->group++;
-            j->next = j->group * j->nb;
-            pthread_cond_broadcast(&j->turn);
-        } else {
-            while (j->group == g && !(j->bad < j->n_sel) && !j->nomem)
-                pthread_cond_wait(&j->turn, &j->lock);
-        }
+        pthread_cond_wait(&j->turn, &j->lock);
     }
 }
 
-static void stop_with(sparse_job *j, int64_t k, int nomem) {
+/* block k is done (bad: with a non-finite error; nomem: it could not start) */
+static void finish_block(sparse_job *j, int64_t k, int bad, int nomem) {
     pthread_mutex_lock(&j->lock);
     if (nomem) j->nomem = 1;
-    else if (k < j->bad) j->bad = k;
+    if (k >= 0) j->state[k] = 2;
+    if (bad && k < j->bad) j->bad = k;
     pthread_cond_broadcast(&j->turn);
     pthread_mutex_unlock(&j->lock);
 }
@@ -601,14 +599,14 @@ static void *worker(void *arg) {
     if (!slots || !priv) {
         free(slots);
         free(priv);
-        stop_with(j, 0, 1);
+        finish_block(j, -1, 0, 1);
         return NULL;
     }
     cf_fp_mode mode = cf_fp_flush_subnormals();
     for (;;) {
         int64_t k = take_block(j);
         if (k < 0) break;
-        if (run_block(j, k, slots, n_slots, priv)) stop_with(j, k, 0);
+        finish_block(j, k, run_block(j, k, slots, n_slots, priv), 0);
     }
     cf_fp_restore(mode);
     free(slots);
@@ -711,6 +709,22 @@ int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t
     return CF_OK;
 }
 
+/* the first row of [a, b) whose user id is outside [0, NU) or item id outside [0, NI), or
+ * -1: one branch-free pass that vectorises (it runs over every selected row per call) */
+CF_VECTOR_CLONES
+static int64_t first_bad_id(const int32_t *x, int64_t a, int64_t b, int64_t NU, int64_t NI) {
+    /* as unsigned, a negative id is >= 2^31 >= the limit */
+    const int64_t cap = (int64_t)1 << 31;
+    const uint32_t lu = (uint32_t)(NU < cap ? NU : cap), li = (uint32_t)(NI < cap ? NI : cap);
+    const uint32_t *p = (const uint32_t *)x;
+    uint32_t any = 0;
+    for (int64_t r = a; r < b; r++) any |= (uint32_t)(p[2 * r] >= lu) | (uint32_t)(p[2 * r + 1] >= li);
+    if (!any) return -1;
+    for (int64_t r = a; r < b; r++)
+        if (p[2 * r] >= lu || p[2 * r + 1] >= li) return r;
+    return -1;
+}
+
 int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int64_t *bad,
                       const int32_t *x, const float *y, int64_t n_rows, const int64_t *starts,
                       int64_t nb, const int64_t *blocks, int64_t n_sel, const double *lrs,
@@ -721,14 +735,15 @@ int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int
     if (opt->kind == CF_SPARSE_ADAM && (!opt->m || !opt->v || !opt->pow1 || !opt->pow2))
         return CF_ERR_ARG;
     if (opt->kind == CF_SPARSE_ADAGRAD && !opt->v) return CF_ERR_ARG;
-    for (int64_t k = 0; k < n_sel; k++) {
+    for (int64_t k = 0; k < n_sel; k++)
         if (blocks[k] < 0 || blocks[k] >= nb * nb) { *bad = k; return CF_ERR_INDEX; }
-        for (int64_t r = starts[blocks[k]]; r < starts[blocks[k] + 1]; r++)
-            if (x[2 * r] < 0 || x[2 * r] >= cfg->n_users || x[2 * r + 1] < 0 ||
-                x[2 * r + 1] >= cfg->n_items) {
-                *bad = r;
-                return CF_ERR_INDEX;
-            }
+    for (int64_t k = 0; k < n_sel; k++) {
+        int64_t r = first_bad_id(x, starts[blocks[k]], starts[blocks[k] + 1], cfg->n_users,
+                                 cfg->n_items);
+        if (r >= 0) {
+            *bad = r;
+            return CF_ERR_INDEX;
+        }
     }
     /* each stratum (group of nb consecutive positions) must hold nb blocks that share no
      * user group and no item group, so its blocks can run at once */
@@ -746,6 +761,24 @@ int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int
     free(seen);
     sparse_job j;
     memset(&j, 0, sizeof j);
+    /* block k waits only for the last earlier block of its user group and of its item group:
+     * blocks that share neither commute, so any order that keeps these gives the result of
+     * the given order, for any number of threads */
+    j.state = calloc((size_t)n_sel + 1, 1);
+    j.dep = malloc(sizeof(int64_t) * (size_t)(2 * n_sel + 2 * nb + 1));
+    if (!j.state || !j.dep) {
+        free(j.state);
+        free(j.dep);
+        return CF_ERR_NOMEM;
+    }
+    int64_t *last = j.dep + 2 * n_sel; /* [2 nb]: by user group, then by item group */
+    for (int64_t g = 0; g < 2 * nb; g++) last[g] = -1;
+    for (int64_t k = 0; k < n_sel; k++) {
+        int64_t ug = blocks[k] / nb, ig = nb + blocks[k] % nb;
+        j.dep[2 * k] = last[ug];
+        j.dep[2 * k + 1] = last[ig];
+        last[ug] = last[ig] = k;
+    }
     j.params = params;
     j.opt = opt;
     j.block_loss = block_loss;
@@ -760,29 +793,34 @@ int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int
     j.bad = n_sel;
     if (n_threads > nb) n_threads = (int)nb; /* a stratum has nb blocks */
     if (n_threads > 64) n_threads = 64;
-    if (pthread_mutex_init(&j.lock, NULL) != 0) return CF_ERR_NOMEM;
+    int st = CF_OK;
+    if (pthread_mutex_init(&j.lock, NULL) != 0) {
+        st = CF_ERR_NOMEM;
+        goto done;
+    }
     if (pthread_cond_init(&j.turn, NULL) != 0) {
         pthread_mutex_destroy(&j.lock);
-        return CF_ERR_NOMEM;
+        st = CF_ERR_NOMEM;
+        goto done;
     }
     pthread_t tid[64];
-    int started = 0;
-    /* workers wait on the lock until the count of threads that really started is known */
-    pthread_mutex_lock(&j.lock);
+    int started = 0; /* threads that fail to start leave their share to the others */
     for (int t = 1; t < n_threads; t++) {
         if (pthread_create(&tid[started], NULL, worker, &j) != 0) break;
         started++;
     }
-    j.n_threads = started + 1;
-    pthread_mutex_unlock(&j.lock);
     worker(&j); /* the calling thread works too */
     for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
     pthread_cond_destroy(&j.turn);
     pthread_mutex_destroy(&j.lock);
-    if (j.nomem) return CF_ERR_NOMEM;
-    if (j.bad < n_sel) {
+    if (j.nomem) {
+        st = CF_ERR_NOMEM;
+    } else if (j.bad < n_sel) {
         *bad = j.bad;
-        return CF_ERR_NONFINITE;
+        st = CF_ERR_NONFINITE;
     }
-    return CF_OK;
+done:
+    free(j.state);
+    free(j.dep);
+    return st;
 }

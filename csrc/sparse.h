@@ -40,21 +40,25 @@ int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t
 /* Trains the blocks blocks[0..n_sel) of a block-sorted x / y (see cf_block_sort), taken as
  * strata of nb consecutive positions: the nb blocks of a stratum must share no user group
  * and no item group (e.g. {(g, (g + s) mod nb)}), so n_threads threads train them at once
- * without ever writing the same row, and wait for each other between strata (DSGD / LibMF
- * style scheduling; no locks on the tables, no races). With one thread the blocks run in
- * the given order and the result is bit-for-bit repeatable. Inside a block the result is
- * that of visiting the ratings in row order, each updating only its own user and item rows
- * at learning rate lrs[k] (k = the block's position). (Two users' ratings are interleaved,
- * a rating of the later user running early only when it shares no row with any rating of
- * the earlier user left, so the parameters are the same as in row order; only the order of
- * the block's sum of squared errors differs.) block_loss[k] receives the block's mean squared
- * error, each rating measured just before its update.
+ * without ever writing the same row (DSGD / LibMF style; no locks on the tables, no races).
+ * There is no barrier between strata: a block starts as soon as the (at most two) earlier
+ * blocks that share its user group or its item group are done, so a thread runs ahead into
+ * the next stratum instead of waiting for the slowest block of this one. Blocks that share
+ * no group commute, so the result is that of running the blocks in the given order, for any
+ * number of threads, bit for bit. Inside a block the result is that of visiting the ratings
+ * in row order, each updating only its own user and item rows at learning rate lrs[k]
+ * (k = the block's position). (Two users' ratings are interleaved, a rating of the later
+ * user running early only when it shares no row with any rating of the earlier user left,
+ * so the parameters are the same as in row order; only the order of the block's sum of
+ * squared errors differs.) block_loss[k] receives the block's mean squared error, each
+ * rating measured just before its update.
  * Returns CF_OK; CF_ERR_NONFINITE with *bad = k when a rating of block k gave a non-finite
- * error (that rating and the ones after it in row order are not applied, except that some
- * ratings of later users of the block, which share no row with it, may have been; all the
- * ones before it are; no new block starts afterwards); CF_ERR_INDEX with
- * *bad = the first bad block position or row, CF_ERR_ARG with *bad = the first position
- * that breaks its stratum (both checked before any update); CF_ERR_NOMEM. */
+ * error (k is the first such position; that rating and the ones after it in row order are
+ * not applied, except that some ratings of later users of the block, which share no row with
+ * it, may have been; all the blocks before position k are applied, and some after it may
+ * have been); CF_ERR_INDEX with *bad = the first bad block position or the first row of the
+ * selected blocks with an id outside the tables, CF_ERR_ARG with *bad = the first position
+ * that breaks its stratum (all checked before any update); CF_ERR_NOMEM. */
 int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int64_t *bad,
                       const int32_t *x, const float *y, int64_t n_rows, const int64_t *starts,
                       int64_t nb, const int64_t *blocks, int64_t n_sel, const double *lrs,

@@ -122,10 +122,15 @@ def test_bad_arguments():
         _core.dot_fit_blocks(**{**base, "opt": "adagrad", "v": np.zeros(3, np.float32)})
     with pytest.raises(ValueError, match="n_threads"):
         _core.dot_fit_blocks(**{**base, "n_threads": 0})
-    xb = x.copy()
-    xb[5, 1] = ni
-    with pytest.raises(IndexError, match="an item id"):
-        _core.dot_fit_blocks(**{**base, "x": xb})
+    # the ids of the selected blocks' rows are checked before any update
+    for col, what, bad_id in [(1, "an item id", ni), (0, "a user id", -3)]:
+        xb, params = x.copy(), base["params"].copy()
+        row = int(starts[10]) + 1
+        assert row < starts[11]
+        xb[row, col] = bad_id
+        with pytest.raises(IndexError, match=f"'x' holds {what} {bad_id} at row {row}"):
+            _core.dot_fit_blocks(**{**base, "x": xb, "params": params})
+        np.testing.assert_array_equal(params, base["params"])
     with pytest.raises(ValueError, match="'nb' must be >= 1"):
         _core.block_sort(x.copy(), y.copy(), None, 0)
     xn = x.copy()
