@@ -5,8 +5,9 @@ A synthetic set shaped like MovieLens-25M (162,541 users, 59,047 items, 25,000,0
 `collabc.datasets.synthetic` (planted low-rank model with biases, noise 0.5, half stars,
 heavy-tailed activity and popularity). n_factors=50, y_range (0, 5.5), row-wise Adagrad,
 2 threads, 20 epochs. Prints: seconds to build the data arrays and loaders, seconds per epoch
-(the first includes grouping the rows into blocks), peak resident memory, and the holdout RMSE
-after each epoch next to the planted model's own RMSE (the noise floor).
+(the first includes grouping the rows into blocks), peak resident memory (while generating the
+data, then while building the loaders and training), and the holdout RMSE after each epoch
+next to the planted model's own RMSE (the noise floor).
 
 The loaders are built from arrays without copies (the path for data that is already
 encoded: `DataLoader(x, y)` keeps a C-contiguous int32 (n, 2) `x` and float32 `y` as they are,
@@ -40,6 +41,16 @@ def rss_mib(field="VmHWM"):
     return float("nan")
 
 
+def reset_peak():
+    "Restarts the peak (VmHWM) from the current resident size (Linux: clear_refs 5); False if not possible."
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def build(n_users, n_items, n_ratings, seed=0, holdout=0.02):
     "Arrays x (n, 2) int32 and y float32 with the holdout rows moved to the tail, in place."
     (u, i, r), truth = synthetic(n_users, n_items, n_ratings, seed=seed, as_frame=False,
@@ -70,6 +81,9 @@ def run(name, n_users, n_items, n_ratings, epochs=20, lr=0.05, wd=0.02, n_thread
     t = time.perf_counter()
     x, y, cut, floor = build(n_users, n_items, n_ratings)
     t_gen = time.perf_counter() - t
+    peak_gen = rss_mib()
+    gc.collect()
+    peak_reset = reset_peak()
     t = time.perf_counter()
     classes = {"user": CategoryMap(range(1, n_users + 1)), "item": CategoryMap(range(1, n_items + 1))}
     dls = DataLoaders(DataLoader(x[:cut], y[:cut], bs=64, shuffle=True),
@@ -90,9 +104,11 @@ def run(name, n_users, n_items, n_ratings, epochs=20, lr=0.05, wd=0.02, n_thread
           f"{np.median(times[1:]):.3f} (min {times[1:].min():.3f}); LibMF {LIBMF[name]} s per iteration "
           f"-> ratio {np.median(times[1:]) / LIBMF[name]:.2f}x")
     print("holdout RMSE by epoch: " + " ".join(f"{r:.4f}" for r in rmses))
-    print(f"holdout RMSE after {epochs} epochs {rmses[-1]:.4f} (planted model's own: {floor:.4f}); "
-          f"peak RSS so far {rss_mib():.0f} MiB, now {rss_mib('VmRSS'):.0f} MiB")
-    return np.median(times[1:]), rmses[-1]
+    print(f"holdout RMSE after {epochs} epochs {rmses[-1]:.4f} (planted model's own: {floor:.4f})")
+    print(f"peak RSS: generating the data {peak_gen:.0f} MiB"
+          + (f", loaders + training (data, model, optimizer state) {rss_mib():.0f} MiB" if peak_reset else "")
+          + f"; now {rss_mib('VmRSS'):.0f} MiB")
+    return np.median(times[1:]), rmses[-1], max(peak_gen, rss_mib())
 
 
 def main():
@@ -102,9 +118,9 @@ def main():
     a = p.parse_args()
     run("1M", 6040, 3706, 1_000_209, epochs=a.epochs)
     if not a.small:
-        sec, err = run("25M", 162_541, 59_047, 25_000_095, epochs=a.epochs)
+        sec, err, peak = run("25M", 162_541, 59_047, 25_000_095, epochs=a.epochs)
         print(f"targets: <= 0.8 s per epoch: {'PASS' if sec <= 0.8 else 'FAIL'} ({sec:.2f}); "
-              f"peak <= 600 MiB: {'PASS' if rss_mib() <= 600 else 'FAIL'} ({rss_mib():.0f}); "
+              f"peak (generation included) <= 600 MiB: {'PASS' if peak <= 600 else 'FAIL'} ({peak:.0f}); "
               f"holdout RMSE <= 0.89: {'PASS' if err <= 0.89 else 'FAIL'} ({err:.4f})")
 
 
