@@ -30,6 +30,8 @@ import numpy as np
 from collabc import Adagrad, CategoryMap, DataLoader, DataLoaders, collab_learner, rmse
 from collabc.datasets import synthetic
 
+from bench_encode import _reset_peak as reset_peak  # restarts VmHWM from the current RSS
+
 LIBMF = {"25M": 0.78, "1M": 0.039}  # seconds per iteration, 2 threads, measured on this machine class
 
 
@@ -39,16 +41,6 @@ def rss_mib(field="VmHWM"):
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def reset_peak():
-    "Restarts the peak (VmHWM) from the current resident size (Linux: clear_refs 5); False if not possible."
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def build(n_users, n_items, n_ratings, seed=0, holdout=0.02):
