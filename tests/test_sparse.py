@@ -23,20 +23,46 @@ def strata(nb, rng):
     return np.array([gg * nb + (ss + gg) % nb for ss in s for gg in g], dtype=np.int64)
 
 
-@pytest.mark.parametrize("extra_dtype", [np.int64, np.int32])
-def test_block_sort_groups_rows_in_place(extra_dtype):
+@pytest.mark.parametrize("extra_dtype,n_threads", [(np.int64, 1), (np.int32, 1), (np.int64, 3)])
+def test_block_sort_groups_rows_in_place(extra_dtype, n_threads):
     x, y = data()
     extra = np.arange(len(y), dtype=extra_dtype)
     x0, y0 = x.copy(), y.copy()
-    starts = _core.block_sort(x, y, extra, 4)
+    starts = _core.block_sort(x, y, extra, 4, n_threads)
     assert starts.shape == (17,) and starts[0] == 0 and starts[-1] == len(y)
     np.testing.assert_array_equal(x, x0[extra])  # extra followed the rows
     np.testing.assert_array_equal(y, y0[extra])
     assert sorted(extra.tolist()) == list(range(len(y)))
+    ni_key = 1 << 20
     for b in range(16):
         rows = x[starts[b]:starts[b + 1]]
         assert np.all(rows[:, 0] % 4 == b // 4) and np.all(rows[:, 1] % 4 == b % 4)
-        assert np.all(np.diff(rows[:, 0]) >= 0)  # ordered by user inside the block
+        key = rows[:, 0].astype(np.int64) * ni_key + rows[:, 1]
+        assert np.all(np.diff(key) >= 0)  # ordered by user, then item inside the block
+
+
+def test_block_sort_threads_and_large_blocks():
+    "Any thread count gives the same rows; a block too large for a buffer is sorted in place."
+    rng = np.random.default_rng(5)
+    for nb, n, nu, ni in [(3, 30_000, 500, 300), (1, 70_000, 50, 5_000)]:
+        x = np.stack([rng.integers(0, nu, n), rng.integers(0, ni, n)], 1).astype(np.int32)
+        y = rng.random(n, dtype=np.float32)
+        out = []
+        for t in (1, 2):
+            xs, ys = x.copy(), y.copy()
+            starts = _core.block_sort(xs, ys, None, nb, t)
+            out.append((xs, ys, starts))
+            for b in range(nb * nb):
+                rows = xs[starts[b]:starts[b + 1]].astype(np.int64)
+                assert np.all(rows[:, 0] % nb * nb + rows[:, 1] % nb == b)
+                assert np.all(np.diff(rows[:, 0] * ni + rows[:, 1]) >= 0)
+        for a, b in zip(out[0], out[1]):
+            np.testing.assert_array_equal(a, b)
+        order = np.lexsort((x[:, 1], x[:, 0]))
+        got = np.lexsort((out[0][0][:, 1], out[0][0][:, 0]))
+        np.testing.assert_array_equal(x[order], out[0][0][got])  # the same rows
+    with pytest.raises(ValueError, match="n_threads"):
+        _core.block_sort(x.copy(), y.copy(), None, 2, 0)
 
 
 CASES = [("sgd", True, (0.0, 5.5), 0.02), ("sgd", False, None, 0.0), ("adagrad", True, (0.0, 5.5), 0.02),

@@ -1377,39 +1377,62 @@ static void test_rank_argument_errors(void) {
 
 /* ---------------------------------------------------------------- the sparse (block) driver */
 
-static void test_block_sort(void) {
-    for (int rep = 0; rep < 6; rep++) {
-        int64_t n = rnd_int(200), nb = 1 + rnd_int(4), NB = nb * nb;
-        int32_t *x = izeros(2 * n), *x0 = izeros(2 * n);
-        float *y = fzeros(n), *y0 = fzeros(n);
-        int64_t *extra = xcalloc((size_t)n + 1, sizeof(int64_t)), *starts = xcalloc((size_t)NB + 1, sizeof(int64_t));
-        for (int64_t r = 0; r < n; r++) {
-            x[2 * r] = x0[2 * r] = (int32_t)rnd_int(13);
-            x[2 * r + 1] = x0[2 * r + 1] = (int32_t)rnd_int(7);
-            y[r] = y0[r] = (float)r;
-            extra[r] = r;
-        }
-        CHECK(cf_block_sort(x, y, extra, (int64_t)sizeof *extra, n, nb, starts) == CF_OK);
-        CHECK(starts[0] == 0 && starts[NB] == n);
-        unsigned char *seen = xcalloc((size_t)n + 1, 1);
-        for (int64_t b = 0; b < NB; b++) {
-            CHECK(starts[b] <= starts[b + 1]);
-            for (int64_t r = starts[b]; r < starts[b + 1]; r++) {
-                CHECK((x[2 * r] % nb) * nb + x[2 * r + 1] % nb == b);
-                int64_t o = extra[r];
-                CHECK(o >= 0 && o < n && !seen[o]);
-                if (o < 0 || o >= n) continue;
-                seen[o] = 1;
-                CHECK(x[2 * r] == x0[2 * o] && x[2 * r + 1] == x0[2 * o + 1] && y[r] == y0[o]);
-            }
-        }
-        if (n > 0) {
-            x[2 * (n - 1) + 1] = -1;
-            CHECK(cf_block_sort(x, y, NULL, 0, n, nb, starts) == CF_ERR_INDEX);
-        }
-        CHECK(cf_block_sort(x, y, NULL, 0, n, 0, starts) == CF_ERR_ARG);
-        free(x), free(x0), free(y), free(y0), free(extra), free(starts), free(seen);
+/* sorts n random rows (users < nu, items < ni) into nb x nb blocks with `threads` threads
+ * and checks: every row once (extra: its old position, esz bytes), in its block, ordered by
+ * user then item inside the block */
+static void check_block_sort(int64_t n, int64_t nb, int32_t nu, int32_t ni, int esz, int threads) {
+    int64_t NB = nb * nb;
+    int32_t *x = izeros(2 * n), *x0 = izeros(2 * n);
+    float *y = fzeros(n), *y0 = fzeros(n);
+    char *extra = xcalloc((size_t)n + 1, (size_t)esz);
+    int64_t *starts = xcalloc((size_t)NB + 1, sizeof(int64_t));
+    for (int64_t r = 0; r < n; r++) {
+        x[2 * r] = x0[2 * r] = (int32_t)rnd_int(nu);
+        x[2 * r + 1] = x0[2 * r + 1] = (int32_t)rnd_int(ni);
+        y[r] = y0[r] = (float)r;
+        if (esz == 8) ((int64_t *)extra)[r] = r;
+        else ((int32_t *)extra)[r] = (int32_t)r;
     }
+    CHECK(cf_block_sort(x, y, extra, esz, n, nb, starts, threads) == CF_OK);
+    CHECK(starts[0] == 0 && starts[NB] == n);
+    unsigned char *seen = xcalloc((size_t)n + 1, 1);
+    int64_t fails = 0;
+    for (int64_t b = 0; b < NB; b++) {
+        CHECK(starts[b] <= starts[b + 1]);
+        for (int64_t r = starts[b]; r < starts[b + 1]; r++) {
+            int64_t o = esz == 8 ? ((int64_t *)extra)[r] : ((int32_t *)extra)[r];
+            int ok = (x[2 * r] % nb) * nb + x[2 * r + 1] % nb == b && o >= 0 && o < n && !seen[o];
+            if (ok) {
+                seen[o] = 1;
+                ok = x[2 * r] == x0[2 * o] && x[2 * r + 1] == x0[2 * o + 1] && y[r] == y0[o];
+            }
+            if (ok && r > starts[b]) /* by user, then item */
+                ok = x[2 * (r - 1)] < x[2 * r] ||
+                     (x[2 * (r - 1)] == x[2 * r] && x[2 * (r - 1) + 1] <= x[2 * r + 1]);
+            fails += !ok;
+        }
+    }
+    CHECK(fails == 0);
+    free(x), free(x0), free(y), free(y0), free(extra), free(starts), free(seen);
+}
+
+static void test_block_sort(void) {
+    for (int rep = 0; rep < 6; rep++) /* small blocks: each sorted through a buffer */
+        check_block_sort(rnd_int(200), 1 + rnd_int(4), 13, 7, rep % 2 ? 8 : 4, 1 + rep % 3);
+    check_block_sort(20000, 3, 2000, 500, 8, 2);
+    /* one block larger than the buffer may be (max(65536, n / 8) rows): sorted in place */
+    check_block_sort(70000, 1, 300, 4000, 8, 2);
+    check_block_sort(70000, 1, 3, 40000, 4, 1); /* long runs of one user */
+    int64_t n = 50, starts[17];
+    int32_t *x = izeros(2 * n);
+    float *y = fzeros(n);
+    x[2 * (n - 1) + 1] = -1;
+    CHECK(cf_block_sort(x, y, NULL, 0, n, 4, starts, 1) == CF_ERR_INDEX);
+    x[2 * (n - 1) + 1] = 0;
+    CHECK(cf_block_sort(x, y, NULL, 0, n, 0, starts, 1) == CF_ERR_ARG);
+    CHECK(cf_block_sort(x, y, NULL, 0, n, 4, starts, 0) == CF_ERR_ARG);
+    CHECK(cf_block_sort(x, y, NULL, 0, n, 4, starts, 3) == CF_OK && starts[16] == n);
+    free(x), free(y);
 }
 
 /* per-rating updates in double, in block order (one thread) */
@@ -1512,7 +1535,7 @@ static void test_dot_fit_blocks_vs_naive(void) {
         int kind = rep % 3, bias = (rep / 3) & 1, range = rep / 6;
         dot_problem d = dot_make(9, 8, 3, bias, range, 120);
         int64_t nb = 3, NB = nb * nb, starts[10];
-        CHECK(cf_block_sort(d.x, d.y, NULL, 0, d.R, nb, starts) == CF_OK);
+        CHECK(cf_block_sort(d.x, d.y, NULL, 0, d.R, nb, starts, 1) == CF_OK);
         int64_t *blocks = strata_blocks(nb), n_sel = NB;
         double lrs[9], loss[9], rloss[9];
         for (int k = 0; k < 9; k++) lrs[k] = kind == CF_SPARSE_SGD ? 0.02 : 0.05;
@@ -1546,7 +1569,7 @@ static void test_dot_fit_blocks_vs_naive(void) {
 static void test_dot_fit_blocks_threads_errors_and_nan(void) {
     dot_problem d = dot_make(40, 30, 4, 1, 1, 3000);
     int64_t nb = 4, NB = 16, starts[17];
-    CHECK(cf_block_sort(d.x, d.y, NULL, 0, d.R, nb, starts) == CF_OK);
+    CHECK(cf_block_sort(d.x, d.y, NULL, 0, d.R, nb, starts, 1) == CF_OK);
     int64_t *blocks = strata_blocks(nb), bad = 0;
     double lrs[16], loss[16];
     for (int k = 0; k < 16; k++) lrs[k] = 0.01;
