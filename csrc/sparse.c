@@ -88,45 +88,38 @@ CF_INLINE float row_dot(const float *restrict a, const float *restrict b, int64_
     return cf_dot_f32(a, b, n);
 }
 
-/* the squared gradients of both rows in one pass: *su = sum_f (dz b[f] + wd a[f])^2 and
- * *si = sum_f (dz a[f] + wd b[f])^2, summed as row_dot sums */
-CF_INLINE void grad_sumsq2(const float *restrict a, const float *restrict b, float dz, float wd,
-                           int64_t n, const void *tail, float *su, float *si) {
+/* row_dot(a, b) and, in the same pass, *aa = sum_f a[f]^2 and *bb = sum_f b[f]^2 (summed
+ * the same way) */
+CF_INLINE float row_dot3(const float *restrict a, const float *restrict b, int64_t n,
+                         const void *tail, float *aa, float *bb) {
 #ifdef CF_SPARSE_VEC
     if (n >= 16) {
-        cf_v16 au = {0}, ai = {0};
-        int64_t f = 0;
+        cf_v16 va = ld16(a), vb = ld16(b);
+        cf_v16 ab = va * vb, a2 = va * va, b2 = vb * vb;
+        int64_t f = 16;
         for (; f + 16 <= n; f += 16) {
-            cf_v16 va = ld16(a + f), vb = ld16(b + f);
-            cf_v16 gu = dz * vb + wd * va, gi = dz * va + wd * vb;
-            au += gu * gu;
-            ai += gi * gi;
+            va = ld16(a + f);
+            vb = ld16(b + f);
+            ab += va * vb;
+            a2 += va * va;
+            b2 += vb * vb;
         }
         if (f < n) {
-            cf_v16 va = ld16(a + n - 16), vb = ld16(b + n - 16);
-            cf_v16 gu = dz * vb + wd * va, gi = dz * va + wd * vb;
-            au += mask16(gu * gu, tail);
-            ai += mask16(gi * gi, tail);
+            va = ld16(a + n - 16);
+            vb = ld16(b + n - 16);
+            ab += mask16(va * vb, tail);
+            a2 += mask16(va * va, tail);
+            b2 += mask16(vb * vb, tail);
         }
-        *su = hsum16(&au);
-        *si = hsum16(&ai);
-        return;
+        *aa = hsum16(&a2);
+        *bb = hsum16(&b2);
+        return hsum16(&ab);
     }
 #endif
     (void)tail;
-    float acc[2][16] = {{0}};
-    for (int64_t f = 0; f < n; f++) {
-        float gu = dz * b[f] + wd * a[f], gi = dz * a[f] + wd * b[f];
-        acc[0][f] = gu * gu;
-        acc[1][f] = gi * gi;
-    }
-    for (int w = 8; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) {
-            acc[0][l] += acc[0][l + w];
-            acc[1][l] += acc[1][l + w];
-        }
-    *su = acc[0][0];
-    *si = acc[1][0];
+    *aa = cf_dot_f32(a, a, n);
+    *bb = cf_dot_f32(b, b, n);
+    return cf_dot_f32(a, b, n);
 }
 
 /* pu -= cu (dz qi + wd pu), qi -= ci (dz pu + wd qi), from the values before the update (the
@@ -250,6 +243,7 @@ CF_INLINE cf_v4 sqrt4(cf_v4 v) {
 typedef struct {
     int64_t u, i, s, su; /* s, su: the item's and the user's slots */
     float err, dz;
+    float ab, aa, bb; /* Adagrad: pu . qi, |pu|^2, |qi|^2 */
 } rating;
 
 CF_INLINE int rate_err(const block_ctx *c, int kind, int64_t r, rating *t) {
@@ -257,7 +251,13 @@ CF_INLINE int rate_err(const block_ctx *c, int kind, int64_t r, rating *t) {
     const int priv = kind != CF_SPARSE_ADAM;
     const int64_t s = priv ? slot_of(c->d, (int32_t)i) : 0, su = priv ? slot_of(c->d, (int32_t)u) : 0;
     const float *pu = c->U + u * K, *qi = priv ? c->Ip + s * K : c->I + i * K;
-    float z = row_dot(pu, qi, K, CF_TAIL(c));
+    float z;
+    if (kind == CF_SPARSE_ADAGRAD) {
+        z = row_dot3(pu, qi, K, CF_TAIL(c), &t->aa, &t->bb);
+        t->ab = z;
+    } else {
+        z = row_dot(pu, qi, K, CF_TAIL(c));
+    }
     if (c->BU) z += priv ? c->bu_s[su] + c->bi_s[s] : c->BU[u] + c->BI[i];
     float pred = z, dpred = 1.0f;
     if (c->has_range) {
@@ -293,8 +293,13 @@ CF_INLINE void rate_apply(const block_ctx *c, int kind, const rating *t) {
         float *acc_u = c->acc_u + t->su, *acc_bu = c->acc_bu + t->su;
         float *acc_i = c->acc_i + t->s, *acc_bi = c->acc_bi + t->s;
         const float e = (float)o->eps;
-        float su, si;
-        grad_sumsq2(pu, qi, dz, wd, K, CF_TAIL(c), &su, &si);
+        /* sum_f (dz qi + wd pu)^2 = dz^2 |qi|^2 + 2 dz wd pu.qi + wd^2 |pu|^2, from the norms
+         * measured with the dot product: off the chain from one rating of a user to the next */
+        const float cross = 2.0f * dz * wd * t->ab;
+        float su = dz * dz * t->bb + cross + wd * wd * t->aa;
+        float si = dz * dz * t->aa + cross + wd * wd * t->bb;
+        su = su > 0.0f ? su : 0.0f; /* rounding can leave a tiny negative */
+        si = si > 0.0f ? si : 0.0f;
         const float au = *acc_u + su / (float)K, ai = *acc_i + si / (float)K;
         *acc_u = au;
         *acc_i = ai;
