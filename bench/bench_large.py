@@ -48,9 +48,18 @@ def build(n_users, n_items, n_ratings, seed=0, holdout=0.02):
     (u, i, r), truth = synthetic(n_users, n_items, n_ratings, seed=seed, as_frame=False,
                                  return_truth=True)
     n = len(r)
+    # x = [u, i] without holding u, i and x at once: synthetic sorts by user, so u is the run-length
+    # sequence of user ids with these counts and can be written back chunk by chunk
+    # (np.bincount would copy u to int64)
+    counts = np.diff(np.searchsorted(u, np.arange(n_users + 2, dtype=np.int32)))
+    del u
     x = np.empty((n, 2), np.int32)
-    x[:, 0], x[:, 1] = u, i
-    del u, i
+    x[:, 1] = i
+    del i
+    ends = np.cumsum(counts)
+    for a in range(0, len(counts), 1 << 14):
+        b = min(len(counts), a + (1 << 14))
+        x[ends[a] - counts[a]:ends[b - 1], 0] = np.repeat(np.arange(a, b, dtype=np.int32), counts[a:b])
     gc.collect()
     rng = np.random.default_rng(seed)
     h = int(holdout * n)

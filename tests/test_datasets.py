@@ -358,6 +358,21 @@ def test_synthetic_dense_and_tiny_cases():
     assert np.bincount(extreme['user'].to_numpy()).max() <= 250                   # half the items at most
 
 
+def test_synthetic_redraws_in_chunks(monkeypatch):
+    # duplicates are redrawn chunk by chunk; with tiny chunks a user's redraws span many chunks, and a pair
+    # drawn in one chunk must not be drawn again in the next
+    import collabc.datasets as ds
+    whole = synthetic(40, 25, 800, seed=5, item_skew=3)
+    monkeypatch.setattr(ds, '_CHUNK', 3)
+    for seed in range(5):
+        df = synthetic(40, 25, 800, seed=seed, item_skew=3)           # 80% dense, steep popularity: many redraws
+        assert len(df) == 800 and not df.duplicated(['user', 'item']).any()
+        assert df['item'].between(1, 25).all()
+        assert (np.diff(df['user'].to_numpy().astype(np.int64) * 25 + df['item'].to_numpy()) > 0).all()
+        if seed == 5:   # the same users' counts as in whole chunks (only which items are redrawn differs)
+            assert (df['user'].value_counts().sort_index() == whole['user'].value_counts().sort_index()).all()
+
+
 def test_synthetic_non_unique_arrays_and_truth():
     u, i, r = synthetic(40, 10, 2_000, seed=0, unique=False, as_frame=False)
     assert u.dtype == np.int32 and i.dtype == np.int32 and r.dtype == np.float32 and len(u) == 2_000
