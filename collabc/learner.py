@@ -146,7 +146,8 @@ class Learner:
     `Adagrad` with lr 0.05 and wd 0.02).
 
     Ctrl-C during `fit` stops cleanly after the running segment (about a quarter of a second
-    of work): the model keeps every update, the recorder stays consistent."""
+    of work): the model keeps every update, the recorder stays consistent (an epoch whose
+    batches all ran is validated and gets its row; a cut epoch gets none)."""
     def __init__(self, dls, model, loss_func=None, opt_func=Adam, lr=1e-3, metrics=None,
                  wd=None, wd_bn_bias=False, moms=(0.95, 0.85, 0.95), path=None, model_dir="models",
                  train_mode="exact", n_threads=None):
@@ -407,7 +408,7 @@ class Learner:
                     seg = max(unit, min(n_iter, int(n * 0.25 / dt) // unit * unit))
                     bar.update(done, time.perf_counter() - t0, f"{rec.smooth_loss:.4f}")
                 bar.close()
-                if self._interrupted:
+                if done < n_iter:   # interrupted within the epoch
                     self.logger(f"interrupted: stopped in epoch {epoch} after {done} of {n_iter} "
                                 f"{'blocks' if self.train_mode == 'sparse' else 'batches'}; the model "
                                 f"keeps every update made so far")
@@ -418,6 +419,9 @@ class Learner:
                 elapsed = time.perf_counter() - t0
                 rec.times.append(elapsed)
                 table.row([epoch, rec.smooth_loss, *vals, format_time(elapsed)])
+                if self._interrupted:   # during the epoch's last segment: the epoch is complete
+                    self.logger(f"interrupted: stopped after epoch {epoch}")
+                    break
         finally:
             self.model.eval()
             table.close()
