@@ -505,7 +505,8 @@ def _unique_keys(rng, user, n_items, table):
         got, left = [], []
         run_user, run_got = -1, added[:0]
         for s in range(0, need.size, _CHUNK):
-            nd = need[s:s + _CHUNK].astype(np.int64)
+            part = need[s:s + _CHUNK]
+            nd = part.astype(np.int64)
             items = _alias_draw(rng, table, nd.size) if rnd < 2 else rng.integers(0, n_items, nd.size)
             cand = nd * n_items + items
             ok = ~_in_sorted(have, cand) & ~_in_sorted(added, cand)
@@ -516,7 +517,7 @@ def _unique_keys(rng, user, n_items, table):
             ok &= first
             kept = np.sort(cand[ok])
             got.append(kept)
-            left.append(need[s:s + _CHUNK][~ok])
+            left.append(part[~ok])
             last = int(nd[-1])
             mine = kept[np.searchsorted(kept, last * n_items):]
             run_got = np.sort(np.concatenate([run_got, mine])) if last == run_user else mine

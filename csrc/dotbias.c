@@ -4,6 +4,7 @@
  * Plain loops over rows; the sum over K runs in float, left to right. */
 #include "dotbias.h"
 #include "embedding.h"
+#include "simd.h"
 #include "status.h"
 
 #define CF_PREFETCH_ROWS 8
@@ -16,20 +17,13 @@ int cf_dotbias_forward(float *out, const float *uw, const float *iw, const float
     for (int64_t b = 0; b < B; b++) {
         const float *u = uw + (int64_t)users[b] * K;
         const float *it = iw + (int64_t)items[b] * K;
-#if defined(__GNUC__)
-        if (K > 0 && b + CF_PREFETCH_ROWS < B) { /* random rows: fetch a few ahead */
-            const float *pu = uw + (int64_t)users[b + CF_PREFETCH_ROWS] * K;
-            const float *pi = iw + (int64_t)items[b + CF_PREFETCH_ROWS] * K;
-            for (int64_t k = 0; k < K; k += 16) {
-                __builtin_prefetch(pu + k);
-                __builtin_prefetch(pi + k);
-            }
-            __builtin_prefetch(pu + K - 1);
-            __builtin_prefetch(pi + K - 1);
-            if (ub) __builtin_prefetch(ub + users[b + CF_PREFETCH_ROWS]);
-            if (ib) __builtin_prefetch(ib + items[b + CF_PREFETCH_ROWS]);
+        if (b + CF_PREFETCH_ROWS < B) { /* random rows: fetch a few ahead */
+            const int64_t u_next = users[b + CF_PREFETCH_ROWS], i_next = items[b + CF_PREFETCH_ROWS];
+            CF_PREFETCH_ROW(uw + u_next * K, K, 0);
+            CF_PREFETCH_ROW(iw + i_next * K, K, 0);
+            if (ub) CF_PREFETCH(ub + u_next, 0);
+            if (ib) CF_PREFETCH(ib + i_next, 0);
         }
-#endif
         float s = 0.0f;
         for (int64_t k = 0; k < K; k++) s += u[k] * it[k];
         if (ub) s += ub[users[b]];

@@ -20,6 +20,24 @@
 
 #include <stdint.h>
 
+/* asks the cache for the row of K floats at p, to be read (rw 0) or written (rw 1) soon: one
+ * request per 64-byte line and one for the row's end. No effect on results; nothing without
+ * GCC or clang. */
+#if defined(__GNUC__)
+#define CF_PREFETCH_ROW(p, K, rw)                                                   \
+    do {                                                                            \
+        const float *cf_p_ = (p);                                                   \
+        const int64_t cf_k_ = (K);                                                  \
+        for (int64_t cf_f_ = 0; cf_f_ < cf_k_; cf_f_ += 16)                         \
+            __builtin_prefetch(cf_p_ + cf_f_, rw);                                  \
+        if (cf_k_ > 0) __builtin_prefetch(cf_p_ + cf_k_ - 1, rw);                   \
+    } while (0)
+#define CF_PREFETCH(p, rw) __builtin_prefetch(p, rw)
+#else
+#define CF_PREFETCH_ROW(p, K, rw) ((void)(p), (void)(K))
+#define CF_PREFETCH(p, rw) ((void)(p))
+#endif
+
 /* sum_k a[k] * b[k] in 16 interleaved partial sums combined pairwise: a fixed summation order
  * that vectorises (a plain left-to-right float sum cannot be, without reassociation) and
  * gives the same result in every clone. */

@@ -389,14 +389,8 @@ CF_INLINE int rate_two(const block_ctx *c, int kind, int64_t a, int64_t b, doubl
 
 /* brings the rows of rating r toward the cache */
 CF_INLINE void prefetch_rating(const block_ctx *c, int64_t r) {
-#if defined(__GNUC__)
     const int32_t i = c->x[2 * r + 1];
-    const float *q = c->Ip ? c->Ip + slot_of(c->d, i) * c->K : c->I + (int64_t)i * c->K;
-    for (int64_t f = 0; f < c->K; f += 16) __builtin_prefetch(q + f, 1);
-    __builtin_prefetch(q + c->K - 1, 1);
-#else
-    (void)c, (void)r;
-#endif
+    CF_PREFETCH_ROW(c->Ip ? c->Ip + slot_of(c->d, i) * c->K : c->I + (int64_t)i * c->K, c->K, 1);
 }
 
 /* One lane of a block: the rows [r, end) of one user. Two lanes hold two different users
@@ -418,13 +412,7 @@ CF_INLINE int lane_take(const block_ctx *c, lane *l, int64_t *next, int64_t end,
     l->r = a;
     l->end = b;
     *next = b;
-#if defined(__GNUC__)
-    if (b < end) { /* the user after this one */
-        const float *p = c->U + (int64_t)c->x[2 * b] * c->K;
-        for (int64_t f = 0; f < c->K; f += 16) __builtin_prefetch(p + f, 1);
-        __builtin_prefetch(p + c->K - 1, 1);
-    }
-#endif
+    if (b < end) CF_PREFETCH_ROW(c->U + (int64_t)c->x[2 * b] * c->K, c->K, 1); /* the next user */
     return 1;
 }
 
@@ -687,14 +675,12 @@ static void flag_sort(int32_t *x, float *y, char *extra, size_t esz, int64_t lo,
                 continue;
             }
             const int64_t d = next[t]++;
-#if defined(__GNUC__)
             /* each bucket fills front to back: fetch its rows ahead of the swaps */
             if (d + CF_AHEAD < hi) {
-                __builtin_prefetch(x + 2 * (d + CF_AHEAD), 1);
-                __builtin_prefetch(y + d + CF_AHEAD, 1);
-                if (extra) __builtin_prefetch(extra + (size_t)(d + CF_AHEAD) * esz, 1);
+                CF_PREFETCH(x + 2 * (d + CF_AHEAD), 1);
+                CF_PREFETCH(y + d + CF_AHEAD, 1);
+                if (extra) CF_PREFETCH(extra + (size_t)(d + CF_AHEAD) * esz, 1);
             }
-#endif
             swap_rows(x, y, extra, esz, r, d);
         }
     }

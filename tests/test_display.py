@@ -13,25 +13,20 @@ class TTY(io.StringIO):
         return True
 
 
-class FakeIPythonDisplay:
-    "Stands in for IPython.display: records what the bar displays and updates."
-    def __init__(self):
-        self.shown = []
+def fake_ipython_display(shown):
+    "A stand-in for IPython.display that appends to `shown` whatever is displayed or updated."
+    mod = types.ModuleType("IPython.display")
+    mod.HTML = lambda body: body
 
-    def module(self):
-        mod = types.ModuleType("IPython.display")
-        mod.HTML = lambda body: ("HTML", body)
-        rec = self
+    class Handle:
+        def update(self, body):
+            shown.append(body)
 
-        class Handle:
-            def update(self, obj):
-                rec.shown.append(obj[1])
-
-        def show(obj, display_id=False):
-            rec.shown.append(obj[1])
-            return Handle()
-        mod.display = show
-        return mod
+    def show(body, display_id=False):
+        shown.append(body)
+        return Handle()
+    mod.display = show
+    return mod
 
 
 def test_text_has_percent_counts_elapsed_eta_and_comment():
@@ -66,20 +61,20 @@ def test_console_bar_redraws_one_line_only_on_a_terminal(monkeypatch):
 
 
 def test_notebook_bar_is_an_html_progress_element_updated_in_place(monkeypatch):
-    fake = FakeIPythonDisplay()
-    monkeypatch.setitem(sys.modules, "IPython.display", fake.module())
+    shown = []
+    monkeypatch.setitem(sys.modules, "IPython.display", fake_ipython_display(shown))
     monkeypatch.setattr(display, "in_notebook", lambda: True)
     bar = display.ProgressBar(8, min_seconds=0)
     for done in (2, 4, 8):
         bar.update(done, done * 0.5, "0.5")
-    assert len(fake.shown) == 3
-    assert '<progress value="4" max="8"' in fake.shown[1]
-    assert "50.00% [4/8 00:02&lt;00:02 0.5]" in fake.shown[1]
+    assert len(shown) == 3
+    assert '<progress value="4" max="8"' in shown[1]
+    assert "50.00% [4/8 00:02&lt;00:02 0.5]" in shown[1]
     bar.close()
-    assert fake.shown[-1] == ""                # removed once the epoch ends (the table row follows)
+    assert shown[-1] == ""                # removed once the epoch ends (the table row follows)
     disabled = display.ProgressBar(8, enabled=False, min_seconds=0)
     disabled.update(4, 100.0)
-    assert len(fake.shown) == 4
+    assert len(shown) == 4
 
 
 @pytest.mark.parametrize("mode", ["exact", "sparse"])
