@@ -1,4 +1,5 @@
-"""Build the C extension collabc._core from csrc/*.c (plain C11) plus the one binding file."""
+"""Build the C extension collabc._core from csrc/*.c (plain C11) plus the binding files
+collabc/_core*.c (the only files that include Python.h and NumPy)."""
 import glob
 import os
 import sys
@@ -7,7 +8,8 @@ import numpy as np
 from setuptools import Extension, setup
 
 csrc = sorted(glob.glob(os.path.join("csrc", "*.c")))
-headers = sorted(glob.glob(os.path.join("csrc", "*.h")))
+headers = sorted(glob.glob(os.path.join("csrc", "*.h"))) + [os.path.join("collabc", "_binding.h")]
+binding = sorted(glob.glob(os.path.join("collabc", "_core*.c")))
 
 if sys.platform == "win32":
     extra_compile_args = ["/O2"]
@@ -20,7 +22,7 @@ else:
 
 core = Extension(
     "collabc._core",
-    sources=["collabc/_core.c"] + csrc,
+    sources=binding + csrc,
     include_dirs=[np.get_include(), "csrc"],
     depends=headers,
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_23_API_VERSION")],
