@@ -281,15 +281,16 @@ def _result(out, ctx):
 
 def _fix_float64(out, a, b):
     "PyTorch's promotion: float64 results only when an input tensor is float64."
-    if out.dtype == _F64 and getattr(a, "dtype", None) != _F64 and getattr(b, "dtype", None) != _F64:
+    # (not getattr(..., None): NumPy reads dtype None as float64)
+    if out.dtype == _F64 and getattr(a, "dtype", _I64) != _F64 and getattr(b, "dtype", _I64) != _F64:
         return out.astype(_F32)
     return out
 
 
 def _to_array(x, like=None):
     "An operand that is not a Tensor, as an array (Python numbers stay numbers: weak types)."
-    if isinstance(x, (bool, int, float)):
-        return x
+    if isinstance(x, (bool, int, float, np.generic)):  # numbers are weakly typed, as in PyTorch
+        return x.item() if isinstance(x, np.generic) else x
     if isinstance(x, Tensor):
         return x._data
     a = np.asarray(x)
@@ -666,7 +667,6 @@ class _Formatter:
             return
         vals = [v for v in values if math.isfinite(v) and v != 0]
         if not vals:
-            self.max_width = max([len(self._fmt_nonfinite(v)) for v in values] + [1])
             return
         absv = [abs(v) for v in vals]
         lo, hi = min(absv), max(absv)
@@ -677,17 +677,12 @@ class _Formatter:
                 widths = [len(f"{v:.{p}e}") for v in vals]
             else:
                 widths = [len(f"{v:.0f}") + 1 for v in vals]
+        elif hi / lo > 1000.0 or hi > 1.0e8 or lo < 1.0e-4:
+            self.sci_mode = True
+            widths = [len(f"{v:.{p}e}") for v in vals]
         else:
-            if hi / lo > 1000.0 or hi > 1.0e8 or lo < 1.0e-4:
-                self.sci_mode = True
-                widths = [len(f"{v:.{p}e}") for v in vals]
-            else:
-                widths = [len(f"{v:.{p}f}") for v in vals]
-        self.max_width = max(widths + [len(self._fmt_nonfinite(v)) for v in values if not math.isfinite(v)])
-
-    @staticmethod
-    def _fmt_nonfinite(v):
-        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) else "0."
+            widths = [len(f"{v:.{p}f}") for v in vals]
+        self.max_width = max(widths)
 
     def format(self, v):
         p = _PRINT["precision"]
@@ -958,7 +953,7 @@ def _inplace(self, name, other):
         a = self._data
         try:
             uf(a, oa, out=a) if uf is not _true_divide else np.true_divide(a, oa, out=a)
-        except np.exceptions.UFuncTypeError:
+        except TypeError:
             raise RuntimeError(f"in-place '{sym}=': result type {np.result_type(a, oa)} can't be cast to "
                                f"the tensor's type {a.dtype}") from None
         except ValueError as e:
@@ -1072,6 +1067,28 @@ class _Clamp(Function):
         if hi is not None:
             keep &= x <= hi
         _send(self.parents[0], g * keep)
+
+
+class _NoGradient(Function):
+    "Recorded for an operation that has no gradient, so that backward names it."
+    __slots__ = ("op",)
+    name = "NotDifferentiableBackward"
+
+    def backward(self, g):
+        raise RuntimeError(f"{self.op}() has no gradient, and the loss depends on its result through a "
+                           f"tensor that requires grad; compute it under `with no_grad():` or on "
+                           f".detach()ed inputs, or use a differentiable operation instead")
+
+
+def _no_grad_op(op, x, result):
+    "Wraps the result of an operation without a gradient; backward through it raises, naming op."
+    if type(result) is not np.ndarray:
+        result = np.asarray(result)
+    if _mode.enabled and x._rg and result.dtype.kind in "fc":
+        ctx = _NoGradient((_edge(x),))
+        ctx.op = op
+        return _wrap(result, ctx)
+    return _wrap(result)
 
 
 def _unary(src, cls, result, **saved):
@@ -2234,7 +2251,7 @@ def _sort(x, dim=-1, descending=False):
     a = x._data
     d = _norm_dim(dim, a.ndim, "sort") if a.ndim else 0
     vals = np.take_along_axis(a, idx._data, axis=d) if a.ndim else a.copy()
-    return _MaxResult(_wrap(vals), idx)
+    return _MaxResult(_no_grad_op("sort", x, vals), idx)
 
 
 def _squeeze(x, dim=None):
@@ -2365,7 +2382,7 @@ def _uf_inplace(ufunc, sym):
                                f"gradients are recorded; do it inside `with no_grad():`")
         try:
             ufunc(self._data, *[_to_array(a, self._data) for a in args], out=self._data)
-        except np.exceptions.UFuncTypeError:
+        except TypeError:
             raise RuntimeError(f"{ufunc.__name__}_: the result can't be cast to the tensor's type "
                                f"{self._data.dtype}") from None
         self._version += 1
@@ -2411,8 +2428,9 @@ _T.div_ = _T.__itruediv__
 _T.__neg__ = lambda self: _unary(self, _Neg, np.negative(self._data))
 _T.__pos__ = lambda self: self
 _T.__abs__ = lambda self: _unary(self, _Abs, np.abs(self._data), x=self._data)
-_T.__floordiv__ = lambda self, o: _wrap(np.asarray(np.floor_divide(self._data, _to_array(o, self._data))))
-_T.__mod__ = lambda self, o: _wrap(np.asarray(np.mod(self._data, _to_array(o, self._data))))
+_T.__floordiv__ = lambda self, o: _no_grad_op("floor_divide ('//')", self,
+                                              np.floor_divide(self._data, _to_array(o, self._data)))
+_T.__mod__ = lambda self, o: _no_grad_op("remainder ('%')", self, np.mod(self._data, _to_array(o, self._data)))
 _T.__eq__ = lambda self, o: _cmp(np.equal, self, o)
 _T.__ne__ = lambda self, o: _cmp(np.not_equal, self, o)
 _T.__lt__ = lambda self, o: _cmp(np.less, self, o)
@@ -2488,21 +2506,21 @@ _T.fill_ = _fill_
 _T.copy_ = _copy_
 _T.fmod_ = _uf_inplace(np.fmod, "fmod")
 _T.clamp_ = lambda self, min=None, max=None: _inplace_fill(self, lambda a: np.clip(a, min, max, out=a))
-_T.fmod = lambda self, o: _wrap(np.asarray(np.fmod(self._data, _to_array(o, self._data))))
-_T.sign = lambda self: _wrap(np.sign(self._data))
-_T.round = lambda self: _wrap(np.round(self._data))
-_T.floor = lambda self: _wrap(np.floor(self._data))
-_T.ceil = lambda self: _wrap(np.ceil(self._data))
+_T.fmod = lambda self, o: _no_grad_op("fmod", self, np.fmod(self._data, _to_array(o, self._data)))
+_T.sign = lambda self: _no_grad_op("sign", self, np.sign(self._data))
+_T.round = lambda self: _no_grad_op("round", self, np.round(self._data))
+_T.floor = lambda self: _no_grad_op("floor", self, np.floor(self._data))
+_T.ceil = lambda self: _no_grad_op("ceil", self, np.ceil(self._data))
 _T.isnan = lambda self: _wrap(np.isnan(self._data))
 _T.nonzero = lambda self: _wrap(np.argwhere(self._data).astype(_I64))
-_T.unique = lambda self: _wrap(np.unique(self._data))
+_T.unique = lambda self: _no_grad_op("unique", self, np.unique(self._data))
 
 
 def _topk(x, k, dim=-1, largest=True):
     "The k largest (or smallest) values along dim and their indices (no gradient)."
     d = _norm_dim(dim, x._data.ndim, "topk")
     idx = np.take(_argsort(x, d, largest)._data, np.arange(int(k)), axis=d)
-    return _MaxResult(_wrap(np.take_along_axis(x._data, idx, axis=d)), _wrap(idx))
+    return _MaxResult(_no_grad_op("topk", x, np.take_along_axis(x._data, idx, axis=d)), _wrap(idx))
 
 
 _T.topk = _topk
