@@ -33,11 +33,9 @@ from .seed import get_rng
 
 __all__ = ["Tensor", "Parameter", "Size", "tensor", "as_tensor", "zeros", "ones", "full", "empty",
            "zeros_like", "ones_like", "full_like", "randn", "rand", "arange", "linspace", "eye",
-           "cat", "stack", "where", "sigmoid", "relu", "tanh", "exp", "log", "sqrt", "mean",
-           "sigmoid_range", "one_hot", "mse_loss", "mse_loss_flat", "linear", "embedding",
-           "dropout", "batch_norm", "cosine_similarity", "no_grad", "enable_grad",
-           "set_grad_enabled", "is_grad_enabled", "Function", "float32", "float64", "int64",
-           "int32", "uint8", "bool_"]
+           "cat", "stack", "where", "sigmoid", "relu", "tanh", "sigmoid_range", "one_hot", "mse_loss",
+           "mse_loss_flat", "linear", "embedding", "dropout", "batch_norm", "cosine_similarity",
+           "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled"]
 
 float32, float64, int64, int32, uint8, bool_ = (np.dtype(t) for t in
                                                  (np.float32, np.float64, np.int64, np.int32,
@@ -1880,7 +1878,7 @@ def embedding(input, weight):
     if w._data.ndim != 2:
         raise RuntimeError(f"embedding: weight must be 2-D (rows, dim), got shape {tuple(w._data.shape)}")
     return _gather(w, ids, wrap=False, cls=_EmbeddingBackward,
-                   what=f"an embedding table")
+                   what="an embedding table")
 
 
 class _Dropout(Function):
