@@ -585,6 +585,7 @@ class ParamBlock:
         self.grad = np.zeros(total, _F32)
         self.params = params
         self.offsets = offsets
+        self._log = []  # what backward wrote since the last zero_grad: (grad array, rows or None)
         for p, lo, hi in zip(params, offsets[:-1].tolist(), offsets[1:].tolist()):
             shape = p._data.shape
             self.data[lo:hi] = p._data.reshape(-1)
@@ -593,7 +594,9 @@ class ParamBlock:
             p._data = self.data[lo:hi].reshape(shape)
             p._gview = self.grad[lo:hi].reshape(shape)
             p._grad = _wrap(p._gview)
+            p._glog = self._log
             p._version += 1
+        self._log.append((self.grad, None))  # gradients carried over: the first zero_grad clears all
 
     def __len__(self):
         return self.data.size
@@ -602,9 +605,25 @@ class ParamBlock:
     def n_params(self):
         return self.data.size
 
-    def zero_grad(self):
-        "Zero every gradient in the block at once (the views stay attached)."
-        self.grad.fill(0)
+    def zero_grad(self, touched_only=True):
+        """Zero the gradients (the views stay attached). By default only what backward wrote
+        since the last call: the rows an embedding lookup (`table[ids]`) scattered into, and the
+        whole gradient of any other parameter; so a step of an embedding model costs a few rows,
+        not the whole block. After writing into `grad` other than through backward (e.g.
+        `blk.grad[:] = ...`), call `zero_grad(touched_only=False)`: one fill of the block."""
+        log = self._log
+        if not touched_only or len(log) > 4 * len(self.params) + 8:
+            self.grad.fill(0)
+        else:
+            done = set()
+            for buf, rows in log:
+                if rows is None:
+                    if id(buf) not in done:
+                        done.add(id(buf))
+                        buf.fill(0)
+                elif id(buf) not in done:
+                    buf[rows] = 0
+        log.clear()
         for p in self.params:
             if p._grad is None or p._grad._data is not p._gview:
                 p._grad = _wrap(p._gview)

@@ -24,6 +24,7 @@ See docs/autograd.md.
 """
 import itertools
 import math
+import operator
 import threading
 
 import numpy as np
@@ -172,8 +173,10 @@ def _send(p, g):
         p.g = p.g + g
 
 
-def _leaf_grad_buffer(t):
-    "The array a leaf's gradient accumulates into, created (zeros) if the leaf has none yet."
+def _leaf_grad_buffer(t, rows=None):
+    """The array a leaf's gradient accumulates into, created (zeros) if the leaf has none yet.
+    For a packed parameter the write is logged (`rows`: only these rows of dim 0 are written;
+    None: any of it) so that its block can zero just what backward wrote."""
     gt = t._grad
     if gt is None:
         buf = t._gview
@@ -182,6 +185,8 @@ def _leaf_grad_buffer(t):
         else:
             buf = np.zeros(t._data.shape, t._data.dtype)
         gt = t._grad = _wrap(buf)
+    if t._glog is not None:  # (a copy of the ids: the caller may reuse its batch buffer)
+        t._glog.append((gt._data, None if rows is None else rows.copy()))
     return gt._data
 
 
@@ -199,6 +204,8 @@ def _acc_leaf(t, g):
 
 def _fit(g, shape, dtype):
     "g reduced over broadcast dimensions to `shape` and cast to `dtype`."
+    if g.shape == shape and g.dtype is dtype:
+        return g
     if g.shape != shape:
         nd = g.ndim - len(shape)
         if nd > 0:
@@ -226,7 +233,7 @@ def _run_backward(root, grad, retain_graph):
             if p is not None and not p._leaf and p not in seen:
                 seen.add(p)
                 stack.append(p)
-    nodes.sort(key=_seq_of, reverse=True)
+    nodes.sort(key=_seq_of, reverse=True)  # creation order is a topological order
     root.g = grad
     try:
         for n in nodes:
@@ -250,8 +257,7 @@ def _run_backward(root, grad, retain_graph):
                 n.parents = None
 
 
-def _seq_of(n):
-    return n.seq
+_seq_of = operator.attrgetter("seq")
 
 
 # ------------------------------------------------------------------------------ Tensor
@@ -266,6 +272,7 @@ def _wrap(a, ctx=None):
     t._rg = ctx is not None
     t._grad = None
     t._gview = None
+    t._glog = None
     t._version = 0
     return t
 
@@ -310,7 +317,7 @@ class Tensor:
 
     `Tensor(data)` makes a float32 tensor (PyTorch's legacy constructor); use `tensor(data)` to
     keep integer and bool data, as in fastai."""
-    __slots__ = ("_data", "_ctx", "_rg", "_grad", "_gview", "_version")
+    __slots__ = ("_data", "_ctx", "_rg", "_grad", "_gview", "_glog", "_version")
     __array_priority__ = 1000
     _leaf = True
 
@@ -323,6 +330,7 @@ class Tensor:
         self._rg = False
         self._grad = None
         self._gview = None
+        self._glog = None
         self._version = 0
         if requires_grad:
             self.requires_grad = True
@@ -367,6 +375,8 @@ class Tensor:
         if self._gview is not None:  # packed: the gradient lives in the block, copy into it
             self._gview[...] = g
             self._grad = _wrap(self._gview)
+            if self._glog is not None:
+                self._glog.append((self._gview, None))
         else:
             self._grad = value if isinstance(value, Tensor) else _wrap(np.array(g, dtype=self._data.dtype))
 
@@ -644,6 +654,7 @@ class Parameter(Tensor):
         self._rg = bool(requires_grad)
         self._grad = None
         self._gview = None
+        self._glog = None
         self._version = 0
 
     def __repr__(self):
@@ -863,17 +874,24 @@ def _binary(cls, ufunc, sym, a, b, at, bt):
         raise
     if type(out) is not np.ndarray:
         out = np.asarray(out)
-    if out.dtype == _F64:
+    if out.dtype is _F64:
         out = _fix_float64(out, a, b)
-    if _mode.enabled and ((at is not None and at._rg) or (bt is not None and bt._rg)):
-        ctx = cls((None if at is None else _edge(at), None if bt is None else _edge(bt)))
-        if not isinstance(a, np.ndarray):
+    ra = at is not None and at._rg
+    rb = bt is not None and bt._rg
+    if (ra or rb) and _mode.enabled:
+        ctx = cls(((at._ctx or at) if ra else None, (bt._ctx or bt) if rb else None))
+        if type(a) is not np.ndarray:
             a = np.asarray(a, dtype=out.dtype)
-        if not isinstance(b, np.ndarray):
+        if type(b) is not np.ndarray:
             b = np.asarray(b, dtype=out.dtype)
-        ctx.a, ctx.b = a, b
+        ctx.a = a
+        ctx.b = b
         if cls in _SAVES_VALUES:
-            ctx.save_versions(*[t for t in (at, bt) if t is not None])
+            if at is not None and bt is not None:
+                ctx.chk = ((at, at._version), (bt, bt._version))
+            else:
+                t = at if at is not None else bt
+                ctx.chk = ((t, t._version),)
             if cls is _Pow:
                 ctx.out = out
         return _wrap(out, ctx)
@@ -902,7 +920,7 @@ _BINARY = {"add": (_Add, np.add, "+"), "sub": (_Sub, np.subtract, "-"),
 def _bin(name, x, y, reverse=False):
     cls, uf, sym = _BINARY[name]
     xa = x._data
-    if isinstance(y, Tensor):
+    if type(y) is Tensor or isinstance(y, Tensor):
         ya, yt = y._data, y
     else:
         ya, yt = _to_array(y, xa), None
@@ -1167,15 +1185,15 @@ def _norm_dims(dim, ndim, op):
 
 
 class _Sum(Function):
-    __slots__ = ("shape", "dims", "keepdim", "scale")
+    __slots__ = ("shape", "kshape", "scale")
     name = "SumBackward1"
 
     def backward(self, g):
-        if not self.keepdim and self.dims:
-            g = np.expand_dims(g, self.dims)
+        full = np.empty(self.shape, g.dtype)
+        full[...] = g.reshape(self.kshape)  # broadcast over the summed dimensions
         if self.scale != 1:
-            g = g * np.asarray(self.scale, g.dtype)
-        _send(self.parents[0], np.broadcast_to(g, self.shape))
+            full *= np.asarray(self.scale, g.dtype)
+        _send(self.parents[0], full)
 
 
 _ROWSUM_MAX = 1024
@@ -1183,10 +1201,14 @@ _ROWSUM_MAX = 1024
 
 def _sum(x, dim=None, keepdim=False, mean=False, op="sum"):
     a = x._data
-    dims = _norm_dims(dim, a.ndim, op)
+    nd = a.ndim
+    if type(dim) is int and -nd <= dim < nd:
+        dims = (dim % nd,)
+    else:
+        dims = _norm_dims(dim, nd, op)
     if mean and a.dtype.kind not in "fc":
         raise TypeError(f"mean(): needs a floating point tensor, got dtype {a.dtype} (use .float())")
-    if (not mean and a.dtype == _F32 and a.ndim >= 1 and dims == (a.ndim - 1,)
+    if (not mean and a.dtype is _F32 and nd >= 1 and dims[0] == nd - 1 and len(dims) == 1
             and a.flags.c_contiguous and 0 < a.shape[-1] <= _ROWSUM_MAX):
         # the last axis of a float32 array: summed left to right in C (the fused kernels' order)
         out = np.empty(a.shape[:-1], _F32)
@@ -1202,7 +1224,8 @@ def _sum(x, dim=None, keepdim=False, mean=False, op="sum"):
             n *= a.shape[d]
         cls = (_MeanAll if mean else _SumAll) if dim is None else (_Mean if mean else _Sum)
         ctx = cls((_edge(x),))
-        ctx.shape, ctx.dims, ctx.keepdim = a.shape, dims, keepdim
+        ctx.shape = a.shape
+        ctx.kshape = tuple(1 if i in dims else s for i, s in enumerate(a.shape))
         ctx.scale = 1.0 / n if mean and n else 1
         return _result(out, ctx)
     return _result(out, None)
@@ -1395,7 +1418,7 @@ class _Gather(Function):
 
     def backward(self, g):
         p = self.parents[0]
-        buf = _leaf_grad_buffer(p) if p._leaf else np.zeros(self.shape, self.dtype)
+        buf = _leaf_grad_buffer(p, self.idx) if p._leaf else np.zeros(self.shape, self.dtype)
         _scatter_rows(buf, g, self.idx, self.wrap)
         if not p._leaf:
             _send(p, buf)
@@ -1409,11 +1432,15 @@ class _EmbeddingBackward(_Gather):
 def _scatter_rows(buf, g, idx, wrap):
     "buf[idx[b]] += g[b] for every b (repeated ids accumulate)."
     n = idx.shape[0]
-    if buf.dtype == _F32 and buf.flags.c_contiguous and idx.ndim == 1 and idx.dtype == _I64:
+    if buf.dtype is _F32 and buf.flags.c_contiguous:
+        if not (g.dtype is _F32 and g.flags.c_contiguous):
+            g = np.ascontiguousarray(g, dtype=_F32)
+        if buf.ndim == 2 and g.ndim == 2:
+            _core.tensor_gather_backward(buf, g, idx, wrap)
+            return
         rows = buf.shape[0]
         K = buf.size // rows if rows else 0
-        _core.tensor_gather_backward(buf.reshape(rows, K),
-                                     np.ascontiguousarray(g, dtype=_F32).reshape(n, K), idx, wrap)
+        _core.tensor_gather_backward(buf.reshape(rows, K), g.reshape(n, K), idx, wrap)
     else:
         np.add.at(buf, idx.reshape(-1), g.reshape((-1,) + buf.shape[1:]))
 
@@ -1423,15 +1450,18 @@ def _gather(x, idx, wrap=True, cls=_Gather, what=None):
     a = x._data
     if a.ndim == 0:
         raise IndexError("invalid index of a 0-d tensor: it has no dimension to index")
-    if idx.dtype != _I64:
+    if idx.dtype is not _I64:
         idx = idx.astype(_I64)
     flat = idx if idx.ndim == 1 else idx.reshape(-1)
     n, rows = flat.shape[0], a.shape[0]
-    if a.dtype == _F32 and a.flags.c_contiguous:
-        K = a.size // rows if rows else 0
+    if a.dtype is _F32 and a.flags.c_contiguous:
         out = np.empty((n,) + a.shape[1:], _F32)
         try:
-            _core.tensor_gather_forward(out.reshape(n, K), a.reshape(rows, K), flat, wrap)
+            if a.ndim == 2:
+                _core.tensor_gather_forward(out, a, flat, wrap)
+            else:
+                K = a.size // rows if rows else 0
+                _core.tensor_gather_forward(out.reshape(n, K), a.reshape(rows, K), flat, wrap)
         except IndexError:
             bad = flat[(flat >= rows) | (flat < (-rows if wrap else 0))][0]
             raise IndexError(f"index {int(bad)} is out of range for {what or 'a tensor'} with "
@@ -1446,8 +1476,8 @@ def _gather(x, idx, wrap=True, cls=_Gather, what=None):
         out = a[flat]
     if idx.ndim != 1:
         out = out.reshape(idx.shape + a.shape[1:])
-    if _mode.enabled and x._rg:
-        ctx = cls((_edge(x),))
+    if x._rg and _mode.enabled:
+        ctx = cls((x._ctx or x,))
         ctx.idx, ctx.wrap, ctx.shape, ctx.dtype = flat, wrap, a.shape, a.dtype
         return _wrap(out, ctx)
     return _wrap(out)
@@ -1476,8 +1506,27 @@ class _Slice(_Index):
     name = "SliceBackward0"
 
 
+_BASIC = (int, slice, type(None), type(Ellipsis))
+
+
 def _getitem(x, idx):
     a = x._data
+    if type(idx) is tuple:
+        for i in idx:
+            if type(i) not in _BASIC:
+                break
+        else:  # basic indexing (ints, slices, None, ...): a view
+            try:
+                out = a[idx]
+            except IndexError as e:
+                raise IndexError(f"{e} (indexing a tensor of shape {tuple(a.shape)})") from None
+            if type(out) is not np.ndarray:
+                out = np.asarray(out)
+            if x._rg and _mode.enabled:
+                ctx = _Slice((x._ctx or x,))
+                ctx.idx, ctx.shape, ctx.dtype, ctx.fancy = idx, a.shape, a.dtype, False
+                return _wrap(out, ctx)
+            return _wrap(out)
     idx, fancy = _index_parts(idx)
     if fancy and isinstance(idx, (np.ndarray, list)):
         arr = np.asarray(idx)
@@ -1840,38 +1889,44 @@ def _mse(p, t):
     if pa.size == 0:
         raise RuntimeError("mse_loss: the input is empty")
     pf, tf = pa.reshape(-1), ta.reshape(-1)
-    if pa.dtype == _F32 and ta.dtype == _F32:
-        pf, tf = np.ascontiguousarray(pf), np.ascontiguousarray(tf)
+    if pa.dtype is _F32 and ta.dtype is _F32:
+        if not pf.flags.c_contiguous:
+            pf = np.ascontiguousarray(pf)
+        if not tf.flags.c_contiguous:
+            tf = np.ascontiguousarray(tf)
         value = _core.mse_forward(pf, tf)
         out = np.asarray(value, _F32)
     else:
         d = pf.astype(np.result_type(pa.dtype, ta.dtype, _F32)) - tf
         value = float(np.mean(d * d))
         out = np.asarray(value, d.dtype)
-    if _mode.enabled and (p._rg or t._rg):
+    if (p._rg or t._rg) and _mode.enabled:
         ctx = _MSE((_edge(p), _edge(t)))
         ctx.p, ctx.y, ctx.value, ctx.shape_p, ctx.shape_y = pf, tf, value, pa.shape, ta.shape
-        ctx.save_versions(p, t)
+        ctx.chk = ((p, p._version), (t, t._version))
         return _wrap(out, ctx)
     return _wrap(out)
 
 
 def mse_loss_flat(input, target):
-    "fastai's `MSELossFlat()(input, target)`: mean of (input.view(-1) - target.float().view(-1))**2."
-    p, t = _as_t(input), _as_t(target)
+    """fastai's `MSELossFlat()(input, target)`: mean of (input.view(-1) - target.float().view(-1))**2,
+    as one operation (its backward reshapes the gradient to input's shape)."""
+    p = input if isinstance(input, Tensor) else tensor(input)
+    t = target if isinstance(target, Tensor) else _wrap(np.asarray(target))
     if t._data.dtype.kind != "f":
         t = t.float()
-    pf, tf = p.view(-1), t.view(-1)
-    if pf._data.shape != tf._data.shape:
-        raise RuntimeError(f"MSELossFlat: input has {pf._data.size} values (shape {tuple(p._data.shape)}) "
-                           f"but target has {tf._data.size} (shape {tuple(t._data.shape)})")
-    return _mse(pf, tf)
+    if p._data.size != t._data.size:
+        raise RuntimeError(f"MSELossFlat: input has {p._data.size} values (shape {tuple(p._data.shape)}) "
+                           f"but target has {t._data.size} (shape {tuple(t._data.shape)})")
+    return _mse(p, t)
 
 
 def embedding(input, weight):
     "Rows of `weight` for the integer ids in `input` (`F.embedding`); ids must be in [0, rows)."
     ids = input._data if isinstance(input, Tensor) else np.asarray(input)
-    w = _as_t(weight)
+    w = weight if isinstance(weight, Tensor) else tensor(weight)
+    if ids.dtype is _I64 and w._data.ndim == 2:
+        return _gather(w, ids, False, _EmbeddingBackward, "an embedding table")
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding: the ids must be an integer tensor, got dtype {ids.dtype} "
                         f"(a float tensor of ids? use .long())")

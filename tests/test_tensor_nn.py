@@ -12,7 +12,7 @@ from collabc import tensor as T
 from collabc.fastcore import L, delegates
 from collabc.layers import BatchNorm, Embedding, LinBnDrop, Module, SigmoidRange, TabularModel, trunc_normal_
 from collabc.nn import norm_bias_params, pack_model, pack_parameters, param_groups, train_step
-from collabc.tensor import Parameter, Tensor, ones, tensor, zeros
+from collabc.tensor import Parameter, Tensor, cat, ones, tensor, zeros
 
 
 # ---------------------------------------------------------------- registration
@@ -384,3 +384,34 @@ def test_gradients_reach_every_layer_type():
         if not n.startswith("bn_cont"):
             assert p.grad is not None and np.isfinite(p.grad.numpy()).all(), n
     assert isinstance(m(tensor(x)), Tensor)
+
+
+def test_zero_grad_clears_exactly_what_backward_wrote():
+    class Mixed(Module):  # embedding rows, an indexed parameter with negative ids, a Linear, a BatchNorm
+        def __init__(self):
+            self.emb = Embedding(10, 4)
+            self.table = nn.Parameter(T.randn(12, 4))
+            self.lin = nn.Linear(8, 3)
+            self.bn = nn.BatchNorm1d(3)
+
+        def forward(self, x):
+            h = cat([self.emb(x[:, 0]), self.table[x[:, 1] - 12]], dim=1)
+            return self.bn(self.lin(h)).sum(dim=1)
+    m = Mixed()
+    blk = pack_model(m)
+    x, y = _batch(n=16)
+    for _ in range(3):
+        train_step(m, x, y[:, 0])
+        assert blk.grad.any()
+        blk.zero_grad()
+        assert not blk.grad.any()
+        x = x[::-1].copy()
+    train_step(m, x, y[:, 0])
+    blk.grad[:] = 1.0  # written outside backward: the full fill is needed
+    blk.zero_grad(touched_only=False)
+    assert not blk.grad.any()
+    buf = x.copy()
+    train_step(m, buf, y[:, 0])
+    buf[:] = 0  # the batch buffer is reused before zero_grad: the logged ids were copied
+    blk.zero_grad()
+    assert not blk.grad.any()
