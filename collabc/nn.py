@@ -612,7 +612,7 @@ class ParamBlock:
         not the whole block. After writing into `grad` other than through backward (e.g.
         `blk.grad[:] = ...`), call `zero_grad(touched_only=False)`: one fill of the block."""
         log = self._log
-        if not touched_only or len(log) > 4 * len(self.params) + 8:
+        if not touched_only or len(log) > _t.GRAD_LOG_MAX:
             self.grad.fill(0)
         else:
             done = set()

@@ -185,9 +185,13 @@ def _leaf_grad_buffer(t, rows=None):
         else:
             buf = np.zeros(t._data.shape, t._data.dtype)
         gt = t._grad = _wrap(buf)
-    if t._glog is not None:  # (a copy of the ids: the caller may reuse its batch buffer)
-        t._glog.append((gt._data, None if rows is None else rows.copy()))
-    return gt._data
+    log = t._glog
+    if log is not None and len(log) <= GRAD_LOG_MAX:  # past the cap: the block zeroes all of it
+        log.append((gt._data, None if rows is None else rows.copy()))  # (ids copied: the caller may
+    return gt._data                                                    # reuse its batch buffer)
+
+
+GRAD_LOG_MAX = 64  # writes a parameter block remembers between two zero_grad calls
 
 
 def _acc_leaf(t, g):
@@ -219,20 +223,18 @@ def _fit(g, shape, dtype):
 
 
 def _run_backward(root, grad, retain_graph):
-    nodes, stack, seen = [], [root], {root}
-    while stack:
-        n = stack.pop()
+    nodes, seen = [root], {root}
+    for n in nodes:  # grows while it is walked: every node reachable from the root, once
         ps = n.parents
         if ps is None:
             raise RuntimeError(
                 "Trying to backward through the graph a second time: backward() frees the "
                 "graph it ran through. Call backward(retain_graph=True) the first time to run it "
                 "again, or recompute the forward pass.")
-        nodes.append(n)
         for p in ps:
             if p is not None and not p._leaf and p not in seen:
                 seen.add(p)
-                stack.append(p)
+                nodes.append(p)
     nodes.sort(key=_seq_of, reverse=True)  # creation order is a topological order
     root.g = grad
     try:
@@ -242,19 +244,25 @@ def _run_backward(root, grad, retain_graph):
                 continue
             n.g = None
             if n.chk is not None:
-                for t, v in n.chk:
-                    if t._version != v:
-                        raise RuntimeError(
-                            f"one of the tensors needed to compute the gradient of {n.name} was "
-                            f"modified by an in-place operation after it was used (shape "
-                            f"{tuple(t._data.shape)}, version {t._version}, expected {v}); "
-                            f"use an out-of-place operation (x = x + y) or .clone() it first")
+                _check_versions(n)
             n.backward(g)
     finally:
-        for n in nodes:
-            n.g = None
-            if not retain_graph:
-                n.parents = None
+        if retain_graph:
+            for n in nodes:
+                n.g = None
+        else:
+            for n in nodes:
+                n.g = n.parents = None
+
+
+def _check_versions(n):
+    for t, v in n.chk:
+        if t._version != v:
+            raise RuntimeError(
+                f"one of the tensors needed to compute the gradient of {n.name} was modified by an "
+                f"in-place operation after it was used (shape {tuple(t._data.shape)}, version "
+                f"{t._version}, expected {v}); use an out-of-place operation (x = x + y) or .clone() "
+                f"it first")
 
 
 _seq_of = operator.attrgetter("seq")
@@ -407,7 +415,7 @@ class Tensor:
                                    f"backward() was called on a tensor of shape "
                                    f"{tuple(self._data.shape)}; reduce it first (e.g. .sum() or "
                                    f".mean()) or pass backward(gradient) of that shape")
-            g = np.ones_like(self._data)
+            g = np.ones(self._data.shape, self._data.dtype)
         else:
             g = np.asarray(_to_array(gradient), dtype=self._data.dtype)
             if g.shape != self._data.shape:
@@ -1208,27 +1216,33 @@ def _sum(x, dim=None, keepdim=False, mean=False, op="sum"):
         dims = _norm_dims(dim, nd, op)
     if mean and a.dtype.kind not in "fc":
         raise TypeError(f"mean(): needs a floating point tensor, got dtype {a.dtype} (use .float())")
-    if (not mean and a.dtype is _F32 and nd >= 1 and dims[0] == nd - 1 and len(dims) == 1
-            and a.flags.c_contiguous and 0 < a.shape[-1] <= _ROWSUM_MAX):
-        # the last axis of a float32 array: summed left to right in C (the fused kernels' order)
-        out = np.empty(a.shape[:-1], _F32)
-        _core.tensor_sum_rows_forward(out.reshape(-1), a.reshape(-1, a.shape[-1]))
+    shape = a.shape
+    if (not mean and a.dtype is _F32 and nd == 2 and dims[0] == 1 and a.flags.c_contiguous
+            and 0 < shape[1] <= _ROWSUM_MAX):
+        # rows of a float32 matrix: summed left to right in C (the fused kernels' order)
+        out = np.empty(shape[0], _F32)
+        _core.tensor_sum_rows_forward(out, a)
         if keepdim:
-            out = out[..., None]
+            out = out.reshape(shape[0], 1)
     else:
         kw = {} if a.dtype.kind in "fc" or mean else {"dtype": _I64}
         out = (np.mean if mean else np.sum)(a, axis=dims, keepdims=keepdim, **kw)
-    if _mode.enabled and x._rg:
-        n = 1
-        for d in dims:
-            n *= a.shape[d]
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)
+    if x._rg and _mode.enabled:
         cls = (_MeanAll if mean else _SumAll) if dim is None else (_Mean if mean else _Sum)
-        ctx = cls((_edge(x),))
-        ctx.shape = a.shape
-        ctx.kshape = tuple(1 if i in dims else s for i, s in enumerate(a.shape))
+        ctx = cls((x._ctx or x,))
+        ctx.shape = shape
+        if len(dims) == 1:
+            d = dims[0]
+            ctx.kshape = shape[:d] + (1,) + shape[d + 1:]
+            n = shape[d]
+        else:
+            ctx.kshape = tuple(1 if i in dims else s for i, s in enumerate(shape))
+            n = math.prod(shape[d] for d in dims)
         ctx.scale = 1.0 / n if mean and n else 1
-        return _result(out, ctx)
-    return _result(out, None)
+        return _wrap(out, ctx)
+    return _wrap(out)
 
 
 class _Mean(_Sum):
@@ -1819,10 +1833,17 @@ class _SigmoidRange(Function):
 
     def backward(self, g):
         x, lo, hi = self.x, self.lo, self.hi
-        if x.dtype == _F32:
-            g = _like_layout(np.asarray(g, _F32), x)
-            dx = np.zeros_like(x)
-            _core.sigmoid_range_backward(dx.ravel(order="K"), g.ravel(order="K"), x.ravel(order="K"), lo, hi)
+        if x.dtype is _F32:
+            if x.flags.c_contiguous:
+                if not (g.dtype is _F32 and g.flags.c_contiguous):
+                    g = np.ascontiguousarray(g, dtype=_F32)
+                dx = np.zeros(x.shape, _F32)
+                _core.sigmoid_range_backward(dx.reshape(-1), g.reshape(-1), x.reshape(-1), lo, hi)
+            else:
+                g = _like_layout(np.asarray(g, _F32), x)
+                dx = np.zeros_like(x)
+                _core.sigmoid_range_backward(dx.ravel(order="K"), g.ravel(order="K"), x.ravel(order="K"), lo,
+                                             hi)
         else:
             s = _sigmoid_array(x)
             dx = g * (hi - lo) * (s * (1 - s))
@@ -1831,19 +1852,31 @@ class _SigmoidRange(Function):
 
 def sigmoid_range(x, low, high):
     "fastai's `sigmoid_range`: `sigmoid(x) * (high - low) + low`, one operation (C for float32)."
-    x = _as_t(x)
-    a = _float_input(x, "sigmoid_range")
+    if not isinstance(x, Tensor):
+        x = tensor(x)
+    a = x._data
     lo, hi = float(low), float(high)
-    if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi:
+    if not lo < hi or not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"sigmoid_range: need finite low < high, got low={low!r}, high={high!r}")
-    if a.dtype == _F32:
-        if not (a.flags.c_contiguous or a.flags.f_contiguous):
-            a = np.ascontiguousarray(a)
-        out = np.empty_like(a)
-        _core.sigmoid_range_forward(out.ravel(order="K"), a.ravel(order="K"), lo, hi)
+    if a.dtype is _F32:
+        flags = a.flags
+        if flags.c_contiguous:
+            out = np.empty(a.shape, _F32)
+            _core.sigmoid_range_forward(out.reshape(-1), a.reshape(-1), lo, hi)
+        else:
+            if not flags.f_contiguous:
+                a = np.ascontiguousarray(a)
+            out = np.empty_like(a)
+            _core.sigmoid_range_forward(out.ravel(order="K"), a.ravel(order="K"), lo, hi)
     else:
+        _float_input(x, "sigmoid_range")
         out = _sigmoid_array(a) * (hi - lo) + lo
-    return _unary(x, _SigmoidRange, out, x=a, lo=lo, hi=hi)
+    if x._rg and _mode.enabled:
+        ctx = _SigmoidRange((x._ctx or x,))
+        ctx.x, ctx.lo, ctx.hi = a, lo, hi
+        ctx.chk = ((x, x._version),)
+        return _wrap(out, ctx)
+    return _wrap(out)
 
 
 class _MSE(Function):
@@ -1925,8 +1958,18 @@ def embedding(input, weight):
     "Rows of `weight` for the integer ids in `input` (`F.embedding`); ids must be in [0, rows)."
     ids = input._data if isinstance(input, Tensor) else np.asarray(input)
     w = weight if isinstance(weight, Tensor) else tensor(weight)
-    if ids.dtype is _I64 and w._data.ndim == 2:
-        return _gather(w, ids, False, _EmbeddingBackward, "an embedding table")
+    W = w._data
+    if ids.dtype is _I64 and ids.ndim == 1 and W.dtype is _F32 and W.ndim == 2 and W.flags.c_contiguous:
+        out = np.empty((ids.shape[0], W.shape[1]), _F32)
+        try:
+            _core.tensor_gather_forward(out, W, ids, False)
+        except IndexError:  # the general path words the error
+            return _gather(w, ids, False, _EmbeddingBackward, "an embedding table")
+        if w._rg and _mode.enabled:
+            ctx = _EmbeddingBackward((w._ctx or w,))
+            ctx.idx, ctx.wrap, ctx.shape, ctx.dtype = ids, False, W.shape, _F32
+            return _wrap(out, ctx)
+        return _wrap(out)
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding: the ids must be an integer tensor, got dtype {ids.dtype} "
                         f"(a float tensor of ids? use .long())")

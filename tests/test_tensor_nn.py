@@ -410,6 +410,11 @@ def test_zero_grad_clears_exactly_what_backward_wrote():
     blk.grad[:] = 1.0  # written outside backward: the full fill is needed
     blk.zero_grad(touched_only=False)
     assert not blk.grad.any()
+    for _ in range(40):  # many backwards without zero_grad: the log is capped, then all is zeroed
+        train_step(m, x, y[:, 0])
+    assert len(blk._log) == T.GRAD_LOG_MAX + 1
+    blk.zero_grad()
+    assert not blk.grad.any() and not blk._log
     buf = x.copy()
     train_step(m, buf, y[:, 0])
     buf[:] = 0  # the batch buffer is reused before zero_grad: the logged ids were copied
