@@ -135,6 +135,13 @@ def good_args(fn):
                     order=np.random.default_rng(0).permutation(NN_R).astype(np.int64),
                     lrs=np.full(NN_J, 1e-3), moms=np.full(NN_J, 0.9), bs=4, opt="adam", wd=0.01,
                     n_wd=47, sqr_mom=0.99, eps=1e-5, decouple_wd=True, step=0, seed=3, **_nn_net())
+    if fn in ("tensor_gather_forward", "tensor_gather_backward"):  # ids: a column of a batch, strided
+        ids = np.stack([np.arange(B) % 5, np.arange(B)[::-1] % 5], 1).astype(np.int64)[:, 1]
+        if fn == "tensor_gather_forward":
+            return dict(out=np.zeros((B, 3), np.float32), table=_f32(5, 3), idx=ids, wrap=False)
+        return dict(dtable=np.zeros((5, 3), np.float32), dout=_f32(B, 3), idx=ids, wrap=True)
+    if fn == "tensor_sum_rows_forward":
+        return dict(out=np.zeros(B, np.float32), x=_f32(B, 7))
     if fn == "rank_pack":
         return dict(cw=_f32(21, 3))
     if fn == "rank_dot_topk":
