@@ -317,14 +317,17 @@ class Embedding(Module):
     """A table of `num_embeddings` rows of size `embedding_dim`; `emb(ids)` gathers rows
     (torch.nn.Embedding: weight drawn from N(0, 1); fastai's `Embedding` uses std 0.01)."""
 
-    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, _weight=None):
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None, norm_type=2.0,
+                 scale_grad_by_freq=False, sparse=False, _weight=None):
+        if padding_idx is not None or max_norm is not None or scale_grad_by_freq or sparse:
+            raise NotImplementedError("Embedding: padding_idx, max_norm, scale_grad_by_freq and sparse are "
+                                      "not available (collabc's embedding gradients are dense, as fastai "
+                                      "trains them)")
         self.num_embeddings = _check_size("num_embeddings", num_embeddings)
         self.embedding_dim = _check_size("embedding_dim", embedding_dim)
         self.padding_idx = padding_idx
         if _weight is None:
             w = get_rng().standard_normal((self.num_embeddings, self.embedding_dim)).astype(np.float32)
-            if padding_idx is not None:
-                w[padding_idx] = 0
         else:
             w = np.asarray(_weight._data if isinstance(_weight, Tensor) else _weight, dtype=np.float32)
             if w.shape != (self.num_embeddings, self.embedding_dim):
@@ -336,10 +339,7 @@ class Embedding(Module):
         return _t.embedding(input, self.weight)
 
     def extra_repr(self):
-        s = f"{self.num_embeddings}, {self.embedding_dim}"
-        if self.padding_idx is not None:
-            s += f", padding_idx={self.padding_idx}"
-        return s
+        return f"{self.num_embeddings}, {self.embedding_dim}"
 
 
 class Linear(Module):

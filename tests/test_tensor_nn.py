@@ -165,6 +165,8 @@ def test_layer_initialisation():
     assert np.array_equal(a.numpy(), b)  # the built-in models' initialisation, value for value
     pe = nn.Embedding(500, 20)
     assert 0.9 < pe.weight.numpy().std() < 1.1
+    with pytest.raises(NotImplementedError, match="padding_idx"):
+        nn.Embedding(5, 2, padding_idx=0)
     lin = nn.Linear(16, 8)
     assert lin.weight.shape == (8, 16) and lin.bias.shape == (8,)
     assert np.abs(lin.weight.numpy()).max() <= 0.25 and np.abs(lin.bias.numpy()).max() <= 0.25
