@@ -422,3 +422,18 @@ def test_zero_grad_clears_exactly_what_backward_wrote():
     buf[:] = 0  # the batch buffer is reused before zero_grad: the logged ids were copied
     blk.zero_grad()
     assert not blk.grad.any()
+
+
+def test_deepcopy_and_pickle_give_independent_modules():
+    import copy
+    import pickle
+    m = TabularModel([(5, 2), (6, 3)], 0, 1, [4, 3], y_range=(0, 5.5))
+    blk = pack_model(m)
+    for c in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        sa, sb = m.state_dict(), c.state_dict()
+        assert list(sa) == list(sb) and all(np.array_equal(sa[k].numpy(), sb[k].numpy()) for k in sa)
+        assert not np.shares_memory(sb["embeds.0.weight"].numpy(), blk.data)
+        assert c.layers[0][1] is c.layers[1][1]  # shared sub-modules stay shared
+        x, y = _batch(n=8, nu=5, ni=6)
+        train_step(c, x, y)
+        assert c.layers[0][0].weight.grad is not None and not blk.grad.any()
