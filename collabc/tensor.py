@@ -156,6 +156,11 @@ class Function:
         return f"<{self.name} object at {hex(id(self))}>"
 
 
+def _renamed(base, name):
+    "A subclass of the Function `base` that differs only in the name PyTorch shows for it."
+    return type(f"_{name}", (base,), {"__slots__": (), "name": name})
+
+
 def _edge(t):
     c = t._ctx
     if c is not None:
@@ -1245,19 +1250,13 @@ def _sum(x, dim=None, keepdim=False, mean=False, op="sum"):
     return _wrap(out)
 
 
-class _Mean(_Sum):
-    __slots__ = ()
-    name = "MeanBackward1"
+_Mean = _renamed(_Sum, "MeanBackward1")
 
 
-class _SumAll(_Sum):
-    __slots__ = ()
-    name = "SumBackward0"
+_SumAll = _renamed(_Sum, "SumBackward0")
 
 
-class _MeanAll(_Sum):
-    __slots__ = ()
-    name = "MeanBackward0"
+_MeanAll = _renamed(_Sum, "MeanBackward0")
 
 
 class _MaxMin(Function):
@@ -1277,9 +1276,7 @@ class _MaxMin(Function):
         _send(self.parents[0], out)
 
 
-class _MinBackward(_MaxMin):
-    __slots__ = ()
-    name = "MinBackward0"
+_MinBackward = _renamed(_MaxMin, "MinBackward0")
 
 
 def _maxmin(x, dim, keepdim, is_max):
@@ -1374,19 +1371,13 @@ def _reshape(x, shape, op="view", cls=None):
     return _wrap(out)
 
 
-class _Squeeze(_Reshape):
-    __slots__ = ()
-    name = "SqueezeBackward0"
+_Squeeze = _renamed(_Reshape, "SqueezeBackward0")
 
 
-class _Unsqueeze(_Reshape):
-    __slots__ = ()
-    name = "UnsqueezeBackward0"
+_Unsqueeze = _renamed(_Reshape, "UnsqueezeBackward0")
 
 
-class _Flatten(_Reshape):
-    __slots__ = ()
-    name = "ReshapeAliasBackward0"
+_Flatten = _renamed(_Reshape, "ReshapeAliasBackward0")
 
 
 def _permute(x, perm, cls=None):
@@ -1403,9 +1394,7 @@ def _permute(x, perm, cls=None):
     return _wrap(out)
 
 
-class _Transpose(_Permute):
-    __slots__ = ()
-    name = "TBackward0"
+_Transpose = _renamed(_Permute, "TBackward0")
 
 
 # ---------------------------------------------------------------- indexing
@@ -1438,9 +1427,7 @@ class _Gather(Function):
             _send(p, buf)
 
 
-class _EmbeddingBackward(_Gather):
-    __slots__ = ()
-    name = "EmbeddingBackward0"
+_EmbeddingBackward = _renamed(_Gather, "EmbeddingBackward0")
 
 
 def _scatter_rows(buf, g, idx, wrap):
@@ -1510,14 +1497,10 @@ class _Index(Function):
         _send(self.parents[0], out)
 
 
-class _Select(_Index):
-    __slots__ = ()
-    name = "SelectBackward0"
+_Select = _renamed(_Index, "SelectBackward0")
 
 
-class _Slice(_Index):
-    __slots__ = ()
-    name = "SliceBackward0"
+_Slice = _renamed(_Index, "SliceBackward0")
 
 
 _BASIC = (int, slice, type(None), type(Ellipsis))
@@ -1790,9 +1773,7 @@ def _kernel_grad(p, shape):
     return np.zeros(shape, _F32), False
 
 
-class _LinearNoBias(_Linear):
-    __slots__ = ()
-    name = "MmBackward0"
+_LinearNoBias = _renamed(_Linear, "MmBackward0")
 
 
 def linear(input, weight, bias=None):

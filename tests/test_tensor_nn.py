@@ -7,6 +7,8 @@ import inspect
 import numpy as np
 import pytest
 
+from test_lesson_cells import DotProductBias  # the lesson's cell (tests/ is on sys.path)
+
 from collabc import nn, seed
 from collabc import tensor as T
 from collabc.fastcore import L, delegates
@@ -255,22 +257,6 @@ def test_fastcore_L():
 
 
 # ---------------------------------------------------------------- training support
-class DotProductBias(Module):
-    def __init__(self, n_users, n_movies, n_factors, y_range=(0, 5.5)):
-        self.user_factors = Embedding(n_users, n_factors)
-        self.user_bias = Embedding(n_users, 1)
-        self.movie_factors = Embedding(n_movies, n_factors)
-        self.movie_bias = Embedding(n_movies, 1)
-        self.y_range = y_range
-
-    def forward(self, x):
-        users = self.user_factors(x[:, 0])
-        movies = self.movie_factors(x[:, 1])
-        res = (users * movies).sum(dim=1, keepdim=True)
-        res += self.user_bias(x[:, 0]) + self.movie_bias(x[:, 1])
-        return T.sigmoid_range(res, *self.y_range)
-
-
 def _batch(n=32, nu=10, ni=12, seed_=0):
     rng = np.random.default_rng(seed_)
     x = np.stack([rng.integers(0, nu, n), rng.integers(0, ni, n)], 1).astype(np.int64)
