@@ -290,13 +290,6 @@ def _wrap(a, ctx=None):
     return t
 
 
-def _result(out, ctx):
-    "Wraps an op's output, recording ctx only when gradients are being recorded."
-    if type(out) is not np.ndarray:
-        out = np.asarray(out)
-    return _wrap(out, ctx)
-
-
 def _fix_float64(out, a, b):
     "PyTorch's promotion: float64 results only when an input tensor is float64."
     # (not getattr(..., None): NumPy reads dtype None as float64)
