@@ -80,7 +80,7 @@ def golden_dls():
         x = d["batch_x"].reshape(-1, 2).astype(np.int32)
         y = d["batch_y"].reshape(-1).astype(np.float32)
         train = DataLoader(x, y, bs=64, shuffle=True)
-        train.order = lambda: np.arange(len(y), dtype=np.int64)  # fastai's recorded batch order
+        train.order = lambda rng=None: np.arange(len(y), dtype=np.int64)  # fastai's recorded batch order
         valid = DataLoader(d["valid_x"].astype(np.int32), d["valid_y"].astype(np.float32), bs=64)
         classes = {"user": CategoryMap(range(1, nu)), "title": CategoryMap(range(1, ni))}
         return DataLoaders(train, valid, classes, "user", "title", "rating")
