@@ -17,11 +17,11 @@ def is_int(v):
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
-def check_int(name, v, lo=None, hi=None):
-    """`v` as an int, after checking it is an integer (TypeError otherwise) within
-    [lo, hi] (ValueError otherwise; None leaves that side open)."""
+def check_int(name, v, lo=None, hi=None, kind_error=TypeError):
+    """`v` as an int, after checking it is an integer (`kind_error`, TypeError by default,
+    otherwise) within [lo, hi] (ValueError otherwise; None leaves that side open)."""
     if not is_int(v):
-        raise TypeError(f"{name} must be an integer{_range_words(lo, hi)}, got {v!r}")
+        raise kind_error(f"{name} must be an integer{_range_words(lo, hi)}, got {v!r}")
     if (lo is not None and v < lo) or (hi is not None and v > hi):
         raise ValueError(f"{name} must be an integer{_range_words(lo, hi)}, got {v!r}")
     return int(v)
@@ -37,11 +37,12 @@ def _range_words(lo, hi):
     return ""
 
 
-def check_float(name, v, lo=None, hi=None, lo_open=False, hi_open=False):
-    """`v` as a finite float (TypeError if it is not a real number, ValueError if it is not
-    finite or outside the interval from lo to hi, each end closed unless `*_open`)."""
+def check_float(name, v, lo=None, hi=None, lo_open=False, hi_open=False, kind_error=TypeError):
+    """`v` as a finite float (`kind_error`, TypeError by default, if it is not a real number,
+    ValueError if it is not finite or outside the interval from lo to hi, each end closed
+    unless `*_open`)."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Real, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a number, got {v!r}")
+        raise kind_error(f"{name} must be a number, got {v!r}")
     f = float(v)
     bad = (not math.isfinite(f) or (lo is not None and (f < lo or (lo_open and f == lo)))
            or (hi is not None and (f > hi or (hi_open and f == hi))))

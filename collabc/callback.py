@@ -42,7 +42,7 @@ __all__ = ["Callback", "TrainEvalCallback", "Recorder", "ProgressCallback", "Can
            "CancelEpochException", "CancelTrainException", "CancelValidException",
            "CancelBatchException", "TrainingDivergedError", "TerminateOnNaNCallback",
            "TrackerCallback", "EarlyStoppingCallback", "SaveModelCallback", "ReduceLROnPlateau",
-           "CSVLogger", "ShowGraphCallback", "event"]
+           "CSVLogger", "ShowGraphCallback", "event", "plot_lr_find"]
 
 
 class CancelFitException(Exception):
@@ -249,8 +249,7 @@ class Recorder(Callback):
         return fig
 
     def plot_lr_find(self, skip_end=5, suggestions=None, nms=None):
-        "The last `lr_find`: smoothed loss against lr on a log scale (see `collabc.schedule.plot_lr_find`)."
-        from .schedule import plot_lr_find
+        "The last `lr_find`: smoothed loss against lr on a log scale (see `plot_lr_find`)."
         return plot_lr_find(self, skip_end, suggestions, nms)
 
     def __repr__(self):
@@ -258,6 +257,25 @@ class Recorder(Callback):
             return f"Recorder({len(self.losses)} batches recorded, no epoch yet)"
         last = ", ".join(f"{n}={v:.6f}" for n, v in zip(self.metric_names[1:], self.values[-1]))
         return f"Recorder({len(self.values)} epochs, {len(self.losses)} batches; last: {last})"
+
+
+def plot_lr_find(recorder, skip_end=5, suggestions=None, nms=None):
+    """fastai's `Recorder.plot_lr_find`: smoothed loss against lr (log scale) from the last
+    `lr_find`, without the last `skip_end` points, with the suggestions marked. Returns the figure."""
+    import matplotlib.pyplot as plt
+    lrs = recorder.lrs if skip_end == 0 else recorder.lrs[:-skip_end]
+    losses = recorder.losses if skip_end == 0 else recorder.losses[:-skip_end]
+    fig, ax = plt.subplots(1, 1)
+    ax.plot(lrs, losses)
+    ax.set_ylabel("Loss")
+    ax.set_xlabel("Learning Rate")
+    ax.set_xscale("log")
+    if suggestions:
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"][1:]
+        for (val, at), nm, color in zip(suggestions, nms, colors):
+            ax.plot(val, at, "o", label=nm, c=color)
+        ax.legend(loc="best")
+    return fig
 
 
 class ProgressCallback(Callback):
@@ -437,18 +455,18 @@ class CSVLogger(Callback):
 
     def __init__(self, fname="history.csv", append=False):
         self.fname, self.append = Path(fname), append
-        self.file = None
-
-    @property
-    def _file_path(self):
-        return self.fname if self.fname.is_absolute() else Path(self.learn.path) / self.fname
+        self.file, self.file_path = None, None
 
     def read_log(self):
+        "The log of the last fit as a DataFrame."
         import pandas as pd
-        return pd.read_csv(self._file_path)
+        if self.file_path is None:
+            raise ValueError("CSVLogger.read_log: nothing was logged yet (fit first)")
+        return pd.read_csv(self.file_path)
 
     def before_fit(self):
-        p = self._file_path
+        p = self.fname if self.fname.is_absolute() else Path(self.learn.path) / self.fname
+        self.file_path = p
         p.parent.mkdir(parents=True, exist_ok=True)
         self.file = p.open("a" if self.append else "w", newline="")
         self.writer = csv.writer(self.file)

@@ -129,10 +129,7 @@ def _hashable(v):
 # argument checks
 
 def _check_bs(bs, name):
-    try:
-        return check_int(name, bs, 1)
-    except TypeError as e:
-        raise ValueError(str(e)) from None
+    return check_int(name, bs, 1, kind_error=ValueError)
 
 
 def _first_label(index, mask):

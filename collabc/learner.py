@@ -69,10 +69,7 @@ def _positive_float(name, v, allow_zero=False):
 
 
 def _check_epochs(n_epoch, name="n_epoch"):
-    try:
-        return check_int(name, n_epoch, 1)
-    except TypeError as e:
-        raise ValueError(str(e)) from None
+    return check_int(name, n_epoch, 1, kind_error=ValueError)
 
 
 class _Summary(str):
@@ -334,7 +331,7 @@ class Learner:
         self(f"after_{name}")
 
     def _do_fit(self):
-        ok = False
+        ok, logger = False, self.logger   # callbacks rewire the logger for one fit only
         try:
             self._path.begin_fit()
             self.epoch, self.train_iter, self.training = 0, 0, False
@@ -348,6 +345,7 @@ class Learner:
                 for cb in list(self.cbs):
                     if hasattr(cb, "cleanup_fit"):
                         cb.cleanup_fit()
+            self.logger = logger
 
     def _do_epochs(self):
         for epoch in range(self.n_epoch):

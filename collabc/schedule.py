@@ -21,7 +21,7 @@ from functools import partial
 import numpy as np
 
 from . import _core
-from .callback import Callback, CancelFitException, CancelValidException
+from .callback import Callback, CancelFitException, CancelValidException, plot_lr_find
 
 __all__ = ["SchedLin", "SchedCos", "SchedNo", "SchedExp", "SchedPoly", "combine_scheds",
            "combined_cos", "ParamScheduler", "LRFinder", "valley", "slide", "minimum", "steep",
@@ -309,22 +309,3 @@ def suggest_lrs(recorder, num_it, funcs, show_plot=False):
     if show_plot:
         plot_lr_find(recorder, suggestions=[p for _, p in results], nms=nms)
     return SuggestedLRs(*[float(v) for v, _ in results])
-
-
-def plot_lr_find(recorder, skip_end=5, suggestions=None, nms=None):
-    """fastai's `Recorder.plot_lr_find`: smoothed loss against lr (log scale) from the last
-    `lr_find`, without the last `skip_end` points, with the suggestions marked. Returns the figure."""
-    import matplotlib.pyplot as plt
-    lrs = recorder.lrs if skip_end == 0 else recorder.lrs[:-skip_end]
-    losses = recorder.losses if skip_end == 0 else recorder.losses[:-skip_end]
-    fig, ax = plt.subplots(1, 1)
-    ax.plot(lrs, losses)
-    ax.set_ylabel("Loss")
-    ax.set_xlabel("Learning Rate")
-    ax.set_xscale("log")
-    if suggestions:
-        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"][1:]
-        for (val, at), nm, color in zip(suggestions, nms, colors):
-            ax.plot(val, at, "o", label=nm, c=color)
-        ax.legend(loc="best")
-    return fig

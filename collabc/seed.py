@@ -9,6 +9,8 @@ import random
 
 import numpy as np
 
+from ._checks import is_int
+
 __all__ = ["set_seed", "get_rng", "new_seed", "preserve_rng"]
 
 _rng = np.random.default_rng()
@@ -17,8 +19,9 @@ _rng = np.random.default_rng()
 def set_seed(s, reproducible=True):
     "Seed collabc's generator, Python's `random` and `np.random` with the integer `s`."
     global _rng
-    if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
+    if not (is_int(s) and s >= 0):
         raise ValueError(f"set_seed: s must be a non-negative integer, got {s!r}")
+    s = int(s)
     _rng = np.random.default_rng(int(s))
     random.seed(int(s))
     np.random.seed(int(s) % 2**32)
@@ -32,7 +35,7 @@ def new_seed():
 def get_rng(seed=None):
     "A generator for one component: a fresh one from `seed` when given, else a child of the global one."
     if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        if not (is_int(seed) and seed >= 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         return np.random.default_rng(int(seed))
     return np.random.default_rng(new_seed())

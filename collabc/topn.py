@@ -21,10 +21,7 @@ __all__ = ["rank_vectors", "top_n", "recommend", "recommend_users", "check_n"]
 
 def check_n(n, name="n"):
     "A count >= 1 (ValueError otherwise, as the ranking functions always said)."
-    try:
-        return check_int(name, n, 1)
-    except TypeError as e:
-        raise ValueError(str(e)) from None
+    return check_int(name, n, 1, kind_error=ValueError)
 
 
 def _default_threads(q, work):
