@@ -3,6 +3,7 @@ with a display publisher), so Google Colab, whose shell subclasses ipykernel's
 ZMQInteractiveShell, gets HTML tables, and a terminal IPython shell gets text."""
 import subprocess
 import sys
+import tempfile
 import textwrap
 import types
 
@@ -12,9 +13,11 @@ from collabc import display
 
 
 def _run(code):
-    "Run `code` in a fresh interpreter (IPython shells are process-wide singletons); its stdout."
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                       timeout=120)
+    """Run `code` in a fresh interpreter (IPython shells are process-wide singletons), from a
+    folder without a `collabc/` so that the installed package is imported; its stdout."""
+    with tempfile.TemporaryDirectory() as cwd:
+        r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                           timeout=120, cwd=cwd)
     assert r.returncode == 0, r.stderr[-3000:]
     return r.stdout.split()
 

@@ -89,14 +89,16 @@ def test_rebuild_refuses_another_u_data(tmp_path):
         rebuild("cnn", folder)
 
 
-def test_replay_tests_run_with_collabc_data_only():
+def test_replay_tests_run_with_collabc_data_only(tmp_path):
     "Without COLLABC_REFERENCE the five fastai replay tests run (from the committed form), none skips."
     ml100k_path()
     env = {k: v for k, v in os.environ.items() if k != "COLLABC_REFERENCE"}
     tests = [str(ROOT / "tests" / f) for f in ("test_parity.py", "test_nn.py", "test_learner.py")]
+    # run from a scratch folder so that the installed collabc is imported, not ./collabc
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+                        "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(ROOT),
                         "-k", "replay or schedule_matches_recorded", *tests],
-                       capture_output=True, text=True, env=env, cwd=ROOT)
+                       capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     summary = r.stdout.strip().splitlines()[-1]
     assert summary.startswith("5 passed") and "skipped" not in summary, r.stdout[-3000:]
