@@ -83,10 +83,22 @@ def work(tmp_path_factory):
     df = df.drop_duplicates(["uid", "movie"]).reset_index(drop=True)
     df.to_csv(d / "ratings.csv", index=False)
     df.iloc[:300].to_csv(d / "test.csv", index=False)
-    code, out, err = run("train", "ratings.csv", "-o", "model.npz", "--seed", "0", "--epochs", "3",
-                         "--bs", "32", "--y-range", "0", "5.5", cwd=d)
+    code, out, err = train_seeded(d, "ratings.csv", "model.npz")
     assert code == 0, err
     return d, df, out
+
+
+def train_seeded(d, src, dest):
+    "The fixture's training run: seed 0, 3 epochs, bs 32, y_range (0, 5.5)."
+    return run("train", src, "-o", dest, "--seed", "0", "--epochs", "3", "--bs", "32", "--y-range", "0", "5.5",
+               cwd=d)
+
+
+def assert_same_model(a, b):
+    sa, sb = load_learner(a).model.state_dict(), load_learner(b).model.state_dict()
+    assert sorted(sa) == sorted(sb)
+    for k, v in sa.items():
+        np.testing.assert_array_equal(v, sb[k])
 
 
 # ----------------------------------------------------------------------------- help and version
@@ -203,13 +215,9 @@ def test_parquet_with_pyarrow(work):
     pytest.importorskip("pyarrow")
     d, df, _ = work
     df.to_parquet(d / "ratings.parquet")
-    code, out, err = run("train", "ratings.parquet", "-o", "pq.npz", "--seed", "0", "--epochs", "3",
-                         "--bs", "32", "--y-range", "0", "5.5", cwd=d)
+    code, out, err = train_seeded(d, "ratings.parquet", "pq.npz")
     assert code == 0, err
-    # the same data, seed and options as the CSV run: the same model
-    a, b = load_learner(d / "model.npz"), load_learner(d / "pq.npz")
-    for k, v in a.model.state_dict().items():
-        np.testing.assert_array_equal(v, b.model.state_dict()[k])
+    assert_same_model(d / "model.npz", d / "pq.npz")   # the same data, seed and options as the CSV run
 
 
 # ----------------------------------------------------------------------------- train / recommend / evaluate
@@ -228,12 +236,9 @@ def test_train_prints_the_table_and_exports(work):
 
 def test_train_is_reproducible_with_a_seed(work):
     d, _, _ = work
-    code, _, err = run("train", "ratings.csv", "-o", "again.npz", "--seed", "0", "--epochs", "3", "--bs", "32",
-                       "--y-range", "0", "5.5", cwd=d)
+    code, _, err = train_seeded(d, "ratings.csv", "again.npz")
     assert code == 0, err
-    a, b = load_learner(d / "model.npz"), load_learner(d / "again.npz")
-    for k, v in a.model.state_dict().items():
-        np.testing.assert_array_equal(v, b.model.state_dict()[k])
+    assert_same_model(d / "model.npz", d / "again.npz")
 
 
 def test_train_neural_model(work):
