@@ -246,7 +246,7 @@ def train(args):
         learn = collab_learner(dls, n_factors=args.n_factors, use_nn=True, layers=args.layers, **kw)
     else:
         learn = collab_learner(dls, n_factors=args.n_factors, **kw)
-    from .learner import TrainingDivergedError
+    from . import TrainingDivergedError
     t = time.perf_counter()
     try:
         learn.fit_one_cycle(args.epochs, args.lr, wd=args.wd)
