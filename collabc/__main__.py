@@ -152,7 +152,7 @@ def _one_line(e):
 
 
 def _load_model(path):
-    from .persist import load_learner
+    from . import load_learner
     path = Path(path)
     if not path.is_file():
         raise CliError(f"{path}: no such file (an exported model, written by 'collabc train' or learn.export())")
@@ -477,7 +477,7 @@ def main(argv=None):
         return 0
     _check(p, args)
     from .external import DownloadError, UnsafeArchiveError
-    from .persist import CollabcFileError
+    from . import CollabcFileError
     try:
         return args.func(args)
     except (CliError, DownloadError, UnsafeArchiveError, CollabcFileError) as e:
