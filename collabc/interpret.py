@@ -15,6 +15,7 @@ from .csr import csr_from_lists as _csr_from_lists
 from .data import encode_ids
 from .foldin import FoldIn, dot_tables as _dot_tables
 from .models import _DotFamily
+from .plotting import place_labels
 from .topn import check_n as _check_n, rank_vectors
 
 __all__ = ["pca", "plot_pca", "most_similar"]
@@ -50,11 +51,12 @@ def pca(x, k=3):
 
 
 def plot_pca(learn, ids, is_item=True, k=3, components=(0, 2), n_label=50, figsize=(12, 12),
-             ax=None, seed=None, fontsize=11):
+             ax=None, seed=None, fontsize=11, place=True):
     """The lesson's labelled PCA scatter: PCA (`pca(w, k)`) of the factors of the raw `ids` (e.g.
     the 1,000 most-rated titles), then `components` plotted against each other for the first
-    `n_label` ids, each labelled with its id in a random dark colour (`seed` fixes the colours).
-    Returns the matplotlib figure."""
+    `n_label` ids, each labelled with its id in a random dark colour (`seed` fixes the colours),
+    the labels moved apart so that none overlaps another (`collabc.plotting.place_labels`;
+    `place=False` leaves them on their points). Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
     m = learn.model
     if not isinstance(m, _DotFamily):
@@ -85,6 +87,8 @@ def plot_pca(learn, ids, is_item=True, k=3, components=(0, 2), n_label=50, figsi
         ax.text(x, y, str(ids[i]), color=rng.random(3) * 0.7, fontsize=fontsize)
     ax.set_xlabel(f"component {c0}")
     ax.set_ylabel(f"component {c1}")
+    if place:
+        place_labels(ax)
     return fig
 
 
