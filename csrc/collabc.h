@@ -27,6 +27,7 @@
 #include "nn.h"
 #include "sparse.h"
 #include "rank.h"
+#include "threads.h"
 #include "tensorops.h"
 
 #endif
