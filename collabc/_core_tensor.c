@@ -1,5 +1,5 @@
 /* _core_tensor.c - the CPython wrappers of csrc/tensorops.c, the kernels of the generic tensor
- * layer (collabc/tensor.py): row gather and scatter-add by int64 ids, and the ordered row sum.
+ * layer (collabc/tensor.py): row gather, scatter-add and zeroing by int64 ids, the ordered row sum.
  * Same shape as every wrapper in _core.c (parse, validate, release the GIL, call, raise on a
  * bad status); the one difference is that id arrays may be strided (a column of a batch),
  * since copying them would cost as much as the gather. */
@@ -98,6 +98,35 @@ static PyObject *py_tensor_gather_backward(PyObject *self, PyObject *args, PyObj
     return gather_call("tensor_gather_backward", kwlist, 1, args, kw);
 }
 
+PyDoc_STRVAR(tensor_zero_rows_doc,
+"tensor_zero_rows(table, idx, wrap)\n--\n\n"
+"table[idx[b]] = 0 for every b. table (N,K) float32 written; idx (B,) int64, any stride; wrap as\n"
+"tensor_gather_forward (nothing is written if an id is out of range).");
+
+static PyObject *py_tensor_zero_rows(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"table", "idx", "wrap", NULL};
+    const char *fn = "tensor_zero_rows";
+    argspec a[1] = {{0, "table", NPY_FLOAT32, 1}};
+    PyObject *idx_obj;
+    int wrap;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOp", kwlist, &a[0].obj, &idx_obj, &wrap)) return NULL;
+    PyArrayObject *idx;
+    int64_t B, stride;
+    if (check_args(fn, a, 1) < 0 || check_shape2(fn, &a[0], -1, -1) < 0 ||
+        check_ids_1d(fn, idx_obj, "idx", &idx, &B, &stride) < 0)
+        return NULL;
+    int64_t N = DIM(a[0], 0), K = DIM(a[0], 1), bad = -1;
+    int st;
+    Py_BEGIN_ALLOW_THREADS
+    st = cf_tensor_zero_rows(F32(a[0]), (const int64_t *)PyArray_DATA(idx), stride, B, K, N, wrap, &bad);
+    Py_END_ALLOW_THREADS
+    if (st != CF_OK) {
+        raise_bad_id(fn, idx, stride, bad, N, wrap);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(tensor_sum_rows_forward_doc,
 "tensor_sum_rows_forward(out, x)\n--\n\n"
 "out[r] = sum of row r of x, in float32 from left to right (cf_dotbias_forward's order).\n"
@@ -120,6 +149,7 @@ static PyObject *py_tensor_sum_rows_forward(PyObject *self, PyObject *args, PyOb
 PyMethodDef cf_tensor_methods[] = {
     {"tensor_gather_forward", (PyCFunction)(void (*)(void))py_tensor_gather_forward, METH_VARARGS | METH_KEYWORDS, tensor_gather_forward_doc},
     {"tensor_gather_backward", (PyCFunction)(void (*)(void))py_tensor_gather_backward, METH_VARARGS | METH_KEYWORDS, tensor_gather_backward_doc},
+    {"tensor_zero_rows", (PyCFunction)(void (*)(void))py_tensor_zero_rows, METH_VARARGS | METH_KEYWORDS, tensor_zero_rows_doc},
     {"tensor_sum_rows_forward", (PyCFunction)(void (*)(void))py_tensor_sum_rows_forward, METH_VARARGS | METH_KEYWORDS, tensor_sum_rows_forward_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -20,6 +20,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from . import _core
 from . import tensor as _t
 from .seed import get_rng
 from .tensor import Parameter, Tensor, _wrap
@@ -622,7 +623,10 @@ class ParamBlock:
                         done.add(id(buf))
                         buf.fill(0)
                 elif id(buf) not in done:
-                    buf[rows] = 0
+                    if buf.ndim == 2:
+                        _core.tensor_zero_rows(buf, rows, True)
+                    else:
+                        buf[rows] = 0
         log.clear()
         for p in self.params:
             if p._grad is None or p._grad._data is not p._gview:

@@ -1,5 +1,5 @@
-/* tensorops.c - row gather / scatter-add by int64 ids and the ordered row sum of the generic
- * tensor layer. Ids may be strided (a column of an (B,2) batch is read in place). */
+/* tensorops.c - row gather / scatter-add / zeroing by int64 ids and the ordered row sum of the
+ * generic tensor layer. Ids may be strided (a column of an (B,2) batch is read in place). */
 #include <string.h>
 #include "status.h"
 #include "tensorops.h"
@@ -37,6 +37,18 @@ int cf_tensor_gather_backward(float *dtable, const float *dout, const int64_t *i
         float *row = dtable + id * K;
         const float *d = dout + b * K;
         for (int64_t k = 0; k < K; k++) row[k] += d[k];
+    }
+    return CF_OK;
+}
+
+int cf_tensor_zero_rows(float *table, const int64_t *idx, int64_t stride, int64_t B, int64_t K,
+                        int64_t N, int wrap, int64_t *bad) {
+    *bad = first_bad(idx, stride, B, N, wrap);
+    if (*bad >= 0) return CF_ERR_INDEX;
+    for (int64_t b = 0; b < B; b++) {
+        int64_t id = idx[b * stride];
+        if (id < 0) id += N;
+        memset(table + id * K, 0, (size_t)K * sizeof(float));
     }
     return CF_OK;
 }

@@ -23,6 +23,12 @@ int cf_tensor_gather_backward(float *dtable, const float *dout, const int64_t *i
                               int64_t stride, int64_t B, int64_t K, int64_t N, int wrap,
                               int64_t *bad);
 
+/* table[idx[b * stride], :] = 0 for b < B (the rows a scatter-add wrote, so a gradient block is
+ * re-zeroed without a pass over every row). Ids as in cf_tensor_gather_forward; returns
+ * CF_ERR_INDEX with *bad (nothing written) for an id outside the table. */
+int cf_tensor_zero_rows(float *table, const int64_t *idx, int64_t stride, int64_t B, int64_t K,
+                        int64_t N, int wrap, int64_t *bad);
+
 /* out[R] = x[r,0] + x[r,1] + ... + x[r,K-1], summed in float32 from 0 left to right: the order
  * of cf_dotbias_forward's dot product, so mul-then-sum here equals the fused kernel bit for bit.
  * x [R,K]. reference: torch.sum(x, dim=-1) */

@@ -137,6 +137,8 @@ def good_args(fn):
         if fn == "tensor_gather_forward":
             return dict(out=np.zeros((B, 3), np.float32), table=_f32(5, 3), idx=ids, wrap=False)
         return dict(dtable=np.zeros((5, 3), np.float32), dout=_f32(B, 3), idx=ids, wrap=True)
+    if fn == "tensor_zero_rows":
+        return dict(table=_f32(5, 3), idx=np.stack([np.arange(B) % 5, -(np.arange(B) % 5) - 1], 1)[:, 1], wrap=True)
     if fn == "tensor_sum_rows_forward":
         return dict(out=np.zeros(B, np.float32), x=_f32(B, 7))
     if fn == "rank_pack":

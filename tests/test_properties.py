@@ -234,13 +234,18 @@ def build(fn, draw, rng):
                 off += dim
         return Case(dict(dtables=[np.zeros((r, dd), np.float32) for r, dd in zip(rows, dims)], doutT=d, ids=ids),
                     ["dtables"], {"ids": rows}, check)
-    if fn in ("tensor_gather_forward", "tensor_gather_backward", "tensor_sum_rows_forward"):
+    if fn in ("tensor_gather_forward", "tensor_gather_backward", "tensor_sum_rows_forward", "tensor_zero_rows"):
         B, K, N = n(), n(1, 5), n(1, 7)
         table, d = _vals(rng, N, K), _vals(rng, B, K)
         idx = rng.integers(0, N, (B, 2)).astype(np.int64)[:, 1]  # ids are read with any stride
         if fn == "tensor_sum_rows_forward":
             case = Case(dict(out=np.zeros(B, np.float32), x=d), ["out"], (),
                         lambda kw, r: _close(kw["out"], d.astype(np.float64).sum(1), fn))
+        elif fn == "tensor_zero_rows":
+            want = table.copy()
+            want[idx] = 0
+            case = Case(dict(table=table.copy(), idx=idx, wrap=False), ["table"], {"idx": N},
+                        lambda kw, r: _close(kw["table"], want, fn))
         elif fn == "tensor_gather_forward":
             case = Case(dict(out=np.zeros((B, K), np.float32), table=table, idx=idx, wrap=False), ["out"],
                         {"idx": N}, lambda kw, r: _close(kw["out"], ref.embedding_forward(table, idx), fn))

@@ -1,5 +1,5 @@
-"""The generic tensor layer's kernels (csrc/tensorops.c through collabc/_core_tensor.c) against
-a NumPy reference, and their binding hygiene: every argument validated with a message naming it,
+"""The generic tensor layer's kernels (csrc/tensorops.c through collabc/_core_tensor.c: gather,
+scatter-add, row zeroing, row sum) against a NumPy reference, and their binding hygiene: every argument validated with a message naming it,
 strided id columns read in place, ids checked before anything is written, inputs unmodified."""
 import numpy as np
 import pytest
@@ -38,6 +38,23 @@ def test_ids_with_any_stride():
         out = np.zeros((len(view), 2), np.float32)
         _core.tensor_gather_forward(out, table, view, False)
         np.testing.assert_array_equal(out, table[view])
+
+
+def test_zero_rows():
+    table = _f32(6, 3) + 10
+    batch = np.array([[5, 0], [-6, 1], [5, 2]], np.int64)
+    want = table.copy()
+    want[[5, 0]] = 0
+    _core.tensor_zero_rows(table, batch[:, 0], True)
+    np.testing.assert_array_equal(table, want)
+    before = table.copy()
+    with pytest.raises(IndexError, match=r"tensor_zero_rows\(\): index -6 \(at position 1\)"):
+        _core.tensor_zero_rows(table, batch[:, 0], False)
+    np.testing.assert_array_equal(table, before)  # nothing written
+    with pytest.raises(ValueError, match="'table' is written in place and must be writeable"):
+        ro = table.copy()
+        ro.flags.writeable = False
+        _core.tensor_zero_rows(ro, batch[:, 1], False)
 
 
 def test_sum_rows_is_left_to_right():

@@ -1,6 +1,6 @@
 /* test_tensor.c - the pure-C tests of csrc/tensorops.c, the kernels of the generic tensor layer:
  * row gather by int64 ids (strided, with and without negative-id wrapping), its scatter-add
- * (repeated ids accumulate, nothing written on a bad id), and the ordered row sum, which must
+ * (repeated ids accumulate, nothing written on a bad id), row zeroing, and the ordered row sum, which must
  * equal cf_dotbias_forward's dot product bit for bit when fed the elementwise product.
  * Output: failed checks on stderr, then "N passed, M failed" on stdout (exit 0 only if M == 0). */
 #include <stdint.h>
@@ -77,6 +77,17 @@ static void test_gather_random_vs_naive(void) {
     free(w), free(out), free(dw), free(naive), free(d), free(idx);
 }
 
+static void test_zero_rows(void) {
+    float w[8] = {1, 2, 3, 4, 5, 6, 7, 8}; /* 4 rows of 2 */
+    const int64_t batch[6] = {3, 9, -4, 9, 3, 9}; /* column 0 of a (3, 2) batch */
+    int64_t bad;
+    CHECK(cf_tensor_zero_rows(w, batch, 2, 3, 2, 4, 0, &bad) == CF_ERR_INDEX && bad == 1);
+    CHECK(w[0] == 1 && w[7] == 8); /* nothing written */
+    CHECK(cf_tensor_zero_rows(w, batch, 2, 3, 2, 4, 1, &bad) == CF_OK && bad == -1);
+    const float want[8] = {0, 0, 3, 4, 5, 6, 0, 0};
+    CHECK(fsame(w, want, 8));
+}
+
 static void test_sum_rows_equals_dotbias(void) {
     const int64_t NU = 11, NI = 7, K = 50, B = 64;
     float *uw = frand(NU * K, 0.3), *iw = frand(NI * K, 0.3), *prod = fzeros(B * K);
@@ -101,6 +112,7 @@ int main(void) {
     RUN(test_gather_wrap_and_errors);
     RUN(test_scatter_add_repeated_ids_accumulate);
     RUN(test_gather_random_vs_naive);
+    RUN(test_zero_rows);
     RUN(test_sum_rows_equals_dotbias);
     return harness_report();
 }
