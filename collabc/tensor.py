@@ -1414,7 +1414,19 @@ class _Gather(Function):
 
     def backward(self, g):
         p = self.parents[0]
-        buf = _leaf_grad_buffer(p, self.idx) if p._leaf else np.zeros(self.shape, self.dtype)
+        if p._leaf:
+            gt, log = p._grad, p._glog
+            if (gt is not None and log is not None and len(log) <= GRAD_LOG_MAX and g.dtype is _F32
+                    and g.ndim == 2 and g.flags.c_contiguous):  # a packed table: straight into its block
+                buf = gt._data
+                if buf.ndim == 2:
+                    idx = self.idx
+                    log.append((buf, idx.copy()))
+                    _core.tensor_gather_backward(buf, g, idx, self.wrap)
+                    return
+            buf = _leaf_grad_buffer(p, self.idx)
+        else:
+            buf = np.zeros(self.shape, self.dtype)
         _scatter_rows(buf, g, self.idx, self.wrap)
         if not p._leaf:
             _send(p, buf)
