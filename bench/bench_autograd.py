@@ -23,7 +23,7 @@ import numpy as np
 from collabc import _core, nn
 from collabc.layers import Embedding, Module
 from collabc.nn import pack_model, train_step
-from collabc.tensor import cat, sigmoid_range
+from collabc.autograd import cat, sigmoid_range
 
 BS, N_ROWS = 64, 80_000
 

@@ -7,6 +7,7 @@
  * in-place update vanish. C keeps no pointer into NumPy memory past a call. */
 #define CF_BINDING_MAIN
 #include "_binding.h"
+#include "fpmode.h"
 
 /* ---------------------------------------------------------------- embedding */
 
@@ -287,6 +288,69 @@ static int check_adam_consts(const char *fn, double sqr_mom, double eps) {
         return -1;
     }
     return 0;
+}
+
+PyDoc_STRVAR(optimizer_step_doc,
+"optimizer_step(params, grads, m, v, *, opt, lr, mom, sqr_mom, eps, wd, n_wd, decouple_wd, step)\n--\n\n"
+"One step of fastai's Adam ('adam') or SGD ('sgd') over a whole parameter block, as the epoch\n"
+"drivers take it after each batch (csrc/optim.h cf_optimizer_step): params[:n_wd] take weight\n"
+"decay, the rest do not; m, v are Adam's moments (m: SGD's momentum buffer or None). Subnormal\n"
+"numbers are flushed to zero during the step, as in the drivers. Returns the new step count.");
+
+static PyObject *py_optimizer_step(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"params", "grads", "m", "v", "opt", "lr", "mom", "sqr_mom", "eps",
+                             "wd", "n_wd", "decouple_wd", "step", NULL};
+    const char *fn = "optimizer_step";
+    argspec a[4] = {{0, "params", NPY_FLOAT32, 1}, {0, "grads", NPY_FLOAT32},
+                    {0, "m", NPY_FLOAT32, 1, 1}, {0, "v", NPY_FLOAT32, 1, 1}};
+    const char *opt_name;
+    double lr, mom, sqr_mom, eps, wd;
+    long long n_wd, step;
+    int decouple;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO$sdddddLpL", kwlist, &a[0].obj, &a[1].obj,
+                                     &a[2].obj, &a[3].obj, &opt_name, &lr, &mom, &sqr_mom, &eps,
+                                     &wd, &n_wd, &decouple, &step))
+        return NULL;
+    if (check_args(fn, a, 4) < 0 || check_shape1(fn, &a[0], -1) < 0) return NULL;
+    int64_t P = DIM(a[0], 0);
+    if (check_shape1(fn, &a[1], P) < 0 || check_shape1(fn, &a[2], P) < 0 ||
+        check_shape1(fn, &a[3], P) < 0 || check_hyper(fn, lr, mom, wd) < 0)
+        return NULL;
+    cf_optimizer opt;
+    memset(&opt, 0, sizeof opt);
+    if (strcmp(opt_name, "adam") == 0) {
+        opt.kind = CF_OPT_ADAM;
+        if (!a[2].arr || !a[3].arr) {
+            PyErr_Format(PyExc_TypeError, "%s(): Adam needs the moment buffers 'm' and 'v'", fn);
+            return NULL;
+        }
+        if (check_adam_consts(fn, sqr_mom, eps) < 0) return NULL;
+    } else if (strcmp(opt_name, "sgd") == 0) {
+        opt.kind = CF_OPT_SGD;
+    } else {
+        PyErr_Format(PyExc_ValueError, "%s(): opt must be 'adam' or 'sgd', got '%s'", fn, opt_name);
+        return NULL;
+    }
+    if (n_wd < 0 || n_wd > P || step < 0 || step == INT64_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s(): need 0 <= n_wd <= %lld and 0 <= step < 2**63 - 1", fn,
+                     (long long)P);
+        return NULL;
+    }
+    opt.m = OPTF32(a[2]);
+    opt.v = OPTF32(a[3]);
+    opt.n = P;
+    opt.n_wd = n_wd;
+    opt.wd = wd;
+    opt.beta2 = sqr_mom;
+    opt.eps = eps;
+    opt.decouple_wd = decouple;
+    opt.step = step;
+    Py_BEGIN_ALLOW_THREADS
+    cf_fp_mode mode = cf_fp_flush_subnormals();
+    cf_optimizer_step(&opt, F32(a[0]), CF32(a[1]), lr, mom);
+    cf_fp_restore(mode);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLongLong((long long)opt.step);
 }
 
 PyDoc_STRVAR(adam_step_doc,
@@ -1541,6 +1605,7 @@ static PyMethodDef core_methods[] = {
     {"relu_backward", (PyCFunction)(void (*)(void))py_relu_backward, METH_VARARGS | METH_KEYWORDS, relu_backward_doc},
     {"mse_forward", (PyCFunction)(void (*)(void))py_mse_forward, METH_VARARGS | METH_KEYWORDS, mse_forward_doc},
     {"mse_backward", (PyCFunction)(void (*)(void))py_mse_backward, METH_VARARGS | METH_KEYWORDS, mse_backward_doc},
+    {"optimizer_step", (PyCFunction)(void (*)(void))py_optimizer_step, METH_VARARGS | METH_KEYWORDS, optimizer_step_doc},
     {"adam_step", (PyCFunction)(void (*)(void))py_adam_step, METH_VARARGS | METH_KEYWORDS, adam_step_doc},
     {"sgd_step", (PyCFunction)(void (*)(void))py_sgd_step, METH_VARARGS | METH_KEYWORDS, sgd_step_doc},
     {"onecycle", (PyCFunction)(void (*)(void))py_onecycle, METH_VARARGS | METH_KEYWORDS, onecycle_doc},

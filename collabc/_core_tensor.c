@@ -1,5 +1,5 @@
 /* _core_tensor.c - the CPython wrappers of csrc/tensorops.c, the kernels of the generic tensor
- * layer (collabc/tensor.py): row gather, scatter-add and zeroing by int64 ids, the ordered row sum.
+ * layer (collabc/autograd.py): row gather, scatter-add and zeroing by int64 ids, the ordered row sum.
  * Same shape as every wrapper in _core.c (parse, validate, release the GIL, call, raise on a
  * bad status); the one difference is that id arrays may be strided (a column of a batch),
  * since copying them would cost as much as the gather. */

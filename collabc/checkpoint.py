@@ -23,10 +23,9 @@ import numpy as np
 from .data import CategoryMap, DataLoader, DataLoaders
 from . import foldin
 from .metrics import MSELossFlat, mae, mse, rmse
-from .models import CollabNN, DotProduct, DotProductBias, EmbeddingDotBias, EmbeddingNN
+from .models import CollabNN, DotProduct, DotProductBias, EmbeddingDotBias, EmbeddingNN, Module
 from .optim import SGD, Adagrad, Adam
 from .persist import CollabcFileError, brief as _brief, is_int, is_number, read_archive, write_archive
-from .seed import preserve_rng
 
 __all__ = ["save", "load", "export", "read_export", "MODEL_CLASSES", "CollabcFileError"]
 
@@ -37,35 +36,18 @@ MODEL_CLASSES = {c.__name__: c for c in (EmbeddingDotBias, DotProduct, DotProduc
 
 
 def _model_config(model):
-    if not hasattr(model, "get_config"):
-        raise TypeError(f"{type(model).__name__} has no get_config(): it cannot be saved in the collabc "
-                        f"format (see collabc.checkpoint.MODEL_CLASSES)")
-    return model.get_config()
+    """The built-in models' `get_config()`; for a model the user wrote, its class name only (the
+    file holds its weights, never its code: `load_learner(path, model=MyModel(...))` gives
+    them back to a model the user builds)."""
+    if hasattr(model, "get_config") and type(model).__name__ in MODEL_CLASSES:
+        return model.get_config()
+    return {"class": type(model).__name__, "args": None, "user_model": True}
 
 
-class _Layout(Exception):
-    "Raised in place of allocating by `_planned_tensors`' probe: the tensors a model would hold."
-    def __init__(self, tensors):
-        super().__init__("layout")
-        self.tensors = tensors
-
-
-def _planned_tensors(cls, args):
-    """{state-dict name: shape} of the parameter tensors `cls(**args)` would allocate, found
-    without allocating them: the constructor runs (validating its arguments as usual) on a
-    subclass whose `Module._build` - the one step that allocates the parameter block - raises
-    `_Layout` with the layout instead. Raises what the constructor raises for bad arguments."""
-    def _build(self, layout, *args, **kwargs):
-        raise _Layout({e[1]: tuple(int(d) for d in e[2]) for e in layout})
-
-    probe = type(cls.__name__, (cls,), {"_build": _build, "__module__": cls.__module__})
-    try:
-        with preserve_rng():
-            probe(**args)
-    except _Layout as e:
-        return e.tensors
-    raise RuntimeError(f"collabc bug: {cls.__name__}() built its parameters without Module._build, so "
-                       f"load_learner cannot check a file's sizes before allocating")
+def _optional(name, shape):
+    """Tensors a file may lack (written before the models were Modules): BatchNorm's batch
+    counters and the empty tensors of fastai's unused `bn_cont`."""
+    return name.endswith("num_batches_tracked") or (len(shape) > 0 and int(np.prod(shape)) == 0)
 
 
 def _build_model(cfg, classes, arrays, path):
@@ -87,16 +69,16 @@ def _build_model(cfg, classes, arrays, path):
             raise CollabcFileError(f"{path}: the {name} configuration's {key} column must be a string, "
                                    f"got {_brief(cfg[key])}")
     try:
-        planned = _planned_tensors(cls, args)
+        planned = cls.planned_shapes(**args)   # computed from the arguments: nothing allocated
     except (TypeError, ValueError, KeyError, OverflowError) as e:
         raise CollabcFileError(f"{path}: cannot rebuild {name} from its configuration ({e})") from None
     stored = {k[len("model/"):]: a.shape for k, a in arrays.items() if k.startswith("model/")}
-    missing = [n for n in planned if n not in stored]
+    missing = [n for n, shape in planned.items() if n not in stored and not _optional(n, shape)]
     if missing:
         raise CollabcFileError(f"{path}: its {name} configuration needs tensors the file does not hold: "
                                f"{_brief(missing)}")
     for n, shape in planned.items():
-        if stored[n] != shape:
+        if n in stored and stored[n] != shape:
             raise CollabcFileError(f"{path}: tensor {n!r} has shape {stored[n]} but the model configuration "
                                    f"says {shape} (its sizes do not match the stored tensors)")
     try:
@@ -109,8 +91,10 @@ def _model_state(model, arrays, path, strict=True):
     """The model's state dict with the file's `model/` tensors in place, checked (names, shapes,
     finite values) without touching the model."""
     sd = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
-    own = dict(model.state_dict())
-    missing = [n for n in own if n not in sd]
+    own = {k: np.asarray(v) for k, v in model.state_dict().items()}
+    # files from before the models were Modules lack BatchNorm's batch counters and fastai's
+    # empty `bn_cont`: those keep the model's values
+    missing = [n for n in own if n not in sd and not _optional(n, own[n].shape)]
     extra = [n for n in sd if n not in own]
     if strict and (missing or extra):
         raise CollabcFileError(f"{path}: its tensors do not match the model: missing {missing}, unexpected {extra}")
@@ -177,7 +161,7 @@ def save(learn, file, with_opt=True):
     """fastai's `learn.save`: the model's tensors (and, with `with_opt`, the optimizer's state
     and the learner's data order) to `file`. Returns the path."""
     meta = {"model": _model_config(learn.model), "has_opt": bool(with_opt and learn.opt is not None)}
-    arrays = {f"model/{n}": v for n, v in learn.model.state_dict().items()}
+    arrays = {f"model/{n}": np.asarray(v) for n, v in learn.model.state_dict().items()}
     if meta["has_opt"]:
         sd = learn.opt.state_dict()
         meta["opt"] = {"kind": sd["kind"], "hypers": sd["hypers"], "step": int(sd["step"]),
@@ -277,7 +261,7 @@ def export(learn, file, with_seen=True):
     for key in ("user", "item", "rating"):
         if not isinstance(meta["names"][key], (str, int)):
             raise TypeError(f"the {key} column name {meta['names'][key]!r} must be a string to export")
-    arrays = {f"model/{n}": v for n, v in learn.model.state_dict().items()}
+    arrays = {f"model/{n}": np.asarray(v) for n, v in learn.model.state_dict().items()}
     arrays["classes/user"] = _labels_array(d.classes[d.user_name], "user")
     arrays["classes/item"] = _labels_array(d.classes[d.item_name], "item")
     if with_seen:
@@ -367,10 +351,29 @@ def _learner_meta(header, fname):
     return cols, y_dtype, kwargs
 
 
-def read_export(fname):
+def _user_model(cfg, model, fname):
+    """The model to load an export into: the one the caller built (`load_learner(..., model=)`),
+    which must be of the class the file names; a file of a user-written model needs one."""
+    name = cfg.get("class") if isinstance(cfg, dict) else None
+    if model is None:
+        if isinstance(cfg, dict) and cfg.get("user_model"):
+            raise CollabcFileError(f"{fname}: holds the weights of a model you wrote ({_brief(name)}), not its "
+                                   f"code: build the model and pass it, load_learner(path, model={name}(...))")
+        return None
+    if not isinstance(model, Module):
+        raise TypeError(f"model must be a collabc Module (the model to load the weights into), got "
+                        f"{type(model).__name__}")
+    if type(model).__name__ != name:
+        raise CollabcFileError(f"{fname}: holds a {_brief(name)} but the model passed is a {type(model).__name__}")
+    return model
+
+
+def read_export(fname, model=None):
     """The parts of an exported learner, every one checked before the model is built:
     `(dls, model, learner_kwargs, extras)` where `dls` holds the classes, the column names and
-    (if exported) the training pairs but no rows, and `extras` the stored `noise_var`."""
+    (if exported) the training pairs but no rows, and `extras` the stored `noise_var`. `model`
+    (one the caller built, of the class the file names) receives the weights instead of a
+    model rebuilt from the file's configuration."""
     header, arrays = read_archive(fname, kind="learner")
     (u, i, r), y_dtype, kwargs = _learner_meta(header, fname)
     classes = {u: _classes_from(arrays.get("classes/user"), "user", fname),
@@ -381,15 +384,17 @@ def read_export(fname):
         if any(a is None or a.ndim != 1 or a.dtype.kind not in "iu" for a in seen):
             raise CollabcFileError(f"{fname}: its seen-items structure must be two 1-d integer arrays "
                                    f"(seen/indptr and seen/indices)")
-    model = _build_model(header.get("model"), classes, arrays, fname)
+    given = _user_model(header.get("model"), model, fname)
+    model = given if given is not None else _build_model(header.get("model"), classes, arrays, fname)
     model.load_state_dict(_model_state(model, arrays, fname))
     empty = lambda: DataLoader(np.zeros((0, 2), np.int32), np.zeros(0, np.float32), bs=64)  # noqa: E731
     dls = DataLoaders(empty(), empty(), classes, u, i, r)
     dls._y_dtype = y_dtype
     if seen is not None:
         indptr, indices = seen
-        if (indptr.shape != (model.n_users + 1,) or indptr[0] != 0 or indptr[-1] != len(indices)
-                or np.any(np.diff(indptr) < 0) or (len(indices) and (indices.min() < 0 or indices.max() >= model.n_items))):
+        n_users, n_items = len(classes[u]), len(classes[i])
+        if (indptr.shape != (n_users + 1,) or indptr[0] != 0 or indptr[-1] != len(indices)
+                or np.any(np.diff(indptr) < 0) or (len(indices) and (indices.min() < 0 or indices.max() >= n_items))):
             raise CollabcFileError(f"{fname}: its seen-items structure does not fit the model")
         dls.train.set_seen(indptr.astype(np.int64), indices.astype(np.int32))
     return dls, model, kwargs, {"noise_var": header.get("noise_var")}

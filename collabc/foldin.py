@@ -19,7 +19,7 @@ import pandas as pd
 
 from . import _core
 from .data import encode_ids
-from .models import _DotFamily
+from .models import is_dot_model, predict_array
 
 __all__ = ["FoldIn", "fold_in", "average_embedding", "train_noise_var", "dot_tables"]
 
@@ -27,10 +27,9 @@ __all__ = ["FoldIn", "fold_in", "average_embedding", "train_noise_var", "dot_tab
 def dot_tables(model, is_item=False):
     """(query table, query biases, candidate table, candidate biases) of a dot-family model:
     users against items, or items against users with `is_item=True`."""
-    uw, iw, ub, ib = model._attr_names
-    U, I = getattr(model, uw).weight, getattr(model, iw).weight
-    bu = getattr(model, ub).weight[:, 0] if model.has_bias else None
-    bi = getattr(model, ib).weight[:, 0] if model.has_bias else None
+    U, I, bu, bi = model._tables()
+    bu = None if bu is None else bu[:, 0]
+    bi = None if bi is None else bi[:, 0]
     return (I, bi, U, bu) if is_item else (U, bu, I, bi)
 
 
@@ -96,7 +95,7 @@ def train_noise_var(learn):
     "Mean squared residual of the model on its training ratings (or the value stored at export)."
     dl = learn.dls.train
     if dl.n:
-        p = learn.model._predict(dl.x)
+        p = predict_array(learn.model, dl.x)
         return max(float(np.mean((p.astype(np.float64) - dl.y) ** 2)), 1e-6)
     return float(getattr(learn, "noise_var", None) or 1.0)
 
@@ -142,7 +141,7 @@ def fold_in(learn, ratings, is_item=False, name=None, noise_var=None, max_iter=5
     new row is the regularised least-squares (MAP) solution described in this module's
     docstring. `noise_var` defaults to the model's mean squared error on its training ratings."""
     m = learn.model
-    if not isinstance(m, _DotFamily):
+    if not is_dot_model(m):
         raise TypeError(f"fold-in needs a dot-product model (EmbeddingDotBias, DotProductBias, "
                         f"DotProduct), not {type(m).__name__}")
     idx, r = _parse_ratings(learn, ratings, is_item)
@@ -199,7 +198,7 @@ def average_embedding(learn, is_item=False, name=None):
     """The lesson's fallback for a user (item) with no ratings yet: the mean factors and bias of
     the trained users (items), as a `FoldIn`."""
     m = learn.model
-    if not isinstance(m, _DotFamily):
+    if not is_dot_model(m):
         raise TypeError(f"the average embedding needs a dot-product model, not {type(m).__name__}")
     mu, _ = _prior(learn, is_item)
     K = m.n_factors

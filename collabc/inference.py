@@ -5,15 +5,11 @@ import numpy as np
 import pandas as pd
 
 from .display import in_notebook
+from .models import predict_array
 from .seed import get_rng
 from .topn import check_n
 
 __all__ = ["get_preds", "predict", "show_results"]
-
-
-def _preds_shape(model, preds):
-    "fastai's shapes: (N,) for the dot models, (N, 1) for models that declare `preds_ndim = 2`."
-    return preds.reshape(-1, 1) if getattr(model, "preds_ndim", 1) == 2 else preds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -41,10 +37,11 @@ def get_preds(learn, ds_idx=1, dl=None, with_input=False, with_decoded=False, wi
         dl = learn.dls[ds_idx]
     if not hasattr(dl, "x") or not hasattr(dl, "y"):
         raise TypeError(f"dl must be a collabc DataLoader, got {type(dl).__name__}")
-    preds = learn.model._predict(dl.x) if dl.n else np.zeros(0, np.float32)
+    # fastai's shapes: what the model's forward gives, (N,) for the dot models, (N, 1) for the
+    # neural ones and the book's DotProductBias
+    preds = predict_array(learn.model, dl.x, shaped=True) if dl.n else np.zeros(0, np.float32)
     if act is not None:
         preds = np.asarray(act(preds), dtype=np.float32)
-    preds = _preds_shape(learn.model, preds)
     targs = _targets(learn, dl)
     res = [preds, targs]
     if with_input:
@@ -81,10 +78,10 @@ def predict(learn, row, unknown="raise"):
     and `<rating>_pred`, then the prediction twice (decoding is the identity for MSE)."""
     df = _row_frame(learn, row)
     dl = learn.dls.test_dl(df, unknown=unknown, with_labels=False)
-    preds = learn.model._predict(dl.x)
+    shaped = predict_array(learn.model, dl.x, shaped=True)
     u, i, r = learn.dls.user_name, learn.dls.item_name, learn.dls.rating_name
-    full = pd.DataFrame({u: df[u].to_numpy(), i: df[i].to_numpy(), f"{r}_pred": preds})
-    p = _preds_shape(learn.model, preds)[0]
+    full = pd.DataFrame({u: df[u].to_numpy(), i: df[i].to_numpy(), f"{r}_pred": shaped.reshape(-1)})
+    p = shaped[0]
     return full, p, p
 
 
@@ -105,7 +102,7 @@ def show_results(learn, ds_idx=1, dl=None, max_n=9, shuffle=True):
     targs = _targets(learn, dl)
     if targs is not None:
         cols[d.rating_name] = targs[rows, 0]
-    cols[f"{d.rating_name}_pred"] = learn.model._predict(np.ascontiguousarray(x))
+    cols[f"{d.rating_name}_pred"] = predict_array(learn.model, x)
     df = pd.DataFrame(cols)
     if in_notebook():
         from IPython.display import HTML, display

@@ -14,7 +14,7 @@ import pandas as pd
 from .csr import csr_from_lists as _csr_from_lists
 from .data import encode_ids
 from .foldin import FoldIn, dot_tables as _dot_tables
-from .models import _DotFamily
+from .models import is_dot_model
 from .plotting import place_labels
 from .topn import check_n as _check_n, rank_vectors
 
@@ -59,7 +59,7 @@ def plot_pca(learn, ids, is_item=True, k=3, components=(0, 2), n_label=50, figsi
     `place=False` leaves them on their points). Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
     m = learn.model
-    if not isinstance(m, _DotFamily):
+    if not is_dot_model(m):
         raise TypeError(f"plot_pca needs a dot-product model, not {type(m).__name__}")
     ids = list(ids) if not isinstance(ids, (str, bytes)) else [ids]
     d = learn.dls
@@ -107,7 +107,7 @@ def most_similar(learn, x, n=10, metric="cosine", is_item=True):
     if metric not in _METRICS:
         raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
     m = learn.model
-    if not isinstance(m, _DotFamily):
+    if not is_dot_model(m):
         raise TypeError(f"most_similar needs a dot-product model, not {type(m).__name__}")
     d = learn.dls
     name = d.item_name if is_item else d.user_name

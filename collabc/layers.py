@@ -10,7 +10,7 @@ import numpy as np
 from . import nn
 from .nn import Module
 from .seed import get_rng
-from .tensor import Tensor, cat, sigmoid_range
+from .autograd import Tensor, cat, sigmoid_range
 
 __all__ = ["Module", "Embedding", "trunc_normal_", "sigmoid_range", "SigmoidRange", "NormType",
            "BatchNorm", "LinBnDrop", "TabularModel"]
@@ -29,11 +29,13 @@ def trunc_normal_(x, mean=0.0, std=1.0, rng=None):
 
 
 class Embedding(nn.Embedding):
-    "fastai's `Embedding`: a `nn.Embedding` initialised with `trunc_normal_(std=0.01)`."
+    """fastai's `Embedding`: a `nn.Embedding` initialised with `trunc_normal_(std=0.01)`
+    (`_weight` gives the initial values instead, drawing nothing)."""
 
-    def __init__(self, ni, nf, std=0.01):
-        super().__init__(ni, nf, _weight=np.zeros((ni, nf), np.float32))
-        trunc_normal_(self.weight, std=std)
+    def __init__(self, ni, nf, std=0.01, _weight=None):
+        super().__init__(ni, nf, _weight=np.zeros((ni, nf), np.float32) if _weight is None else _weight)
+        if _weight is None:
+            trunc_normal_(self.weight, std=std)
 
 
 class SigmoidRange(Module):

@@ -31,9 +31,10 @@ from .callback import (Callback, CancelBatchException, CancelEpochException, Can
                        CancelTrainException, CancelValidException, ProgressCallback, Recorder,
                        TrainEvalCallback, TrainingDivergedError, _noop)
 from .metrics import MSELossFlat
-from .models import EmbeddingDotBias, EmbeddingNN, Module, get_emb_sz, tabular_config
+from .models import EmbeddingDotBias, EmbeddingNN, Module, get_emb_sz, predict_array, tabular_config
+from .nn import param_groups
 from .optim import Adam, Optimizer
-from .paths import make_path
+from .paths import make_path, path_kind
 from .schedule import (LRFinder, ParamScheduler, SchedCos, combine_scheds, combined_cos, suggest_funcs_list,
                        suggest_lrs, plot_lr_find)
 
@@ -124,8 +125,8 @@ class Learner:
         if train_mode not in ("exact", "sparse"):
             raise ValueError(f"train_mode must be 'exact' (fastai's dense training, the default) or "
                              f"'sparse' (the fast path for large data), got {train_mode!r}")
-        if train_mode == "sparse" and not hasattr(model, "_fit_blocks"):
-            raise ValueError(f"train_mode='sparse' trains the dot-product models only, not "
+        if train_mode == "sparse" and not (hasattr(model, "_fit_blocks") and model._fused_ok()):
+            raise ValueError(f"train_mode='sparse' trains the built-in dot-product models only, not "
                              f"{type(model).__name__}")
         self.train_mode = train_mode
         self.n_threads = default_threads() if n_threads is None else check_int("n_threads", n_threads, 1, 64)
@@ -152,7 +153,7 @@ class Learner:
         self.seg_max = None
         self._lock = threading.RLock()
         self._interrupted = False
-        self._path = make_path(self, train_mode)
+        self._path_obj = None
         self.data_rng = dls.train.new_rng() if hasattr(dls.train, "new_rng") else np.random.default_rng()
         self._check_model_fits_data()
         self.cbs = []
@@ -160,8 +161,21 @@ class Learner:
         self.add_cbs(cbs)
         self("after_create")
 
+    @property
+    def _path(self):
+        """The training path for the model as it is now: its fused C driver while it is a
+        built-in model, autograd otherwise (a built-in whose forward a subclass changed, a
+        model the user wrote), or the sparse path."""
+        kind = path_kind(self.model, self.train_mode)
+        if self._path_obj is None or self._path_obj.kind != kind:
+            self._path_obj = make_path(self, kind)
+            self._path_obj.kind = kind
+        return self._path_obj
+
     def _check_model_fits_data(self):
         m, dls = self.model, self.dls
+        if not (hasattr(m, "n_users") and hasattr(m, "n_items")):
+            return   # a model the user wrote: its forward checks the ids it looks up
         for dl, which in ((dls.train, "train"), (dls.valid, "valid")):
             x = dl.x
             if len(x) and (x[:, 0].max() >= m.n_users or x[:, 1].max() >= m.n_items):
@@ -260,7 +274,7 @@ class Learner:
             self.opt.set_hypers(wd=self.wd)
 
     def _new_opt(self):
-        opt = self.opt_func(self.model.n_params, lr=self.lr)
+        opt = self.opt_func(self._path.n_params, lr=self.lr)
         if not isinstance(opt, Optimizer):
             raise TypeError(f"opt_func must create a collabc optimizer (Adam, SGD or Adagrad), got {type(opt).__name__}")
         if opt.kind == "adagrad" and self.train_mode != "sparse":
@@ -499,7 +513,8 @@ class Learner:
 
     def _snapshot(self):
         "Model parameters, optimizer (or its absence) and data order, for `_restore`."
-        return (self.model.state_dict(), None if self.opt is None else self.opt.state_dict(),
+        return ({k: np.array(v) for k, v in self.model.state_dict().items()},
+                None if self.opt is None else self.opt.state_dict(),
                 self.data_rng.bit_generator.state)
 
     def _restore(self, snap):
@@ -516,7 +531,7 @@ class Learner:
         dl = self.dls.valid if dl is None else dl
         if dl.n == 0:
             return [float("nan")] + [float("nan")] * len(self.metrics)
-        preds = self.model._predict(dl.x)
+        preds = predict_array(self.model, dl.x)
         loss = _core.mse_forward(preds, dl.y)
         return [loss] + [float(m(preds, dl.y)) for m in self.metrics]
 
@@ -538,21 +553,22 @@ class Learner:
         lines = [f"{type(m).__name__} (Input shape: {self.dls.train.bs} x 2)", "=" * 66,
                  f"{'Layer (type)':<34}{'Output/param shape':<22}{'Param #':>10}", "=" * 66]
         total = 0
-        for name, view in m.named_parameters():
-            n = int(np.prod(view.shape))
+        for name, p in m.named_parameters():
+            n = int(np.prod(p.shape))
             total += n
-            lines.append(f"{name:<34}{str(tuple(view.shape)):<22}{n:>10,}")
-        for name, view in getattr(m, "_stat_names", []):
-            lines.append(f"{name + ' (buffer)':<34}{str(tuple(view.shape)):<22}{'':>10}")
+            lines.append(f"{name:<34}{str(tuple(p.shape)):<22}{n:>10,}")
+        for name, buf in m.named_buffers():
+            lines.append(f"{name + ' (buffer)':<34}{str(tuple(buf.shape)):<22}{'':>10}")
+        decayed = param_groups(m, self.wd_bn_bias)[0]
         lines += ["=" * 66, f"Total params: {total:,}", f"Total trainable params: {total:,}",
-                  f"Params with weight decay: {m.n_params if self.wd_bn_bias else m.n_wd:,}", ""]
+                  f"Params with weight decay: {sum(int(np.prod(p.shape)) for p in decayed):,}", ""]
         opt = self.opt if self.opt is not None else self._new_opt()
         if self.opt is None and self.wd is not None:
             opt.set_hypers(wd=self.wd)
         hypers = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in opt.hypers.items())
         lines += [f"Optimizer used: {type(opt).__name__} ({hypers})",
                   f"Loss function: {self.loss_func!r}",
-                  f"Training path: {self.train_mode}" + (f" ({self.n_blocks}x{self.n_blocks} blocks, "
+                  f"Training path: {self._path.kind}" + (f" ({self.n_blocks}x{self.n_blocks} blocks, "
                                                           f"{self.n_threads} threads)" if self.train_mode == "sparse" else ""),
                   "", "Callbacks:"] + [f"  - {type(c).__name__}" for c in sorted(self.cbs, key=lambda c: c.order)]
         return _Summary("\n".join(lines))
@@ -625,7 +641,7 @@ class Learner:
 
     def seen(self, by_item=False):
         "The training (user, item) pairs as CSR (see `DataLoader.seen`), per user or per item."
-        return self.dls.train.seen(self.model.n_users, self.model.n_items, by_item)
+        return self.dls.train.seen(self.dls.n_users, self.dls.n_items, by_item)
 
     # ------------------------------------------------------------------ files
     def _model_file(self, name):
@@ -676,13 +692,15 @@ def _listify(x):
     return [x]
 
 
-def load_learner(fname, cpu=True):
+def load_learner(fname, cpu=True, model=None):
     """fastai's `load_learner`: rebuild an exported `Learner` from `fname` (never unpickles).
     Its `dls` holds the classes and column names and no rows (so `dls.test_dl(df)` works); the
-    model gives identical predictions to the exported one. `cpu` is accepted for fastai
+    model gives identical predictions to the exported one. A built-in model is rebuilt from the
+    file's configuration; the weights of a model you wrote go into one you build and pass as
+    `model=MyModel(...)` (a file never names code to import). `cpu` is accepted for fastai
     compatibility (collabc only runs on the CPU). Everything in the file is checked (see
     `collabc.persist`) before the model is built; a bad file raises `CollabcFileError`."""
-    dls, model, kwargs, extras = checkpoint.read_export(fname)
+    dls, model, kwargs, extras = checkpoint.read_export(fname, model)
     try:
         learn = Learner(dls, model, path=pathlib.Path(fname).parent, **kwargs)
         learn._new_opt()  # the optimizer's stored keyword arguments, checked now, not at fit

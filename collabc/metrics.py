@@ -3,14 +3,20 @@ of the whole validation set at once (fastai's AccumMetric), so `rmse` is the roo
 MSE, not a mean of batch RMSEs."""
 import numpy as np
 
+from .autograd import Tensor, mse_loss_flat
+
 __all__ = ["MSELossFlat", "mse", "rmse", "mae"]
 
 
 class MSELossFlat:
-    "Mean squared error over flattened predictions and targets (fastai's `MSELossFlat`)."
+    """Mean squared error over flattened predictions and targets (fastai's `MSELossFlat`). On
+    tensors it is the differentiable loss (`collabc.autograd.mse_loss_flat`, a Tensor you can
+    call `.backward()` on); on arrays, a float."""
     name = "mse"
 
     def __call__(self, pred, targ):
+        if isinstance(pred, Tensor) or isinstance(targ, Tensor):
+            return mse_loss_flat(pred, targ)
         pred = np.asarray(pred, dtype=np.float64).reshape(-1)
         targ = np.asarray(targ, dtype=np.float64).reshape(-1)
         if pred.shape != targ.shape:

@@ -21,9 +21,9 @@ from types import MappingProxyType
 import numpy as np
 
 from . import _core
-from . import tensor as _t
+from . import autograd as _t
 from .seed import get_rng
-from .tensor import Parameter, Tensor, _wrap
+from .autograd import Parameter, Tensor, _wrap
 
 __all__ = ["Module", "Parameter", "Embedding", "Linear", "ReLU", "Sigmoid", "Identity", "Sequential",
            "ModuleList", "Dropout", "BatchNorm1d", "CosineSimilarity", "MSELoss", "functional", "F",
@@ -532,7 +532,7 @@ class CosineSimilarity(Module):
 
 
 class MSELoss(Module):
-    "Mean squared error of same-shaped input and target (see `collabc.tensor.mse_loss`)."
+    "Mean squared error of same-shaped input and target (see `collabc.autograd.mse_loss`)."
 
     def __init__(self, reduction="mean"):
         self.reduction = reduction

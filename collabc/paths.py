@@ -15,13 +15,23 @@ to it through this interface:
   it on was applied on the exact path);
 * `diverged(epoch, it, loss, lr)` - the message for that case.
 
-`ExactPath` is fastai's training, step for step: mini-batches, dense optimizer updates (the
-model's fused C driver). `SparsePath` is the fast path for large data: rating by rating over a
-grid of n_blocks x n_blocks blocks whose strata threads train at once (dot-product models).
+`ExactPath` is fastai's training, step for step: mini-batches, dense optimizer updates, through
+a built-in model's fused C driver. `AutogradPath` is the same training for any other `Module`:
+forward, MSELossFlat and backward through collabc's autograd, then fastai's optimizer over the
+packed parameter block in one C call. `SparsePath` is the fast path for large data: rating by
+rating over a grid of n_blocks x n_blocks blocks whose strata threads train at once
+(dot-product models).
 """
+import math
+
 import numpy as np
 
-__all__ = ["TrainingPath", "ExactPath", "SparsePath", "make_path"]
+from . import _core
+from .models import check_preds
+from .nn import pack_model
+from .autograd import mse_loss_flat, tensor
+
+__all__ = ["TrainingPath", "ExactPath", "AutogradPath", "SparsePath", "make_path", "path_kind"]
 
 
 class TrainingPath:
@@ -35,6 +45,11 @@ class TrainingPath:
     @property
     def n_iter(self):
         raise NotImplementedError
+
+    @property
+    def n_params(self):
+        "Size of the parameter block the optimizer steps."
+        return self.learn.model.n_params
 
     def prepare_opt(self, opt):
         "Make the optimizer buffers this path needs (default: none beyond the optimizer's own)."
@@ -79,6 +94,82 @@ class ExactPath(TrainingPath):
         return learn.model._fit_epoch(learn.opt, self.grads, dl.x, dl.y,
                                       self.order[start * bs:(start + len(lrs)) * bs], bs,
                                       lrs, moms, losses, n_wd=n_wd)
+
+
+class AutogradPath(TrainingPath):
+    """Any `Module` (a model the learner has no C driver for, such as the lesson's own
+    `DotProductBias`): per batch, `model(x)` with x the (bs, 2) int64 ids, fastai's MSELossFlat
+    against the ratings, backward through autograd, then fastai's optimizer (`opt_func`) over
+    every parameter, packed into one block (decayed parameters first, fastai's wd_bn_bias rule)
+    so the step is one C call, with the same schedule, decoupled weight decay and step counting
+    as the fused drivers."""
+    unit = "batch"
+    _block, _key = None, None
+
+    @property
+    def n_iter(self):
+        return len(self.learn.dls.train)
+
+    def block(self):
+        "The model's parameters packed (again if they changed since the last call)."
+        learn = self.learn
+        params = list(learn.model.parameters())
+        if not params:
+            raise ValueError(f"{type(learn.model).__name__} has no parameters to train: register them by "
+                             f"assigning nn.Parameter(...) or modules such as Embedding(...) as attributes")
+        key = (tuple(id(p) for p in params), learn.wd_bn_bias)
+        blk = self._block
+        if blk is None or key != self._key or not all(
+                p._data.base is blk.data or p._data is blk.data for p in params):
+            self._block, self._key = pack_model(learn.model, learn.wd_bn_bias), key
+        return self._block
+
+    @property
+    def n_params(self):
+        return self.block().n_params
+
+    def begin_fit(self):
+        blk = self.block()
+        opt = self.learn.opt
+        if opt.n_params != blk.n_params:
+            raise ValueError(f"the model has {blk.n_params} parameters but its optimizer was made for "
+                             f"{opt.n_params}: the model changed since; fit with reset_opt=True")
+
+    def begin_epoch(self, rng):
+        dl = self.learn.dls.train
+        order = dl.order(rng)
+        n = len(dl) * dl.bs
+        # the epoch's batches gathered once: each batch is then a view (int64 ids, as PyTorch)
+        self.xs, self.ys = dl.x[order[:n]].astype(np.int64), dl.y[order[:n]]
+
+    def run(self, start, lrs, moms, losses):
+        learn, dl = self.learn, self.learn.dls.train
+        model, opt, blk = learn.model, learn.opt, self._block
+        h, bs = opt.hypers, dl.bs
+        n_wd = blk.n_params if learn.wd_bn_bias else blk.n_wd
+        for j in range(len(lrs)):
+            a = (start + j) * bs
+            xb, yb = self.xs[a:a + bs], self.ys[a:a + bs]
+            blk.zero_grad()
+            pred = model(tensor(xb))
+            if pred.shape != (len(xb),) and pred.shape != (len(xb), 1):
+                check_preds(model, pred, len(xb))   # words the error
+            loss = mse_loss_flat(pred, tensor(yb))
+            value = getattr(loss._ctx, "value", None)
+            loss.backward()
+            losses[j] = float(loss._data) if value is None else value
+            if not math.isfinite(losses[j]):
+                return j
+            opt.step_count = _core.optimizer_step(
+                blk.data, blk.grad, opt.m, opt.v, opt=opt.kind, lr=float(lrs[j]), mom=float(moms[j]),
+                sqr_mom=h.get("sqr_mom", 0.0), eps=h.get("eps", 1.0), wd=h["wd"], n_wd=n_wd,
+                decouple_wd=h["decouple_wd"], step=opt.step_count)
+        return -1
+
+    def diverged(self, epoch, it, loss, lr):
+        return (f"training diverged: the loss of epoch {epoch}, batch {it} is {loss} (lr={lr:.3g}); "
+                f"the model keeps its parameters from before that batch (its gradients are those of "
+                f"the bad batch). Try a lower learning rate.")
 
 
 class SparsePath(TrainingPath):
@@ -129,6 +220,14 @@ class SparsePath(TrainingPath):
                 f"Try a lower learning rate.")
 
 
-def make_path(learn, train_mode):
-    "The path object for `train_mode` ('exact' or 'sparse')."
-    return {"exact": ExactPath, "sparse": SparsePath}[train_mode](learn)
+def path_kind(model, train_mode):
+    "Which path trains `model`: 'sparse', 'exact' (its fused C driver) or 'autograd'."
+    if train_mode == "sparse":
+        return "sparse"
+    fused = getattr(model, "_fused_ok", None)
+    return "exact" if fused is not None and hasattr(model, "_fit_epoch") and fused() else "autograd"
+
+
+def make_path(learn, kind):
+    "The path object of `kind` (see `path_kind`)."
+    return {"exact": ExactPath, "sparse": SparsePath, "autograd": AutogradPath}[kind](learn)

@@ -89,7 +89,9 @@ def write_archive(path, kind, meta, arrays):
               "collabc_version": _core.__version__, **meta, "arrays": {}}
     clean = {}
     for name, a in arrays.items():
-        a = np.ascontiguousarray(a)
+        a = np.asarray(a)
+        if not a.flags.c_contiguous:   # (np.ascontiguousarray would make a 0-d array 1-d)
+            a = a.copy(order="C")
         if a.dtype.kind not in _DTYPE_KINDS:
             raise TypeError(f"array {name!r} has dtype {a.dtype}; only numbers and unicode strings can be saved")
         clean[name] = a

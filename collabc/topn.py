@@ -1,7 +1,8 @@
 """Top-n scoring: the best n candidates per query, in C (`csrc/rank.c`) with a bounded heap per
 query and seen items skipped through a CSR of the training pairs; `recommend` /
 `recommend_users` turn it into DataFrames of labels and scores. Models outside the dot family
-are scored generically through `model._predict` over (user, every item) pairs.
+(and built-in ones a user changed) are scored through the model's forward over (user, every
+item) pairs (`collabc.models.predict_array`).
 """
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ from ._checks import check_int
 from .csr import csr_from_lists, csr_rows
 from .data import encode_ids
 from .foldin import FoldIn, dot_tables as _dot_tables
-from .models import _DotFamily
+from .models import is_dot_model, predict_array
 
 __all__ = ["rank_vectors", "top_n", "recommend", "recommend_users", "check_n"]
 
@@ -71,7 +72,7 @@ def rank_vectors(qw, qb, cw, cb, n, exclude=None, first=0, y_range=None, threads
 
 
 def _generic_top_n(model, users, n, exclude, first, n_items, chunk_pairs=2_000_000):
-    "Top-n through `model._predict` over (user, every item) pairs, for models outside the dot family."
+    "Top-n through the model's predictions over (user, every item) pairs, for models outside the dot family."
     Q = len(users)
     idx = np.full((Q, n), -1, np.int32)
     scores = np.full((Q, n), np.nan, np.float32)
@@ -82,7 +83,7 @@ def _generic_top_n(model, users, n, exclude, first, n_items, chunk_pairs=2_000_0
         x = np.empty(((b - a) * n_items, 2), np.int32)
         x[:, 0] = np.repeat(users[a:b], n_items)
         x[:, 1] = np.tile(items, b - a)
-        s = model._predict(x).reshape(b - a, n_items).astype(np.float32)
+        s = predict_array(model, x).reshape(b - a, n_items).astype(np.float32)
         s[:, :first] = -np.inf
         if exclude is not None:
             p, ind = exclude
@@ -110,9 +111,9 @@ def top_n(learn, queries, n=10, exclude_seen=True, is_item=False, threads=None):
     folded = [q for q in queries if isinstance(q, FoldIn)]
     if folded and len(folded) != len(queries):
         raise TypeError("top_n: pass either indices or FoldIn objects, not a mix")
-    n_cand = m.n_users if is_item else m.n_items
+    n_cand = learn.dls.n_users if is_item else learn.dls.n_items
     if folded:
-        if not isinstance(m, _DotFamily):
+        if not is_dot_model(m):
             raise TypeError(f"fold-in needs a dot-product model, not {type(m).__name__}")
         for f in folded:
             if f.is_item != is_item:
@@ -126,11 +127,11 @@ def top_n(learn, queries, n=10, exclude_seen=True, is_item=False, threads=None):
             excl = csr_from_lists([np.unique(f.rated) for f in folded])
         return rank_vectors(qw, qb, cw, cb, n, excl, first=1, y_range=m.y_range, threads=threads)
     queries = np.asarray(queries, dtype=np.int64)
-    n_q = m.n_items if is_item else m.n_users
+    n_q = learn.dls.n_items if is_item else learn.dls.n_users
     if queries.size and (queries.min() < 0 or queries.max() >= n_q):
         raise IndexError(f"top_n: query indices must lie in [0, {n_q})")
     excl = csr_rows(learn.seen(by_item=is_item), queries) if exclude_seen else None
-    if isinstance(m, _DotFamily):
+    if is_dot_model(m):
         qtab, qbias, cw, cb = _dot_tables(m, is_item)
         qw = qtab[queries]
         qb = None if qbias is None else qbias[queries]

@@ -1,4 +1,4 @@
-/* tensorops.h - the kernels of the generic tensor layer (collabc/tensor.py) that NumPy cannot
+/* tensorops.h - the kernels of the generic tensor layer (collabc/autograd.py) that NumPy cannot
  * run without Python loops or large temporaries: gathering rows of a table by int64 ids
  * (embedding lookup, `table[ids]`) and its scatter-add, which must accumulate repeated ids,
  * plus a row sum in the fixed left-to-right order of cf_dotbias_forward, so that a model

@@ -162,6 +162,11 @@ def good_args(fn):
                     opt="adam", m=np.zeros(P, np.float32), v=np.zeros(P, np.float32),
                     pow1=np.ones(tb.NU + tb.NI, np.float32), pow2=np.ones(tb.NU + tb.NI, np.float32),
                     moms=np.full(4, 0.9), wd=0.01, sqr_mom=0.99, eps=1e-8, n_threads=1)
+    if fn == "optimizer_step":
+        P = tb.P_BIAS
+        return dict(params=_f32(P, scale=0.1), grads=_f32(P, seed=1), m=np.zeros(P, np.float32),
+                    v=np.zeros(P, np.float32), opt="adam", lr=1e-3, mom=0.9, sqr_mom=0.99, eps=1e-5,
+                    wd=0.01, n_wd=P // 2, decouple_wd=True, step=0)
     if fn == "dot_layout":
         return dict(n_users=tb.NU, n_items=tb.NI, n_factors=tb.K, has_bias=True)
     raise KeyError(fn)

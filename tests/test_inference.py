@@ -298,8 +298,8 @@ def test_fold_in_without_y_range_is_exact_ridge():
     mu, var = _prior(learn, False)
     o2i = dls.classes["item"].o2i
     ii = [o2i[k] for k in ratings]
-    A = np.concatenate([learn.model.i_weight.weight[ii], np.ones((4, 1))], 1).astype(np.float64)
-    c = learn.model.i_bias.weight[ii, 0].astype(np.float64)
+    A = np.concatenate([learn.model.i_weight.weight.numpy()[ii], np.ones((4, 1))], 1).astype(np.float64)
+    c = learn.model.i_bias.weight.numpy()[ii, 0].astype(np.float64)
     r = np.array(list(ratings.values()))
     theta = np.linalg.solve(A.T @ A / 0.5 + np.diag(1 / var), A.T @ (r - c) / 0.5 + mu / var)
     np.testing.assert_allclose(new.factors, theta[:3], rtol=1e-5, atol=1e-7)
@@ -320,8 +320,8 @@ def test_average_user_is_the_mean_trained_row(learn):
     avg = learn.average_user()
     rows = np.unique(learn.dls.train.x[:, 0])
     rows = rows[rows > 0]
-    np.testing.assert_allclose(avg.factors, learn.model.u_weight.weight[rows].mean(0), rtol=1e-5, atol=1e-7)
-    assert abs(avg.bias - learn.model.u_bias.weight[rows, 0].mean()) < 1e-6
+    np.testing.assert_allclose(avg.factors, learn.model.u_weight.weight.numpy()[rows].mean(0), rtol=1e-5, atol=1e-7)
+    assert abs(avg.bias - learn.model.u_bias.weight.numpy()[rows, 0].mean()) < 1e-6
     assert len(learn.recommend(avg, n=3)) == 3
     assert learn.average_item().is_item
 

@@ -93,7 +93,7 @@ def test_plot_pca_draws_the_lessons_labelled_scatter(learn):
 # ---------------------------------------------------------------- most_similar
 @pytest.mark.parametrize("metric", ["cosine", "dot", "euclidean"])
 def test_most_similar_matches_brute_force(learn, metric):
-    w = learn.model.i_weight.weight.astype(np.float64)
+    w = learn.model.i_weight.weight.numpy().astype(np.float64)
     q = learn.dls.classes["title"].o2i["film 7"]
     if metric == "cosine":
         n = np.maximum(np.linalg.norm(w, axis=1), 1e-8)

@@ -6,7 +6,7 @@ from functools import partial
 import numpy as np
 import pytest
 
-from collabc import (SGD, Adam, CollabDataLoaders,
+from collabc import (SGD, Adam, CollabDataLoaders, nn, no_grad, tensor, zeros,
                      DotProduct, DotProductBias, EmbeddingDotBias, Learner, MSELossFlat,
                      TrainingDivergedError, collab_learner, mae, rmse, set_seed)
 from collabc.display import format_time, html_table
@@ -68,7 +68,7 @@ def test_lesson_dot_model_ml100k(ml100k_ratings, capsys):
     assert rec.values[-1][2] == pytest.approx(np.sqrt(valid_loss), rel=1e-6)
     assert learn.validate()[0] == pytest.approx(valid_loss, rel=1e-9)
     # fastai's dense Adam decays the never-trained '#na#' rows: they shrink, never grow
-    assert np.abs(learn.model.i_weight.weight[0]).max() < 0.02
+    assert np.abs(learn.model.i_weight.weight.numpy()[0]).max() < 0.02
 
 
 # ---------------------------------------------------------------- reproducibility
@@ -153,7 +153,8 @@ def test_model_views_share_the_block():
     assert m.params.size == 10 * 3 + 20 * 3 + 10 + 20 and m.n_wd == m.params.size
     assert np.abs(m.params).max() <= 0.02 + 1e-7  # trunc_normal: N(0,1) fmod 2, times 0.01
     assert np.abs(m.params).max() > 0
-    m.u_weight.weight[2, 1] = 7.0
+    with no_grad():
+        m.u_weight.weight[2, 1] = 7.0
     assert m.params[2 * 3 + 1] == 7.0
     assert m.u_weight.weight.dtype == np.float32 and m.i_bias.weight.shape == (20, 1)
     assert repr(m.u_weight) == "Embedding(10, 3)"
@@ -164,8 +165,8 @@ def test_bias_and_weight_by_label(synth_ratings):
     learn = collab_learner(dls, n_factors=4)
     item = dls.classes["item"][3]
     idx = dls.classes["item"].o2i[item]
-    assert learn.model.bias([item])[0] == learn.model.i_bias.weight[idx, 0]
-    np.testing.assert_array_equal(learn.model.weight([item]), learn.model.i_weight.weight[[idx]])
+    assert learn.model.bias([item])[0] == learn.model.i_bias.weight.numpy()[idx, 0]
+    np.testing.assert_array_equal(learn.model.weight([item]), learn.model.i_weight.weight.numpy()[[idx]])
     with pytest.raises(KeyError, match="isn't in the training data"):
         learn.model.bias(["no such item"])
 
@@ -213,15 +214,16 @@ def test_divergence_stops_with_epoch_and_batch(synth_ratings):
     assert len(learn.recorder.losses) == len(learn.recorder.lrs)
 
 
-def test_assigning_a_weight_copies_into_the_model():
-    "The PyTorch habit `emb.weight = array` must not detach the table from the model."
+def test_replacing_a_parameter_keeps_the_model_on_its_fused_path():
+    "PyTorch's habit `emb.weight = nn.Parameter(...)`: the model packs the new table into its block."
     m = EmbeddingDotBias(3, 10, 20)
-    new = np.full((10, 3), 0.5, np.float32)
+    new = nn.Parameter(tensor(np.full((10, 3), 0.5, np.float32)))
     m.u_weight.weight = new
-    assert m.params[:30].tolist() == [0.5] * 30 and m.u_weight.weight.base is not None
-    new[:] = 9  # the model keeps its own copy
-    assert m.params[0] == 0.5
-    with pytest.raises(ValueError, match=r"shape \(10, 3\)"):
-        m.u_weight.weight = np.zeros((3, 10), np.float32)
-    with pytest.raises(ValueError, match="NaN"):
-        m.u_weight.weight = np.full((10, 3), np.nan)
+    assert m._fused_ok() and m.params[:30].tolist() == [0.5] * 30
+    with no_grad():
+        new[0, 0] = 2.0                       # the parameter is a view into the block now
+    assert m.params[0] == 2.0
+    with pytest.raises(TypeError, match="cannot assign 'ndarray' as parameter 'weight'"):
+        m.u_weight.weight = np.zeros((10, 3), np.float32)
+    m.u_weight.weight = nn.Parameter(zeros(10, 4))   # another shape: no longer the built-in model
+    assert not m._fused_ok()

@@ -2,21 +2,16 @@
 """fastbook chapter 8 / Lesson 7: every cell that writes a model, verbatim but for the import line
 and the dropped `torch.` prefix (`torch.zeros` -> `zeros`, `torch.cat` -> `cat`, `torch.ones`,
 `torch.randn`), builds, runs forward on a batch and backward, and shows what PyTorch / fastai
-show; then the interpretation cells on a trained model. The imports below stand in for
-`from collabc import *` until the package's namespace gathers these names."""
+show; then the interpretation cells on a trained model. The one import is the lesson's, with
+`fastai.collab` replaced by `collabc`."""
 import inspect
-from pathlib import Path  # noqa: F401  (part of the lesson's star import)
 
-import numpy as np
-import pandas as pd  # noqa: F401
 import pytest
 
+from collabc import *  # noqa: F401,F403  (the lesson's import; np, pd, Path, nn, ... come with it)
 from collabc import _core
-from collabc import nn
-from collabc.fastcore import *  # noqa: F401,F403
-from collabc.layers import *  # noqa: F401,F403
+from collabc.autograd import mse_loss_flat
 from collabc.nn import pack_model, train_step
-from collabc.tensor import *  # noqa: F401,F403
 
 # ---------------------------------------------------------------- the lesson's cells, verbatim
 

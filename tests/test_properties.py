@@ -263,7 +263,7 @@ def build(fn, draw, rng):
     written = {"dot_fit_epoch": ["params", "grads", "m", "v", "losses"],
                "nn_fit_epoch": ["params", "grads", "stats", "m", "v", "losses"], "nn_predict": ["out"],
                "rank_pack": [], "rank_dot_topk": ["top_idx", "top_score"], "block_sort": ["x", "y", "extra"],
-               "dot_fit_blocks": ["params", "losses", "m", "v", "pow1", "pow2"], "dot_layout": []}[fn]
+               "dot_fit_blocks": ["params", "losses", "m", "v", "pow1", "pow2"], "dot_layout": [], "optimizer_step": ["params", "m", "v"]}[fn]
     ids = {"dot_fit_epoch": {"x": (th.tb.NU, th.tb.NI), "order": th.tb.R}, "nn_predict": {"x": (5, 4)},
            "nn_fit_epoch": {"x": (5, 4), "order": th.NN_R}, "dot_fit_blocks": {"blocks": 4}}.get(fn, {})
 

@@ -1,4 +1,4 @@
-"""collabc.tensor against PyTorch's conventions: construction and dtypes, NumPy interop without
+"""collabc.autograd against PyTorch's conventions: construction and dtypes, NumPy interop without
 copies, broadcasting and reductions, indexing, shape operations, in-place operations on results,
 no_grad, the autograd engine's rules (accumulation, second backward, non-scalar backward),
 reprs as PyTorch prints them, the lesson's helpers (pca, argsort, one_hot, cosine similarity),
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from collabc import seed
-from collabc import tensor as T
-from collabc.tensor import (Parameter, Tensor, arange, cat, no_grad, one_hot, ones, randn, stack, tensor,
+from collabc import autograd as T
+from collabc.autograd import (Parameter, Tensor, arange, cat, no_grad, one_hot, ones, randn, stack, tensor,
                             zeros)
 
 

@@ -1,4 +1,4 @@
-"""A model written by the user with collabc.tensor / collabc.nn trains to the same parameters as
+"""A model written by the user with collabc.autograd / collabc.nn trains to the same parameters as
 the built-in fused C drivers: the lesson's DotProductBias (four Embeddings) against
 `_core.dot_fit_epoch` (csrc/train.c), and the book's CollabNN against `_core.nn_fit_epoch`
 (csrc/nn.c), from the same initial weights over the same batches with fastai's Adam

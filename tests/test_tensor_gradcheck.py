@@ -1,4 +1,4 @@
-"""Every differentiable operation of collabc.tensor against central finite differences.
+"""Every differentiable operation of collabc.autograd against central finite differences.
 
 `check(f, *arrays)` runs f on float64 leaf tensors, backpropagates sum(f(...) * w) for a fixed
 random w, and compares each input's `.grad` with (L(x + h) - L(x - h)) / 2h elementwise (the NumPy
@@ -7,8 +7,8 @@ exists) against the float64 finite differences, at float32 tolerance."""
 import numpy as np
 import pytest
 
-from collabc import tensor as T
-from collabc.tensor import Tensor, cat, stack, where
+from collabc import autograd as T
+from collabc.autograd import Tensor, cat, stack, where
 
 H = 1e-6
 
