@@ -484,8 +484,8 @@ static PyObject *py_bpr_fold_in(PyObject *self, PyObject *args, PyObject *kw) {
     st = cf_bpr_fold_in(F32(a[0]), CF32(a[1]), OPTF32(a[2]), it, n, NI, K, n_steps, lr, reg, seed);
     Py_END_ALLOW_THREADS
     if (st == CF_ERR_NONFINITE)
-        return PyErr_Format(PyExc_FloatingPointError, "%s(): the factors became NaN or infinite; "
-                            "lower lr", fn);
+        return PyErr_Format(PyExc_ValueError, "%s(): the factors became NaN or infinite (a NaN or "
+                            "infinite value in 'V' or 'b', or lr too large)", fn);
     if (st != CF_OK) return PyErr_Format(PyExc_RuntimeError, "%s(): internal error %d", fn, st);
     Py_RETURN_NONE;
 }

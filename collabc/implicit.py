@@ -625,6 +625,7 @@ class BPR(_FactorModel):
         self.acc = _aligned((self.n_users + 2 * self.n_items,)) if opt == "adagrad" else None
         self._rng = np.random.default_rng(rng.integers(0, 2**63 - 1))
         self._seed = int(rng.integers(0, 2**63 - 1))
+        self._epochs_started = 0
 
     def epoch(self, data, n_threads=None, lrs=None):
         """An `EpochRun` of n_groups^2 units, the blocks in this epoch's random strata (unit:
@@ -645,7 +646,8 @@ class BPR(_FactorModel):
                 raise ValueError(f"lrs must be {nb * nb} finite learning rates >= 0, got shape {lrs.shape}")
         losses = np.zeros(nb * nb)
         stats = np.zeros((nb * nb, 2), np.int64)
-        epoch_id = self.epochs_done
+        epoch_id = self._epochs_started      # keys the samples: a new epoch never repeats one
+        self._epochs_started += 1
 
         def step(done, n):
             sl = slice(done, done + n)
