@@ -26,7 +26,6 @@ repeatedly), for a training loop that wants a progress bar and Ctrl-C between se
 items excluded from the ranking, with the popularity baseline beside.
 """
 import math
-import numbers
 import os
 import time
 
@@ -34,10 +33,12 @@ import numpy as np
 import pandas as pd
 
 from . import _core
+from ._checks import check_float, check_int
+from .csr import csr_rows
 from .data import CategoryMap, DataLoader, DataLoaders
-from .inference import rank_vectors
 from .ranking import ranking_scores
 from .seed import get_rng
+from .topn import rank_vectors
 
 __all__ = ["implicit_from_df", "ImplicitData", "Interactions", "ImplicitALS", "BPR", "Popularity",
            "evaluate", "EpochRun"]
@@ -49,16 +50,11 @@ _NA = "#na#"
 # argument checks
 
 def _int(name, v, lo=1):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-    return int(v)
+    return check_int(name, v, lo=lo)
 
 
-def _real(name, v, lo=0.0, strict=False):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) \
-            or (v <= lo if strict else v < lo):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {lo:g}, got {v!r}")
-    return float(v)
+def _real(name, v, lo=0, strict=False):
+    return check_float(name, v, lo=lo, lo_open=strict)
 
 
 def _threads(n):
@@ -176,13 +172,7 @@ class Interactions:
 
     def rows(self, users):
         "The sub-CSR (indptr, indices) of the given users, in that order (for exclusion in ranking)."
-        users = np.asarray(users, np.int64)
-        starts, ends = self.indptr[users], self.indptr[users + 1]
-        lens = ends - starts
-        ptr = np.zeros(len(users) + 1, np.int64)
-        np.cumsum(lens, out=ptr[1:])
-        pos = np.arange(ptr[-1], dtype=np.int64) + np.repeat(starts - ptr[:-1], lens)
-        return ptr, np.ascontiguousarray(self.indices[pos])
+        return csr_rows(self.seen(), np.asarray(users, np.int64))
 
     def item_counts(self):
         "(n_items,) int64: how many training users each item has."
@@ -467,10 +457,15 @@ class _FactorModel:
 
     def recommend(self, users, n=10, exclude=None, threads=None):
         """(idx (Q, n) int32, scores (Q, n) float32): the n best items per user index, best first,
-        never '#na#'; `exclude` an `Interactions` (its pairs of these users are skipped) or a
-        per-query CSR (indptr, indices)."""
+        never '#na#'; `exclude` an `Interactions` (its pairs of these users are skipped; a user
+        without any raises ValueError) or a per-query CSR (indptr, indices)."""
         users = _ids(np.atleast_1d(users), "users", self.n_users)
         if isinstance(exclude, Interactions):
+            empty = users[exclude.indptr[users + 1] == exclude.indptr[users]]
+            if empty.size and not isinstance(self, Popularity):   # popularity is their fallback
+                raise ValueError(f"user(s) {empty[:10].tolist()} have no training interactions, so the model "
+                                 f"learned nothing for them; recommend Popularity's items, or fold_in their "
+                                 f"interactions")
             exclude = exclude.rows(users)
         uw, ub, iw, ib = self.rank_tables()
         return rank_vectors(uw[users], ub, iw, ib, n, exclude, first=1, threads=threads)
@@ -614,10 +609,10 @@ class BPR(_FactorModel):
         self.eps = _real("eps", eps, strict=True)
         if isinstance(n_groups, str) and n_groups == "auto":
             self.n_groups = None   # chosen from the data at the first epoch
+        elif isinstance(n_groups, str):
+            raise ValueError(f"n_groups must be 'auto' or an integer in [1, 4096], got {n_groups!r}")
         else:
-            self.n_groups = _int("n_groups", n_groups)
-            if self.n_groups > 4096:
-                raise ValueError(f"n_groups must be 'auto' or an integer in [1, 4096], got {n_groups!r}")
+            self.n_groups = check_int("n_groups", n_groups, lo=1, hi=4096)
         rng = get_rng(seed)
         for t in (self.user_factors, self.item_factors):
             t[1:] = (rng.random((t.shape[0] - 1, t.shape[1]), dtype=np.float32) - np.float32(0.5)) \

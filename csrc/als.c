@@ -4,7 +4,6 @@
  * threads. The drivers allocate only their scratch, before writing anything. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,24 +11,10 @@
 #include "fpmode.h"
 #include "simd.h"
 #include "status.h"
+#include "threads.h"
 
-#define CF_ALS_MAX_THREADS 64
 #define CF_ALS_CHUNK 8 /* rows a thread takes at a time (as implicit's dynamic schedule) */
 #define CF_ALS_GATHER_BYTES ((int64_t)16 << 20) /* per thread: rows longer are read in place */
-
-/* runs fn(arg) on n_threads threads, the caller's included; a thread that cannot be started
- * leaves its share to the others (the workers take their work from a shared counter) */
-static void run_threads(void *(*fn)(void *), void *arg, int n_threads) {
-    pthread_t tid[CF_ALS_MAX_THREADS];
-    int started = 0;
-    if (n_threads > CF_ALS_MAX_THREADS) n_threads = CF_ALS_MAX_THREADS;
-    for (int t = 1; t < n_threads; t++) {
-        if (pthread_create(&tid[started], NULL, fn, arg) != 0) break;
-        started++;
-    }
-    fn(arg);
-    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
-}
 
 /* ---------------------------------------------------------------- CSR */
 
@@ -131,7 +116,7 @@ int cf_als_csr(int64_t *indptr, int32_t *indices, float *wout, int64_t *bad, con
             return CF_ERR_INDEX;
         }
     if (n_threads < 1) n_threads = 1;
-    if (n_threads > CF_ALS_MAX_THREADS) n_threads = CF_ALS_MAX_THREADS;
+    if (n_threads > CF_MAX_THREADS) n_threads = CF_MAX_THREADS;
     int64_t *len = malloc(sizeof(int64_t) * (size_t)(NR > 0 ? NR : 1));
     if (!len) return CF_ERR_NOMEM;
     /* counting sort by row; the pairs keep their order inside a row */
@@ -160,7 +145,7 @@ int cf_als_csr(int64_t *indptr, int32_t *indices, float *wout, int64_t *bad, con
                  .scratch = longest, .tmp_c = tmp_c, .tmp_w = tmp_w};
     atomic_init(&j.next, 0);
     atomic_init(&j.tid, 0);
-    run_threads(csr_worker, &j, n_threads);
+    cf_run_threads(n_threads, csr_worker, &j);
     /* close the gaps the merged repeats left */
     int64_t o = 0;
     for (int64_t r = 0; r < NR; r++) {
@@ -244,7 +229,7 @@ static void *gram_worker(void *arg) {
 
 int cf_als_gramian(float *G, double *sq_norm, const float *T, int64_t N, int64_t K,
                    int n_threads) {
-    if (N < 0 || K < 1) return CF_ERR_ARG;
+    if (N < 0 || K < 1 || K > ((int64_t)1 << 24)) return CF_ERR_ARG; /* K^2 doubles must fit */
     if (n_threads < 1) n_threads = 1;
     if (n_threads > K) n_threads = (int)K;
     int64_t per = (K + n_threads - 1) / n_threads;
@@ -259,7 +244,7 @@ int cf_als_gramian(float *G, double *sq_norm, const float *T, int64_t N, int64_t
     }
     gram_job j = {.G = G, .diag = diag, .T = T, .N = N, .K = K, .acc = acc, .per = per};
     atomic_init(&j.tid, 0);
-    run_threads(gram_worker, &j, n_threads);
+    cf_run_threads(n_threads, gram_worker, &j);
     double tr = 0.0;
     for (int64_t a = 0; a < K; a++) tr += diag[a];
     if (sq_norm) *sq_norm = tr;
@@ -468,7 +453,7 @@ int cf_als_solve(float *X, double *obj, int64_t *bad, const float *G, const floa
             }
     const int64_t n_chunks = (row1 - row0 + CF_ALS_CHUNK - 1) / CF_ALS_CHUNK;
     if (n_threads < 1) n_threads = 1;
-    if (n_threads > CF_ALS_MAX_THREADS) n_threads = CF_ALS_MAX_THREADS;
+    if (n_threads > CF_MAX_THREADS) n_threads = CF_MAX_THREADS;
     if (n_threads > n_chunks) n_threads = n_chunks > 0 ? (int)n_chunks : 1;
     /* each thread copies a row's item rows once, up to CF_ALS_GATHER_BYTES of them */
     int64_t longest = 0;
@@ -493,7 +478,7 @@ int cf_als_solve(float *X, double *obj, int64_t *bad, const float *G, const floa
                    .gath_rows = gath_rows};
     atomic_init(&j.next, 0);
     atomic_init(&j.tid, 0);
-    run_threads(solve_worker, &j, n_threads);
+    cf_run_threads(n_threads, solve_worker, &j);
     double total = 0.0;
     for (int64_t c = 0; c < n_chunks; c++) total += chunk_obj[c];
     if (obj) *obj = total;

@@ -28,7 +28,8 @@ void cf_als_transpose(int64_t *tindptr, int32_t *tindices, float *twout, const i
 
 /* G [K,K] = T^T T for T [N,K] (float32), each entry summed over the rows in order in double
  * and rounded once; *sq_norm = trace (sum of squared entries of T, in double). Threads split
- * G's rows, so the result does not depend on n_threads. Returns CF_OK or CF_ERR_NOMEM. */
+ * G's rows, so the result does not depend on n_threads. Returns CF_OK, CF_ERR_ARG (N < 0, K
+ * outside [1, 2^24]) or CF_ERR_NOMEM. */
 int cf_als_gramian(float *G, double *sq_norm, const float *T, int64_t N, int64_t K,
                    int n_threads);
 

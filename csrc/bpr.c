@@ -12,8 +12,8 @@
 #include "fpmode.h"
 #include "simd.h"
 #include "status.h"
+#include "threads.h"
 
-#define CF_BPR_MAX_THREADS 64
 #define CF_BPR_MAX_DRAWS 64
 #define CF_BPR_AHEAD 12 /* samples whose rows are prefetched ahead of the one being trained */
 
@@ -518,7 +518,7 @@ int cf_bpr_fit_blocks(float *U, float *V, float *b, float *acc, double *loss, in
     j.slots_u = (NU + nb - 1) / nb + 1;
     if (n_threads < 1) n_threads = 1;
     if (n_threads > nb) n_threads = (int)nb; /* at most nb blocks can run at once */
-    if (n_threads > CF_BPR_MAX_THREADS) n_threads = CF_BPR_MAX_THREADS;
+    if (n_threads > CF_MAX_THREADS) n_threads = CF_MAX_THREADS;
     int st = CF_OK;
     if (pthread_mutex_init(&j.lock, NULL) != 0) {
         st = CF_ERR_NOMEM;
@@ -529,14 +529,7 @@ int cf_bpr_fit_blocks(float *U, float *V, float *b, float *acc, double *loss, in
         st = CF_ERR_NOMEM;
         goto done;
     }
-    pthread_t tid[CF_BPR_MAX_THREADS];
-    int started = 0;
-    for (int t = 1; t < n_threads; t++) {
-        if (pthread_create(&tid[started], NULL, bpr_worker, &j) != 0) break;
-        started++;
-    }
-    bpr_worker(&j);
-    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+    cf_run_threads(n_threads, bpr_worker, &j);
     pthread_cond_destroy(&j.turn);
     pthread_mutex_destroy(&j.lock);
     if (j.nomem) {

@@ -475,6 +475,8 @@ def test_popularity_recommends_the_most_frequent_unseen_items():
     idx, sc = pop.recommend(np.array([1, 2]), n=3, exclude=inter)
     assert idx[0].tolist() == [3, 4, 5] and sc[0, :2].tolist() == [1, 1]
     assert idx[1].tolist() == [2, 4, 5]
+    idx, _ = pop.recommend(np.array([0]), n=2, exclude=inter)     # a user without interactions
+    assert idx[0].tolist() == [1, 2]
 
 
 def test_models_beat_popularity_on_movielens(ml100k_ratings):
@@ -548,6 +550,8 @@ def test_bad_model_arguments_raise_clear_errors():
         m.fold_in([1, 2], [1.0, -2.0])
     with pytest.raises(IndexError, match="items must lie in"):
         m.fold_in([inter.n_items])
+    with pytest.raises(ValueError, match=r"user\(s\) \[0\] have no training interactions"):
+        m.recommend([0, 1], exclude=inter)
     with pytest.raises(ValueError, match="the data has"):
         ImplicitALS(inter.n_users + 1, inter.n_items).fit_epoch(inter)
     with pytest.raises(ValueError, match="no interactions"):
