@@ -376,20 +376,34 @@ class EpochRun:
     """One epoch of a model, run in segments: `run(n)` trains the next n units (ALS: rows, users
     then items; BPR: blocks, in multiples of `unit` for full parallelism), `run_for(seconds)`
     about that long, `done` tells whether the epoch is complete, `result()` its statistics (a
-    dict with 'loss'). Stopping early leaves the model with every update made so far."""
+    dict with 'loss'). Stopping early leaves the model with every update made so far.
+    BPR also has `lrs` (n_units,), each block's learning rate (`run(n, lrs=...)` sets those of
+    the segment, for a schedule) and `unit_losses` (n_units,), each block's mean loss once run;
+    ALS has neither (None): it has no learning rate, and reports its loss per epoch."""
 
-    def __init__(self, n_units, unit, step, finish):
+    def __init__(self, n_units, unit, step, finish, lrs=None, unit_losses=None):
         self.n_units, self.unit = int(n_units), int(unit)
         self.n_done = 0
+        self.lrs, self.unit_losses = lrs, unit_losses
         self._step, self._finish, self._result = step, finish, None
 
     done = property(lambda self: self.n_done >= self.n_units, doc="True once every unit has run")
     progress = property(lambda self: self.n_done / self.n_units if self.n_units else 1.0)
 
-    def run(self, n=None):
-        "Trains the next n units (all that are left by default); returns the units done so far."
+    def run(self, n=None, lrs=None):
+        """Trains the next n units (all that are left by default), at learning rates `lrs` ((n,),
+        BPR only; default: the epoch's); returns the units done so far."""
         left = self.n_units - self.n_done
         n = left if n is None else min(_int("n", n, lo=0), left)
+        if lrs is not None:
+            if self.lrs is None:
+                raise ValueError("this model has no learning rate (ALS solves each row exactly enough); "
+                                 "pass lrs=None")
+            lrs = np.asarray(lrs, np.float64)
+            if lrs.shape != (n,) or not (np.isfinite(lrs).all() and (lrs >= 0).all()):
+                raise ValueError(f"lrs must be {n} finite learning rates >= 0 (one per unit of the "
+                                 f"segment), got shape {lrs.shape}")
+            self.lrs[self.n_done:self.n_done + n] = lrs
         if n > 0:
             self._step(self.n_done, n)
             self.n_done += n
@@ -622,21 +636,23 @@ class BPR(_FactorModel):
         self._seed = int(rng.integers(0, 2**63 - 1))
         self._epochs_started = 0
 
-    def epoch(self, data, n_threads=None, lrs=None):
+    def epoch(self, data, n_threads=None, lrs=None, rng=None):
         """An `EpochRun` of n_groups^2 units, the blocks in this epoch's random strata (unit:
-        n_groups blocks, one stratum); `lrs` optional per-block learning rates (a schedule)."""
+        n_groups blocks, one stratum); `lrs` optional per-block learning rates (a schedule);
+        `rng` the generator of the strata order (default: the model's own)."""
         inter = self._check_data(data)
         threads = _threads(n_threads)
         if self.n_groups is None:
             self.n_groups = auto_groups(inter.nnz, self.n_users, self.n_items)
         nb = self.n_groups
         pairs, starts = inter.blocks(nb)
-        strata, groups = self._rng.permutation(nb), self._rng.permutation(nb)
+        rng = self._rng if rng is None else rng
+        strata, groups = rng.permutation(nb), rng.permutation(nb)
         blocks = np.array([g * nb + (g + s) % nb for s in strata for g in groups], np.int64)
         if lrs is None:
             lrs = np.full(nb * nb, self.lr)
         else:
-            lrs = np.ascontiguousarray(lrs, np.float64)
+            lrs = np.array(lrs, np.float64)
             if lrs.shape != (nb * nb,) or not (np.isfinite(lrs).all() and (lrs >= 0).all()):
                 raise ValueError(f"lrs must be {nb * nb} finite learning rates >= 0, got shape {lrs.shape}")
         losses = np.zeros(nb * nb)
@@ -665,7 +681,7 @@ class BPR(_FactorModel):
                     "auc": float(stats[:, 0].sum() / n_used) if n_used else float("nan"),
                     "skipped": float(stats[:, 1].sum() / sizes.sum()) if sizes.sum() else 0.0}
 
-        return EpochRun(nb * nb, nb, step, finish)
+        return EpochRun(nb * nb, nb, step, finish, lrs=lrs, unit_losses=losses)
 
     def fold_in(self, items, n_steps=None, lr=0.05, seed=0):
         """The factors (K,) float32 of a new user who interacted with the item indices `items`,

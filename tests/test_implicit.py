@@ -330,6 +330,22 @@ def test_bpr_model_epochs_in_segments_and_threads_agree():
     assert ra == rb
     assert np.array_equal(a.user_factors, b.user_factors) and np.array_equal(a.item_bias, b.item_bias)
     assert np.all(a.user_factors[0] == b.user_factors[0]) and np.all(a.item_factors[0] == 0)
+    # a schedule set segment by segment equals the same schedule given up front; the strata may
+    # come from the caller's generator (a training loop's own stream)
+    sched = np.linspace(0.05, 0.01, 16)
+    c = BPR(inter.n_users, inter.n_items, n_factors=16, lr=0.05, seed=5, n_groups=4)
+    d = BPR(inter.n_users, inter.n_items, n_factors=16, lr=0.05, seed=5, n_groups=4)
+    ec = c.epoch(inter, lrs=sched, rng=np.random.default_rng(1))
+    ec.run()
+    ed = d.epoch(inter, rng=np.random.default_rng(1))
+    for k in range(0, 16, 4):
+        ed.run(4, lrs=sched[k:k + 4])
+    assert np.array_equal(c.user_factors, d.user_factors) and np.array_equal(ec.unit_losses, ed.unit_losses)
+    assert ec.result() == ed.result() and np.all(ed.unit_losses > 0)
+    with pytest.raises(ValueError, match="no learning rate"):
+        ImplicitALS(inter.n_users, inter.n_items, n_factors=4).epoch(inter).run(3, lrs=np.ones(3))
+    with pytest.raises(ValueError, match="lrs must be 4 finite"):
+        d.epoch(inter).run(4, lrs=np.full(4, np.nan))
     res = a.epoch(inter)
     res.run()
     st = res.result()
