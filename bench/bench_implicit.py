@@ -41,13 +41,12 @@ SHAPE_25M = (162_541, 59_047, 25_000_095)
 def cpu_info():
     model, flags = platform.processor() or "?", set()
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name") and model in ("?", ""):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
     simd = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl",
@@ -67,6 +66,7 @@ def vm(field):
 
 def ml100k():
     import pandas as pd
+
     from collabc import URLs, untar_data
     path = untar_data(URLs.ML_100k)
     return pd.read_csv(path / "u.data", delimiter="\t", header=None,
@@ -223,7 +223,8 @@ def bench_large(cache, iters, rounds, threads=2):
                 mode = f"{model}-{lib}"
                 p = subprocess.run([sys.executable, __file__, "--worker", mode, "--cache", str(cache),
                                     "--iters", str(iters), "--threads", str(threads)],
-                                   capture_output=True, text=True, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+                                   capture_output=True, text=True, check=False,
+                                   env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
                 if p.returncode != 0:
                     print(p.stderr[-2000:])
                     raise SystemExit(f"worker {mode} failed")
@@ -259,6 +260,7 @@ def main():
     if a.worker:
         return worker(a.worker, a.cache, a.iters, a.threads)
     import implicit
+
     import collabc
     model, simd, ncpu = cpu_info()
     print(f"CPU: {model}, {ncpu} logical cores; instruction sets: {' '.join(simd)}")

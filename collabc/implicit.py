@@ -705,7 +705,7 @@ def auto_groups(nnz, n_users, n_items):
     """BPR's default grid: about 25,000 pairs a block (a block's rows then stay in cache), 2 to 32
     groups a side, at least 64 items and users a group. A function of the data only, so the
     results do not depend on the number of threads."""
-    nb = int(round(math.sqrt(nnz / 25_000)))
+    nb = round(math.sqrt(nnz / 25_000))
     nb = min(32, max(2, nb), max(1, min(n_users, n_items) // 64))
     return max(1, nb)
 

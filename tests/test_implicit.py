@@ -365,7 +365,6 @@ def test_bpr_learns_and_fold_in_recovers_a_users_taste():
         last = m.fit_epoch(inter)
     assert last < first
     x = m.fold_in([61, 70, 90, 100])
-    top, _ = m.recommend(np.array([1]), n=10)
     s = m.item_factors @ x + m.item_bias
     assert np.mean(s[60:]) > np.mean(s[1:60])
     assert np.array_equal(x, m.fold_in([61, 70, 90, 100])), "fold-in must be deterministic"
