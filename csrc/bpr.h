@@ -40,7 +40,8 @@ int cf_bpr_blocks(int32_t *pairs, int64_t *starts, const int64_t *indptr,
  * positives) is skipped. The random numbers are a hash of (seed, epoch, block id, sample),
  * so a block draws the same samples wherever it runs. Each sample updates U_u, V_i, V_j, b_i
  * and b_j from their values before it (implicit's update):
- *   z = 1 - sigmoid(x_uij);  SGD: U_u += lr (z (V_i - V_j) - reg U_u),
+ *   z = 1 - sigmoid(x_uij) (x_uij clamped to [-40, 40], where z is within 5e-18 of its
+ *   limit);  SGD: U_u += lr (z (V_i - V_j) - reg U_u),
  *   V_i += lr (z U_u - reg V_i), V_j += lr (-z U_u - reg V_j), b_i += lr (z - reg_bias b_i),
  *   b_j += lr (-z - reg_bias b_j); Adagrad (row-wise, as the sparse path): with g the
  *   gradient of each row, acc[row] += mean(g^2), row -= lr g / sqrt(acc[row] + eps); acc is

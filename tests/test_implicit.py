@@ -1,6 +1,8 @@
 """Implicit feedback (collabc.implicit, csrc/als.c, csrc/bpr.c): the kernels against the float64
 references of reference_implicit.py, thread-count independence, BPR's negative sampling, the
 per-user split, the ranking metrics and the popularity baseline, fold-in, and bad input."""
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -642,3 +644,26 @@ def test_auto_groups_depends_on_the_data_only():
     assert auto_groups(25_000_000, 162_542, 59_048) == 32
     assert auto_groups(44_000, 943, 1411) == 2
     assert auto_groups(100, 20, 20) == 1
+
+
+def test_kernels_release_the_gil():
+    "Python code runs in another thread during one long ALS or BPR call (the GIL is released)."
+    import threading
+    inter = _inter(20, nu=3000, ni=2000, n=200_000, weights=False)
+    K = 32
+    X, Y = _tables(inter.n_users, inter.n_items, K)
+    G = np.zeros((K, K), np.float32)
+    _core.als_gramian(G, Y)
+    bpr = BPR(inter.n_users, inter.n_items, n_factors=K, seed=0, n_groups=1)
+    calls = (lambda: _core.als_solve(X, G, Y, inter.indptr, inter.indices, None, 0, inter.n_users,
+                                     1.0, 0.1, 20, 1),
+             lambda: bpr.fit_epoch(inter, n_threads=1))      # one block: one C call
+    for call in calls:
+        t = threading.Thread(target=call)
+        ticks, t0 = 0, time.perf_counter()
+        t.start()
+        while t.is_alive():
+            ticks += 1
+            t.join(0.001)
+        ms = (time.perf_counter() - t0) * 1000
+        assert ms < 20 or ticks > 5, f"the main thread ran {ticks} times in the {ms:.0f} ms call"
