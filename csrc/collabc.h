@@ -29,5 +29,7 @@
 #include "rank.h"
 #include "threads.h"
 #include "tensorops.h"
+#include "als.h"
+#include "bpr.h"
 
 #endif

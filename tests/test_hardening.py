@@ -169,6 +169,51 @@ def good_args(fn):
                     wd=0.01, n_wd=P // 2, decouple_wd=True, step=0)
     if fn == "dot_layout":
         return dict(n_users=tb.NU, n_items=tb.NI, n_factors=tb.K, has_bias=True)
+    if fn.startswith(("als_", "bpr_")):
+        return implicit_args(fn)
+    raise KeyError(fn)
+
+
+# implicit feedback (issue 17): 9 users x 7 items, 30 pairs, K = 4
+IM_NU, IM_NI, IM_K = 9, 7, 4
+
+
+def _im_csr(weights=True):
+    x = tb._pairs(30)
+    rows, cols = x[:, 0] % IM_NU, x[:, 1] % IM_NI
+    rows, cols = np.ascontiguousarray(rows), np.ascontiguousarray(cols)
+    w = np.linspace(0.5, 3, 30, dtype=np.float32) if weights else None
+    return rows, cols, w, _core.als_csr(rows, cols, w, IM_NU, IM_NI)
+
+
+def implicit_args(fn):
+    "Fresh keyword arguments of a successful call of an implicit-feedback entry point."
+    rows, cols, w, (ip, ix, iw) = _im_csr()
+    if fn == "als_csr":
+        return dict(rows=rows, cols=cols, w=w, n_rows=IM_NU, n_cols=IM_NI, n_threads=2)
+    if fn == "als_transpose":
+        return dict(indptr=ip, indices=ix, w=iw, n_cols=IM_NI)
+    if fn == "als_gramian":
+        return dict(G=np.zeros((IM_K, IM_K), np.float32), T=_f32(IM_NI, IM_K), n_threads=2)
+    if fn == "als_solve":
+        Y = _f32(IM_NI, IM_K, seed=1, scale=0.3)
+        G = np.zeros((IM_K, IM_K), np.float32)
+        _core.als_gramian(G, Y)
+        return dict(X=_f32(IM_NU, IM_K, scale=0.3), G=G, Y=Y, indptr=ip, indices=ix, w=iw, row0=0,
+                    row1=IM_NU, alpha=2.0, reg=0.1, cg_steps=3, n_threads=2)
+    if fn == "bpr_blocks":
+        return dict(indptr=ip, indices=ix, n_items=IM_NI, nb=2)
+    if fn == "bpr_fit_blocks":
+        pairs, starts = _core.bpr_blocks(ip, ix, IM_NI, 2)
+        return dict(U=_f32(IM_NU, IM_K, scale=0.1), V=_f32(IM_NI, IM_K, seed=1, scale=0.1),
+                    b=np.zeros(IM_NI, np.float32), acc=np.zeros(IM_NU + 2 * IM_NI, np.float32),
+                    losses=np.zeros(4), stats=np.zeros((4, 2), np.int64),
+                    triples=np.zeros((len(pairs), 3), np.int32), pairs=pairs, starts=starts,
+                    blocks=np.array([0, 3, 1, 2], np.int64), lrs=np.full(4, 0.05), opt="adagrad",
+                    reg=0.01, reg_bias=0.01, eps=1e-8, seed=3, epoch=0, n_threads=2)
+    if fn == "bpr_fold_in":
+        return dict(x=np.zeros(IM_K, np.float32), V=_f32(IM_NI, IM_K, seed=1), b=_f32(IM_NI, seed=2),
+                    items=np.array([1, 3], np.int32), n_steps=50, lr=0.05, reg=0.01, seed=0)
     raise KeyError(fn)
 
 

@@ -263,16 +263,27 @@ def build(fn, draw, rng):
     written = {"dot_fit_epoch": ["params", "grads", "m", "v", "losses"],
                "nn_fit_epoch": ["params", "grads", "stats", "m", "v", "losses"], "nn_predict": ["out"],
                "rank_pack": [], "rank_dot_topk": ["top_idx", "top_score"], "block_sort": ["x", "y", "extra"],
-               "dot_fit_blocks": ["params", "losses", "m", "v", "pow1", "pow2"], "dot_layout": [], "optimizer_step": ["params", "m", "v"]}[fn]
+               "dot_fit_blocks": ["params", "losses", "m", "v", "pow1", "pow2"], "dot_layout": [],
+               "optimizer_step": ["params", "m", "v"],
+               "als_csr": [], "als_transpose": [], "als_gramian": ["G"], "als_solve": ["X"],
+               "bpr_blocks": [], "bpr_fit_blocks": ["U", "V", "b", "acc", "losses", "stats", "triples"],
+               "bpr_fold_in": ["x"]}[fn]
     ids = {"dot_fit_epoch": {"x": (th.tb.NU, th.tb.NI), "order": th.tb.R}, "nn_predict": {"x": (5, 4)},
-           "nn_fit_epoch": {"x": (5, 4), "order": th.NN_R}, "dot_fit_blocks": {"blocks": 4}}.get(fn, {})
+           "nn_fit_epoch": {"x": (5, 4), "order": th.NN_R}, "dot_fit_blocks": {"blocks": 4},
+           "als_csr": {"rows": th.IM_NU, "cols": th.IM_NI}, "als_transpose": {"indices": th.IM_NI},
+           "als_solve": {"indices": th.IM_NI}, "bpr_blocks": {"indices": th.IM_NI},
+           "bpr_fit_blocks": {"blocks": 4, "pairs": (th.IM_NU, th.IM_NI)},
+           "bpr_fold_in": {"items": th.IM_NI}}.get(fn, {})
 
     def check(kw, r):
         for name in written:
             a = kw[name]
             if a is not None and a.dtype.kind == "f":
                 assert np.all(np.isfinite(a)), f"{fn}: {name} not finite"
-    return Case(kw, written, ids, check)
+    case = Case(kw, written, ids, check)
+    if fn == "als_csr":   # reads its ids through their stride (columns of an (n, 2) array)
+        case.strided_ok = {"rows", "cols"}
+    return case
 
 
 SIMPLE = ["embedding_forward", "embedding_backward", "dotbias_forward", "dotbias_backward",
