@@ -26,5 +26,6 @@
 #include "nn.h"
 #include "sparse.h"
 #include "rank.h"
+#include "bfm.h"
 
 #endif
