@@ -75,3 +75,17 @@ def dot_fit_blocks(params: F32, losses: F64, x: I32, y: F32, starts: I64, blocks
                    y_range: Optional[Tuple[float, float]], opt: str, m: Optional[F32],
                    v: Optional[F32], pow1: Optional[F32], pow2: Optional[F32], wd: float,
                    mom: float, sqr_mom: float, eps: float, n_threads: int) -> int: ...
+# the Bayesian factorization machine (issue 19; collabc/_core_bayes.c, csrc/bfm.h)
+BfmBlock = Tuple[I64, I32, F32, I64, I32, F32, I64]
+BfmRows = Tuple[Optional[I64], Optional[I32], Optional[F32], I32]
+def bfm_run(rmse: F64, theta: F64, hyper: F64, theta_mean: F64, hyper_mean: F64,
+            eval_mean: Optional[F64], counters: I64, k: int, d0: int, group: I32,
+            blocks: Tuple[BfmBlock, ...],
+            train: Tuple[F32, Optional[I64], Optional[I32], Optional[F32], Optional[I64],
+                         Optional[I32], Optional[F32], I32, I64, I32],
+            eval: Optional[BfmRows], prior: Tuple[float, float, float, float, float],
+            n_sweeps: int, burn_in: int, seed: int, flags: int = ..., n_threads: int = ...,
+            samples: Optional[F64] = ...) -> None: ...
+def bfm_predict(out: F64, thetas: F64, k: int, d0: int, group: I32, blocks: Tuple[BfmBlock, ...],
+                rows: BfmRows, n_threads: int = ...) -> None: ...
+def bfm_random(out: F64, seed: int, sweep: int, slots: I64, shape: Optional[float] = ...) -> None: ...
