@@ -140,13 +140,14 @@ static int raise_check(const char *fn, int st, const char *msg) {
 }
 
 PyDoc_STRVAR(bfm_run_doc,
-"bfm_run(rmse, theta, hyper, theta_mean, hyper_mean, eval_mean, counters, k, d0, group, blocks, train,\n"
+"bfm_run(rmse, theta, hyper, theta_mean, hyper_mean, eval_mean, resid, counters, k, d0, group,\n"
+"        blocks, train,\n"
 "        eval, prior, n_sweeps, burn_in, seed, flags=0, n_threads=1, samples=None)\n--\n\n"
 "Runs n_sweeps Gibbs sweeps of the Bayesian factorization machine in place (csrc/bfm.h).\n"
 "rmse (n_sweeps,) float64 written: training RMSE after each sweep. theta (P,) float64,\n"
 "P = 1 + d (1 + k): w0, w, V; hyper (H,) float64, H = 1 + 2 G (1 + k); theta_mean (P,),\n"
-"hyper_mean (H,) and eval_mean (n_eval,) float64 running means over the kept sweeps; counters (2,) int64 (sweeps\n"
-"done, kept). group (d,) int32; blocks: tuple of (ptr int64 [M+1], col int32, val float32,\n"
+"hyper_mean (H,) and eval_mean (n_eval,) float64 running means over the kept sweeps; resid (n,)\n"
+"float64 the residual cache; counters (3,) int64 (sweeps done, kept, resid valid). group (d,) int32; blocks: tuple of (ptr int64 [M+1], col int32, val float32,\n"
 "tptr int64 [n_feat+1], trow int32, tval float32, n_feat int64 [1]). train: (y float32 [n],\n"
 "x_ptr, x_col, x_val, xt_ptr, xt_row, xt_val, idx int32 [R, n], gptr int64 [sum(M+1)], grow\n"
 "int32 [R, n]); x*/xt* None without row-local features. eval: (x_ptr, x_col, x_val, idx) or\n"
@@ -154,21 +155,21 @@ PyDoc_STRVAR(bfm_run_doc,
 "hyperparameters. samples (cap, P) float64 or None receives the kept samples.");
 
 static PyObject *py_bfm_run(PyObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"rmse", "theta", "hyper", "theta_mean", "hyper_mean", "eval_mean", "counters", "k",
+    static char *kwlist[] = {"rmse", "theta", "hyper", "theta_mean", "hyper_mean", "eval_mean", "resid", "counters", "k",
                              "d0", "group", "blocks", "train", "eval", "prior", "n_sweeps",
                              "burn_in", "seed", "flags", "n_threads", "samples", NULL};
     const char *fn = "bfm_run";
-    argspec s[8] = {{0, "rmse", NPY_FLOAT64, 1}, {0, "theta", NPY_FLOAT64, 1},
+    argspec s[9] = {{0, "rmse", NPY_FLOAT64, 1}, {0, "theta", NPY_FLOAT64, 1},
                     {0, "hyper", NPY_FLOAT64, 1}, {0, "theta_mean", NPY_FLOAT64, 1},
                     {0, "eval_mean", NPY_FLOAT64, 1, 1}, {0, "counters", NPY_INT64, 1},
-                    {0, "samples", NPY_FLOAT64, 1, 1}, {0, "hyper_mean", NPY_FLOAT64, 1}};
+                    {0, "samples", NPY_FLOAT64, 1, 1}, {0, "hyper_mean", NPY_FLOAT64, 1}, {0, "resid", NPY_FLOAT64, 1}};
     long long k, d0, n_sweeps, burn_in, n_threads = 1;
     unsigned long long seed;
     int flags = 0;
     PyObject *group, *blocks, *train, *evo, *prior;
     double pr[5];
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOLLOOOOOLLK|iLO", kwlist, &s[0].obj, &s[1].obj,
-                                     &s[2].obj, &s[3].obj, &s[7].obj, &s[4].obj, &s[5].obj, &k, &d0, &group,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOLLOOOOOLLK|iLO", kwlist, &s[0].obj, &s[1].obj,
+                                     &s[2].obj, &s[3].obj, &s[7].obj, &s[4].obj, &s[8].obj, &s[5].obj, &k, &d0, &group,
                                      &blocks, &train, &evo, &prior, &n_sweeps, &burn_in, &seed,
                                      &flags, &n_threads, &s[6].obj))
         return NULL;
@@ -190,7 +191,7 @@ static PyObject *py_bfm_run(PyObject *self, PyObject *args, PyObject *kw) {
         return NULL;
     }
     if (positive(fn, "n_threads", n_threads) < 0) return NULL;
-    if (check_args(fn, s, 8) < 0) return NULL;
+    if (check_args(fn, s, 9) < 0) return NULL;
     model_args ma;
     if (parse_model(fn, &ma, k, d0, group, blocks) < 0) return NULL;
     const int64_t P = cf_bfm_n_params(&ma.m), H = cf_bfm_n_hyper(&ma.m);
@@ -250,7 +251,7 @@ static PyObject *py_bfm_run(PyObject *self, PyObject *args, PyObject *kw) {
     if (check_shape1(fn, &s[0], n_sweeps) < 0 || check_shape1(fn, &s[1], P) < 0 ||
         check_shape1(fn, &s[2], H) < 0 || check_shape1(fn, &s[3], P) < 0 ||
         check_shape1(fn, &s[7], H) < 0 ||
-        check_shape1(fn, &s[5], 2) < 0)
+        check_shape1(fn, &s[5], 3) < 0 || check_shape1(fn, &s[8], n) < 0)
         return NULL;
     if (evp && !s[4].arr) {
         PyErr_Format(PyExc_ValueError, "%s(): 'eval_mean' is needed with 'eval'", fn);
@@ -265,8 +266,8 @@ static PyObject *py_bfm_run(PyObject *self, PyObject *args, PyObject *kw) {
             return NULL;
         }
     const int64_t *cnt = (const int64_t *)PyArray_DATA(s[5].arr);
-    if (cnt[0] < 0 || cnt[1] < 0) {
-        PyErr_Format(PyExc_ValueError, "%s(): 'counters' must be >= 0", fn);
+    if (cnt[0] < 0 || cnt[1] < 0 || cnt[2] < 0 || cnt[2] > 1) {
+        PyErr_Format(PyExc_ValueError, "%s(): 'counters' must be >= 0 (and counters[2] 0 or 1)", fn);
         return NULL;
     }
     char msg[256];
@@ -277,7 +278,7 @@ static PyObject *py_bfm_run(PyObject *self, PyObject *args, PyObject *kw) {
     if (st != CF_OK) return raise_check(fn, st, msg), NULL;
     Py_BEGIN_ALLOW_THREADS
     st = cf_bfm_run(F64(s[0]), F64(s[1]), F64(s[2]), F64(s[3]), F64(s[7]), s[4].arr ? F64(s[4]) : NULL,
-                    s[6].arr ? F64(s[6]) : NULL, s[6].arr ? DIM(s[6], 0) : 0,
+                    s[6].arr ? F64(s[6]) : NULL, s[6].arr ? DIM(s[6], 0) : 0, F64(s[8]),
                     (int64_t *)PyArray_DATA(s[5].arr), &ma.m, &t, evp,
                     &(cf_bfm_prior){pr[0], pr[1], pr[2], pr[3], pr[4]}, n_sweeps, burn_in,
                     (uint64_t)seed, flags, (int)n_threads);

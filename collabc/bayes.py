@@ -8,8 +8,9 @@ metadata. The sampler keeps its state between `run_sweeps(n)` calls, so a traini
 it in short segments; predictions and parameters are running means over the sweeps after
 burn-in.
 """
-import os
 import numbers
+import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -177,6 +178,20 @@ class BayesianFM:
             self.d0 = self.x[3]
         self.d = self.d0 + sum(int(b[6][0]) for b in self.blocks)
         self.idx = self._check_idx(idx, n, 'idx')
+        if R and np.any(self.idx[0, 1:] < self.idx[0, :-1]):
+            # the sampler's passes over the first block's rows read the ratings in order when
+            # they are grouped by it (the users): a private copy of the rows in that order
+            order = np.argsort(self.idx[0], kind='stable')
+            self.y = np.ascontiguousarray(self.y[order])
+            self.idx = np.ascontiguousarray(self.idx[:, order])
+            if self.x is not None:
+                ptr, ind, dat, nc = self.x
+                lens = np.diff(ptr)[order]
+                take = np.repeat(ptr[:-1][order] - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) \
+                    + np.arange(lens.sum())
+                nptr = np.zeros(n + 1, np.int64)
+                np.cumsum(lens, out=nptr[1:])
+                self.x = (nptr, np.ascontiguousarray(ind[take]), np.ascontiguousarray(dat[take]), nc)
         if group is None:
             group = np.zeros(self.d, np.int32)
         group = np.asarray(group)
@@ -221,7 +236,8 @@ class BayesianFM:
             raise ValueError(f"hyper must be {self.n_hyper} finite numbers with hyper[0] (alpha) > 0")
         self.theta_mean = np.zeros(self.n_params)
         self.hyper_mean = np.zeros(self.n_hyper)
-        self.counters = np.zeros(2, np.int64)
+        self.resid = np.zeros(n)
+        self.counters = np.zeros(3, np.int64)   # sweeps done, kept, resid valid
         self.samples = None
         self.train_rmse = np.zeros(0)
         self._eval = None
@@ -296,12 +312,31 @@ class BayesianFM:
                     grown[:self.samples.shape[0]] = self.samples
                 self.samples = grown
         _core.bfm_run(rmse, self.theta, self.hyper, self.theta_mean, self.hyper_mean,
-                      self.eval_mean if self._eval is not None else None, self.counters,
+                      self.eval_mean if self._eval is not None else None, self.resid, self.counters,
                       self.n_factors, self.d0, self.group, self._blocks, self._train, self._eval,
                       self.prior, n, self.burn_in, self.seed, self.flags, self.n_threads,
                       self.samples)
         self.train_rmse = np.concatenate([self.train_rmse, rmse])
         return rmse
+
+    def run_for(self, seconds, max_sweeps=None):
+        """Runs whole sweeps for about `seconds` (at least one; at most max_sweeps, default the
+        sweeps left to n_samples); returns their training RMSE. For a training loop's segments."""
+        if not isinstance(seconds, numbers.Real) or not seconds > 0:
+            raise ValueError(f"seconds must be a number > 0, got {seconds!r}")
+        left = max(0, self.n_samples - self.sweeps_done) if max_sweeps is None else \
+            _int_arg(max_sweeps, 'max_sweeps', 0)
+        out, t0 = [], time.perf_counter()
+        while left > 0:
+            t = time.perf_counter()
+            out.append(self.run_sweeps(1 if not out else min(left, step)))
+            left -= out[-1].size
+            per = (time.perf_counter() - t) / out[-1].size
+            remaining = seconds - (time.perf_counter() - t0)
+            if remaining < per:
+                break
+            step = max(1, int(remaining / per))
+        return np.concatenate(out) if out else np.zeros(0)
 
     def fit(self, n=None):
         "Runs the sweeps left to reach n_samples (or n more); returns their training RMSE."
@@ -544,13 +579,29 @@ class CollabBayesFM(BayesianFM):
         np.add.at(out, rows, dat[:, None].astype(np.float64) * V[off + ind])
         return out
 
+    def most_similar(self, i, n=10, is_item=True, effective=False):
+        """The n items (or users) whose posterior-mean factors are nearest to index i's by cosine
+        similarity, i itself and '#na#' left out: (indices (n,) int64, similarities (n,) float64)."""
+        W = self.weight(is_item, effective)
+        size = W.shape[0]
+        i = _int_arg(i, 'i', 1)
+        if i >= size:
+            raise IndexError(f"i must lie in [1, {size}), got {i}")
+        n = min(_int_arg(n, 'n', 1), size - 2)
+        norm = np.linalg.norm(W, axis=1)
+        sim = W @ W[i] / np.maximum(norm * norm[i], 1e-300)
+        sim[[0, i]] = -np.inf
+        top = np.argsort(-sim, kind='stable')[:n]
+        return top, sim[top]
+
     # ------------------------------------------------------------------ fold-in
     def fold_in_user(self, items, ratings):
         """A new user from (item index, rating) pairs, everything else fixed at its posterior mean.
 
         The user's bias and factors are the posterior mean of their conditional (a Bayesian linear
         regression with the user group's prior mean and precision and the noise precision, all at
-        their posterior means); the user's implicit features are the given items. Returns a dict
+        their posterior means); the user's implicit features are the given items. The user has no
+        metadata, and the ratings and scores no date features (an unknown day). Returns a dict
         with 'bias', 'factors' and 'scores' (n_items,) float64, the predictions for every item."""
         self._need_kept()
         items = np.asarray(items)
@@ -564,8 +615,6 @@ class CollabBayesFM(BayesianFM):
             raise ValueError("ratings holds NaN or infinite values")
         if items.min() < 1 or items.max() >= self.n_items:
             raise IndexError(f"items must lie in [1, {self.n_items}) (0 is '#na#')")
-        if self._date_cats is not None:
-            raise NotImplementedError("fold_in_user for a model with dates: not yet")
         w0, w, V = self._split(self.theta_mean)
         K = self.n_factors
         # the new user's block row: its one-hot (the unknowns) + implicit items (known)

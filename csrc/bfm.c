@@ -277,9 +277,13 @@ static void pool_stop(bfm_pool *p) {
     pthread_mutex_destroy(&p->lock);
 }
 
+/* a pass of fewer chunks runs on the calling thread: waking the workers would cost more than
+ * the work (the result is the same either way) */
+#define MIN_PAR_CHUNKS 16
+
 /* runs fn(ctx, c) for every chunk c < n_chunks, the caller taking part; returns when all are done */
 static void pool_run(bfm_pool *p, task_fn fn, void *ctx, int64_t n_chunks) {
-    if (!p || p->n_started == 0 || n_chunks < 2) {
+    if (!p || p->n_started == 0 || n_chunks < MIN_PAR_CHUNKS) {
         for (int64_t c = 0; c < n_chunks; c++) fn(ctx, c);
         return;
     }
@@ -471,6 +475,14 @@ int cf_bfm_predict(double *out, const double *thetas, int64_t S, const cf_bfm_mo
  * which stay exact while the block's features are drawn (t_n does not change), so a feature
  * costs O(its non-zeros in the block), and the ratings are brought up to date once after. */
 
+/* what a sweep keeps per block row: qB, qS the block's part of q and of the squares (for the
+ * factor column drawn; for w, qB is the block's linear part and qBo its value before), the sums
+ * c, cS, E, EQ over the row's ratings (see above) and card, the number of its ratings. One cache
+ * line per row: a feature's non-zeros visit rows at random. */
+typedef struct {
+    double qB, qS, c, cS, E, EQ, card, qBo;
+} brow;
+
 typedef struct {
     const cf_bfm_model *m;
     const cf_bfm_train *t;
@@ -478,8 +490,8 @@ typedef struct {
     int64_t n, k, d, f, r;
     double *e, *q;    /* [n] */
     double *part;     /* chunk sums [2 chunks] */
-    /* per block (current one in use): [M] each */
-    double *qB, *qS, *qBo, *qSo, *c, *cS, *E, *EQ;
+    brow *br;         /* [M] of the block in use */
+    double *qBo, *qSo; /* [M]: the block's qB, qS before its features are drawn */
     const int32_t *idx; /* idx of block r */
     const int64_t *gptr;
     const int32_t *grow;
@@ -507,7 +519,7 @@ static void eshift_task(void *ctx, int64_t c) {
     for (int64_t n = n0; n < n1; n++) j->e[n] += delta;
 }
 
-/* block r's linear part: qB[b] = sum_j x_bj w_j (qBo a copy), E[b] = sum over its ratings e_n */
+/* block r's linear part: qB = qBo = sum_j x_bj w_j, E = sum over its ratings of e_n, card */
 static void wblock_sum_task(void *ctx, int64_t c) {
     sweep_job *j = ctx;
     const cf_bfm_block *B = &j->m->blocks[j->r];
@@ -517,22 +529,24 @@ static void wblock_sum_task(void *ctx, int64_t c) {
         double l = 0.0, s = 0.0;
         for (int64_t p = B->ptr[b]; p < B->ptr[b + 1]; p++) l += B->val[p] * w[j->off + B->col[p]];
         for (int64_t p = j->gptr[b]; p < j->gptr[b + 1]; p++) s += j->e[j->grow[p]];
-        j->qB[b] = j->qBo[b] = l;
-        j->E[b] = s;
+        brow *r = &j->br[b];
+        r->qB = r->qBo = l;
+        r->E = s;
+        r->card = (double)(j->gptr[b + 1] - j->gptr[b]);
     }
 }
 
-/* e_n += qB[b] - qBo[b]: the ratings catch up with block r's new linear part */
+/* e_n += qB - qBo of its row: the ratings catch up with block r's new linear part */
 static void wblock_apply_task(void *ctx, int64_t c) {
     sweep_job *j = ctx;
     const int64_t n0 = c * ROW_CHUNK, n1 = n0 + ROW_CHUNK < j->n ? n0 + ROW_CHUNK : j->n;
     for (int64_t n = n0; n < n1; n++) {
-        const int32_t b = j->idx[n];
-        j->e[n] += j->qB[b] - j->qBo[b];
+        const brow *r = &j->br[j->idx[n]];
+        j->e[n] += r->qB - r->qBo;
     }
 }
 
-/* for factor f, block r: qB[b] = sum_j x_bj V_jf, qS[b] = sum_j x_bj^2 V_jf^2 */
+/* for factor f, block r: qBo[b] = sum_j x_bj V_jf, qSo[b] = sum_j x_bj^2 V_jf^2 */
 static void vblock_q_task(void *ctx, int64_t c) {
     sweep_job *j = ctx;
     const cf_bfm_block *B = &j->m->blocks[j->r];
@@ -546,13 +560,12 @@ static void vblock_q_task(void *ctx, int64_t c) {
             a += x * v;
             s += x * x * v * v;
         }
-        j->qB[b] = a;
-        j->qS[b] = s;
+        j->qBo[b] = a;
+        j->qSo[b] = s;
     }
 }
 
-/* q_n = sum of the rating's row-local x V[., f] + sum_r qB_r[b_r] (all blocks' qB arrays are
- * passed through the q-array table qBr) */
+/* q_n = sum of the rating's row-local x V[., f] + sum_r qBo_r[b_r] */
 typedef struct {
     sweep_job *j;
     double *qBr[MAX_BLOCKS];
@@ -574,12 +587,12 @@ static void qrow_task(void *ctx, int64_t c) {
     }
 }
 
-/* block r, factor f: the sums c, cS, E, EQ of every block row over its ratings */
+/* block r, factor f: every block row's qB, qS and the sums c, cS, E, EQ over its ratings */
 static void vblock_sum_task(void *ctx, int64_t c) {
     sweep_job *j = ctx;
     const int64_t b0 = c * BROW_CHUNK, b1 = b0 + BROW_CHUNK < j->M ? b0 + BROW_CHUNK : j->M;
     for (int64_t b = b0; b < b1; b++) {
-        const double qb = j->qB[b];
+        const double qb = j->qBo[b];
         double s1 = 0.0, s2 = 0.0, se = 0.0, seq = 0.0;
         for (int64_t p = j->gptr[b]; p < j->gptr[b + 1]; p++) {
             const int32_t n = j->grow[p];
@@ -589,12 +602,14 @@ static void vblock_sum_task(void *ctx, int64_t c) {
             se += en;
             seq += en * tn;
         }
-        j->c[b] = s1;
-        j->cS[b] = s2;
-        j->E[b] = se;
-        j->EQ[b] = seq;
-        j->qBo[b] = qb;
-        j->qSo[b] = j->qS[b];
+        brow *r = &j->br[b];
+        r->qB = qb;
+        r->qS = j->qSo[b];
+        r->c = s1;
+        r->cS = s2;
+        r->E = se;
+        r->EQ = seq;
+        r->card = (double)(j->gptr[b + 1] - j->gptr[b]);
     }
 }
 
@@ -605,9 +620,10 @@ static void vblock_apply_task(void *ctx, int64_t c) {
     const int64_t n0 = c * ROW_CHUNK, n1 = n0 + ROW_CHUNK < j->n ? n0 + ROW_CHUNK : j->n;
     for (int64_t n = n0; n < n1; n++) {
         const int32_t b = j->idx[n];
-        const double dq = j->qB[b] - j->qBo[b];
-        const double tn = j->q[n] - j->qBo[b];
-        j->e[n] += tn * dq + 0.5 * dq * (j->qB[b] + j->qBo[b]) - 0.5 * (j->qS[b] - j->qSo[b]);
+        const brow *r = &j->br[b];
+        const double qbo = j->qBo[b], dq = r->qB - qbo;
+        const double tn = j->q[n] - qbo;
+        j->e[n] += tn * dq + 0.5 * dq * (r->qB + qbo) - 0.5 * (r->qS - j->qSo[b]);
         j->q[n] += dq;
     }
 }
@@ -659,10 +675,10 @@ static void draw_group_hyper(double *mu, double *lam, int64_t hstride, const dou
 }
 
 /* one Gibbs sweep (number `sweep` of the chain); e holds the residuals of theta on entry and
- * is left stale (the caller recomputes it) */
+ * on exit; se, se2 = sum e, sum e^2 on entry */
 static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm_prior *pr,
-                       uint64_t seed, int64_t sweep, int flags, double *acc,
-                       double *qBall) {
+                       uint64_t seed, int64_t sweep, int flags, double se, double se2,
+                       double *acc, double *qBall) {
     const cf_bfm_model *m = j->m;
     const cf_bfm_train *t = j->t;
     const int64_t n = j->n, k = j->k, d = j->d, G = m->n_groups, nrc = n_chunks_of(n, ROW_CHUNK);
@@ -673,8 +689,6 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
                   s_mv = s_lv + G * k, s_v = s_mv + G * k;
 
     /* alpha ~ Gamma((alpha_0 + n) / 2, rate (beta_0 + sum e^2) / 2) */
-    pool_run(pool, esum_task, j, nrc);
-    double se = chunk_sum(j->part, nrc, 2, 0), se2 = chunk_sum(j->part, nrc, 2, 1);
     if (!(flags & CF_BFM_FIX_ALPHA))
         hyper[0] = cf_bfm_std_gamma(seed, sweep, 0, (pr->alpha_0 + (double)n) / 2.0) /
                    ((pr->beta_0 + se2) / 2.0);
@@ -718,10 +732,10 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
             const int64_t jj = j->off + jl, g = m->group[jj];
             double quad = 0.0, lin = 0.0;
             for (int64_t p = B->tptr[jl]; p < B->tptr[jl + 1]; p++) {
-                const int32_t b = B->trow[p];
-                const double x = B->tval[p], card = (double)(j->gptr[b + 1] - j->gptr[b]);
-                quad += x * x * card;
-                lin -= x * j->E[b];
+                const brow *rb = &j->br[B->trow[p]];
+                const double x = B->tval[p];
+                quad += x * x * rb->card;
+                lin -= x * rb->E;
             }
             lin += quad * w[jj];
             quad = alpha * quad + lam_w[g];
@@ -729,10 +743,10 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
             const double wn = draw_normal(seed, sweep, s_w + jj, quad, lin), delta = wn - w[jj];
             w[jj] = wn;
             for (int64_t p = B->tptr[jl]; p < B->tptr[jl + 1]; p++) {
-                const int32_t b = B->trow[p];
-                const double x = B->tval[p], card = (double)(j->gptr[b + 1] - j->gptr[b]);
-                j->E[b] += x * card * delta;
-                j->qB[b] += x * delta;
+                brow *rb = &j->br[B->trow[p]];
+                const double x = B->tval[p];
+                rb->E += x * rb->card * delta;
+                rb->qB += x * delta;
             }
         }
         pool_run(pool, wblock_apply_task, j, nrc);
@@ -752,8 +766,8 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
             double *p = qBall;
             for (int64_t r = 0; r < m->n_blocks; r++) {
                 set_block(j, r);
-                j->qB = p;
-                j->qS = p + j->M;
+                j->qBo = p;
+                j->qSo = p + j->M;
                 pool_run(pool, vblock_q_task, j, n_chunks_of(j->M, BROW_CHUNK));
                 qj.qBr[r] = p;
                 p += 2 * j->M;
@@ -789,8 +803,8 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
         for (int64_t r = 0; r < m->n_blocks; r++) {
             set_block(j, r);
             const cf_bfm_block *B = &m->blocks[r];
-            j->qB = p;
-            j->qS = p + j->M;
+            j->qBo = p;
+            j->qSo = p + j->M;
             p += 2 * j->M;
             pool_run(pool, vblock_sum_task, j, n_chunks_of(j->M, BROW_CHUNK));
             for (int64_t jl = 0; jl < B->n_feat; jl++) {
@@ -798,11 +812,11 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
                 const double vo = V[jj * k + f];
                 double quad = 0.0, lin = 0.0;
                 for (int64_t q = B->tptr[jl]; q < B->tptr[jl + 1]; q++) {
-                    const int32_t b = B->trow[q];
-                    const double x = B->tval[q], card = (double)(j->gptr[b + 1] - j->gptr[b]);
-                    const double hB = j->qB[b] - x * vo;
-                    quad += x * x * (hB * hB * card + 2.0 * j->c[b] * hB + j->cS[b]);
-                    lin -= x * (j->E[b] * hB + j->EQ[b]);
+                    const brow *rb = &j->br[B->trow[q]];
+                    const double x = B->tval[q];
+                    const double hB = rb->qB - x * vo;
+                    quad += x * x * (hB * hB * rb->card + 2.0 * rb->c * hB + rb->cS);
+                    lin -= x * (rb->E * hB + rb->EQ);
                 }
                 lin += quad * vo;
                 quad = alpha * quad + lam_v[g * k + f];
@@ -811,13 +825,13 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
                              delta = vn - vo;
                 V[jj * k + f] = vn;
                 for (int64_t q = B->tptr[jl]; q < B->tptr[jl + 1]; q++) {
-                    const int32_t b = B->trow[q];
-                    const double x = B->tval[q], card = (double)(j->gptr[b + 1] - j->gptr[b]);
-                    const double hB = j->qB[b] - x * vo;
-                    j->qB[b] += delta * x;
-                    j->qS[b] += delta * (vn + vo) * x * x;
-                    j->E[b] += x * delta * (hB * card + j->c[b]);
-                    j->EQ[b] += x * delta * (hB * j->c[b] + j->cS[b]);
+                    brow *rb = &j->br[B->trow[q]];
+                    const double x = B->tval[q];
+                    const double hB = rb->qB - x * vo;
+                    rb->qB += delta * x;
+                    rb->qS += delta * (vn + vo) * x * x;
+                    rb->E += x * delta * (hB * rb->card + rb->c);
+                    rb->EQ += x * delta * (hB * rb->c + rb->cS);
                 }
             }
             pool_run(pool, vblock_apply_task, j, nrc);
@@ -825,11 +839,15 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
     }
 }
 
+/* the residuals are recomputed from scratch every RESYNC sweeps (and when resid is not valid):
+ * between, they are kept up to date in place, and rounding does not build up */
+#define RESYNC 16
+
 int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
-               double *hyper_mean, double *eval_mean, double *samples, int64_t samples_cap, int64_t *counters,
-               const cf_bfm_model *m, const cf_bfm_train *t, const cf_bfm_rows *ev,
-               const cf_bfm_prior *prior, int64_t n_sweeps, int64_t burn_in, uint64_t seed,
-               int flags, int n_threads) {
+               double *hyper_mean, double *eval_mean, double *samples, int64_t samples_cap,
+               double *resid, int64_t *counters, const cf_bfm_model *m, const cf_bfm_train *t,
+               const cf_bfm_rows *ev, const cf_bfm_prior *prior, int64_t n_sweeps,
+               int64_t burn_in, uint64_t seed, int flags, int n_threads) {
     if (n_sweeps < 0 || burn_in < 0 || n_threads < 1 || m->k < 0 || m->n_blocks > MAX_BLOCKS ||
         t->rows.n < 1 || (samples && samples_cap < 0))
         return CF_ERR_ARG;
@@ -842,14 +860,16 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
         if (m->blocks[r].n_rows > maxM) maxM = m->blocks[r].n_rows;
         sumM += m->blocks[r].n_rows;
     }
-    /* scratch: e, q [n]; chunk partials [2 nrc]; block sums [8 maxM]; all blocks' qB, qS
-     * [2 sumM]; group accumulators [3 G]; prediction caches */
-    const int64_t nd = 2 * n + 2 * nrc + 8 * maxM + 2 * sumM + 3 * G;
+    /* scratch: q [n]; chunk partials [2 nrc]; all blocks' qB, qS [2 sumM]; group accumulators
+     * [3 G]; the block rows [maxM]; prediction caches */
+    const int64_t nd = n + 2 * nrc + 2 * sumM + 3 * G;
     double *buf = malloc(sizeof(double) * (size_t)nd);
+    brow *br = malloc(sizeof(brow) * (size_t)(maxM > 0 ? maxM : 1));
     double *lin[MAX_BLOCKS], *qk[MAX_BLOCKS], *sk[MAX_BLOCKS];
     double *cbuf = alloc_caches(m, lin, qk, sk);
-    if (!buf || !cbuf) {
+    if (!buf || !br || !cbuf) {
         free(buf);
+        free(br);
         free(cbuf);
         return CF_ERR_NOMEM;
     }
@@ -864,36 +884,29 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
     j.n = n;
     j.k = k;
     j.d = d;
-    j.e = buf;
-    j.q = buf + n;
-    j.part = buf + 2 * n;
-    double *bb = buf + 2 * n + 2 * nrc;
-    j.qB = bb;
-    j.qS = bb + maxM;
-    j.qBo = bb + 2 * maxM;
-    j.qSo = bb + 3 * maxM;
-    j.c = bb + 4 * maxM;
-    j.cS = bb + 5 * maxM;
-    j.E = bb + 6 * maxM;
-    j.EQ = bb + 7 * maxM;
-    double *qBall = bb + 8 * maxM, *acc = qBall + 2 * sumM;
-    double *wqB = j.qB, *wqS = j.qS;
+    j.e = resid;
+    j.q = buf;
+    j.part = buf + n;
+    j.br = br;
+    double *qBall = buf + n + 2 * nrc, *acc = qBall + 2 * sumM;
 
-    pred_job pj = {m, theta, lin, qk, sk, 0, &t->rows, NULL, 1.0, t->y, j.e, j.part};
+    pred_job pj = {m, theta, lin, qk, sk, 0, &t->rows, NULL, 1.0, t->y, resid, j.part};
     int status = CF_OK;
-    /* the residuals of the current state */
-    block_caches(pp, &pj);
-    pool_run(pp, resid_task, &pj, nrc);
     for (int64_t s = 0; s < n_sweeps; s++) {
         const int64_t sweep = counters[0];
-        j.qB = wqB;
-        j.qS = wqS;
-        sweep_once(&j, hyper, pp, prior, seed, sweep, flags, acc, qBall);
-        block_caches(pp, &pj);
-        pool_run(pp, resid_task, &pj, nrc);
-        const double sse = chunk_sum(j.part, nrc, 1, 0);
+        if (!counters[2] || sweep % RESYNC == 0) {
+            block_caches(pp, &pj);
+            pool_run(pp, resid_task, &pj, nrc);
+            counters[2] = 1;
+        }
+        pool_run(pp, esum_task, &j, nrc);
+        sweep_once(&j, hyper, pp, prior, seed, sweep, flags, chunk_sum(j.part, nrc, 2, 0),
+                   chunk_sum(j.part, nrc, 2, 1), acc, qBall);
+        pool_run(pp, esum_task, &j, nrc);
+        const double sse = chunk_sum(j.part, nrc, 2, 1);
         rmse[s] = sqrt(sse / (double)n);
         if (!isfinite(sse) || !isfinite(hyper[0])) {
+            counters[2] = 0;
             status = CF_ERR_NONFINITE;
             break;
         }
@@ -906,6 +919,7 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
             if (samples && c <= samples_cap) memcpy(samples + (c - 1) * P, theta, sizeof(double) * (size_t)P);
             if (ev && ev->n > 0) {
                 /* eval_mean += (yhat - eval_mean) / c, as out += wgt * yhat after scaling */
+                block_caches(pp, &pj);
                 for (int64_t i = 0; i < ev->n; i++) eval_mean[i] *= 1.0 - wgt;
                 pred_job ej = pj;
                 ej.rows = ev;
@@ -917,6 +931,7 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
     }
     if (pp) pool_stop(pp);
     free(cbuf);
+    free(br);
     free(buf);
     return status;
 }

@@ -95,10 +95,12 @@ int cf_bfm_check(char *msg, size_t msg_len, const cf_bfm_model *m, const cf_bfm_
  *   hyper_mean [H]          running mean of hyper over the kept sweeps
  *   eval_mean [ev->n]       running mean of the predictions for the eval rows (ev may be NULL)
  *   samples [cap, P]        optional (NULL): the kept samples, kept sample c at row c - 1
- *   counters [2]            sweeps done so far (the chain's sweep index), kept sweeps so far
+ *   resid [n]               the residual cache e = yhat - y of the state, kept between calls
+ *   counters [3]            sweeps done so far (the chain's sweep index), kept sweeps so far,
+ *                           1 when resid holds the residuals of theta (0: recompute them)
  * A sweep (myFM's order): alpha; w0; lambda_w, mu_w; w (row-local features, then each
  * block's); lambda_V, mu_V; for each factor f: V[., f] (row-local, then each block's); then
- * the residuals are recomputed from scratch and the sample is averaged in. Residuals and the
+ * the sample is averaged in. Residuals and the
  * q terms are kept per rating and, inside a block, per block row (myFM's relation caches), so
  * a sweep costs O(k (n + nnz)). n_threads threads share the passes over ratings and block
  * rows (fixed chunks, fixed summation order): the result is the same for every n_threads,
@@ -107,7 +109,8 @@ int cf_bfm_check(char *msg, size_t msg_len, const cf_bfm_model *m, const cf_bfm_
  * state is that of the sweep that failed, counters not advanced for it), CF_ERR_NOMEM. Call
  * cf_bfm_check first: this function trusts the indices. */
 int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
-               double *hyper_mean, double *eval_mean, double *samples, int64_t samples_cap, int64_t *counters,
+               double *hyper_mean, double *eval_mean, double *samples, int64_t samples_cap,
+               double *resid, int64_t *counters,
                const cf_bfm_model *m, const cf_bfm_train *t, const cf_bfm_rows *ev,
                const cf_bfm_prior *prior, int64_t n_sweeps, int64_t burn_in, uint64_t seed,
                int flags, int n_threads);

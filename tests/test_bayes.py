@@ -157,6 +157,10 @@ def test_same_chain_for_any_thread_count_and_segments():
         np.testing.assert_array_equal(r, r1)
     np.testing.assert_array_equal(seg.train_rmse, r1)
     assert r1[-1] < r1[0] and m1.sweeps_done == 7 and m1.n_kept == 5
+    timed = generic_model(2)
+    r = timed.run_for(0.05, max_sweeps=7)
+    assert 1 <= r.size <= 7 and timed.sweeps_done == r.size
+    np.testing.assert_array_equal(r, r1[:r.size])
     other = generic_model(1, seed=4)
     other.run_sweeps(7)
     assert not np.array_equal(other.theta, m1.theta)
@@ -212,6 +216,13 @@ def test_collab_builder_runs_and_predicts(dated):
     assert mse < np.var(dls.valid.y)           # better than predicting the mean
     assert m.bias().shape == (m.n_items,) and m.weight(is_item=False).shape == (m.n_users, 3)
     assert m.weight(effective=True).shape == (m.n_items, 3)
+    top, sim = m.most_similar(4, n=5)
+    assert top.shape == (5,) and 4 not in top and 0 not in top and np.all(np.diff(sim) <= 0)
+    W = m.weight()
+    cos = W @ W[4] / (np.linalg.norm(W, axis=1) * np.linalg.norm(W[4]))
+    np.testing.assert_allclose(sim, cos[top], rtol=1e-12)
+    fu = m.fold_in_user(dls.train.x[:5, 1], dls.train.y[:5])
+    assert np.all(np.isfinite(fu['scores']))
     with pytest.raises(ValueError, match="dates"):
         m.predict(dls.valid.x[:5])
 
@@ -268,7 +279,7 @@ def test_binding_validates_everything():
     m = BayesianFM(y, blocks, idx, x0, group, n_factors=2, n_samples=3, burn_in=0, seed=0)
     tr = list(m._train)
     args = lambda train: dict(rmse=np.zeros(1), theta=m.theta, hyper=m.hyper, theta_mean=m.theta_mean,
-                              hyper_mean=m.hyper_mean, eval_mean=None, counters=m.counters, k=2,
+                              hyper_mean=m.hyper_mean, eval_mean=None, resid=m.resid, counters=m.counters, k=2,
                               d0=m.d0, group=m.group, blocks=m._blocks, train=tuple(train), eval=None,
                               prior=m.prior, n_sweeps=1, burn_in=0, seed=0)
     bad = list(tr)

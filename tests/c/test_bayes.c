@@ -246,12 +246,12 @@ static void free_flat(flat *f) {
 static const cf_bfm_prior PRIOR = {1.0, 1.0, 1.0, 0.0, 1.0};
 
 typedef struct {
-    double *theta, *hyper, *tm, *hm, *rmse;
-    int64_t cnt[2];
+    double *theta, *hyper, *tm, *hm, *rmse, *e;
+    int64_t cnt[3];
     int64_t P, H;
 } chain;
 
-static chain new_chain(const cf_bfm_model *m, int64_t n_sweeps) {
+static chain new_chain(const cf_bfm_model *m, int64_t n_sweeps, int64_t n) {
     chain c;
     c.P = cf_bfm_n_params(m);
     c.H = cf_bfm_n_hyper(m);
@@ -260,7 +260,8 @@ static chain new_chain(const cf_bfm_model *m, int64_t n_sweeps) {
     c.tm = dzeros(c.P);
     c.hm = dzeros(c.H);
     c.rmse = dzeros(n_sweeps);
-    c.cnt[0] = c.cnt[1] = 0;
+    c.cnt[0] = c.cnt[1] = c.cnt[2] = 0;
+    c.e = dzeros(n);
     const int64_t d = (c.P - 1) / (1 + m->k);
     g_rs = 99;
     for (int64_t i = 1 + d; i < c.P; i++) c.theta[i] = 0.1 * rnd_normal();
@@ -270,7 +271,7 @@ static chain new_chain(const cf_bfm_model *m, int64_t n_sweeps) {
 }
 
 static void free_chain(chain *c) {
-    free(c->theta); free(c->hyper); free(c->tm); free(c->hm); free(c->rmse);
+    free(c->theta); free(c->hyper); free(c->tm); free(c->hm); free(c->rmse); free(c->e);
 }
 
 static void test_check_catches_bad_structure(void) {
@@ -315,11 +316,11 @@ static void test_blocks_match_flat_model(void) {
     CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL) == CF_OK);
     CHECK(cf_bfm_check(msg, sizeof msg, &f.m, &f.t, NULL) == CF_OK);
     const int64_t S = 5;
-    chain a = new_chain(&v.m, S), b = new_chain(&f.m, S);
+    chain a = new_chain(&v.m, S, p.n), b = new_chain(&f.m, S, p.n);
     CHECK(a.P == b.P && a.H == b.H);
-    CHECK(cf_bfm_run(a.rmse, a.theta, a.hyper, a.tm, a.hm, NULL, NULL, 0, a.cnt, &v.m, &v.t, NULL,
+    CHECK(cf_bfm_run(a.rmse, a.theta, a.hyper, a.tm, a.hm, NULL, NULL, 0, a.e, a.cnt, &v.m, &v.t, NULL,
                      &PRIOR, S, 2, 42, 0, 1) == CF_OK);
-    CHECK(cf_bfm_run(b.rmse, b.theta, b.hyper, b.tm, b.hm, NULL, NULL, 0, b.cnt, &f.m, &f.t, NULL,
+    CHECK(cf_bfm_run(b.rmse, b.theta, b.hyper, b.tm, b.hm, NULL, NULL, 0, b.e, b.cnt, &f.m, &f.t, NULL,
                      &PRIOR, S, 2, 42, 0, 1) == CF_OK);
     double worst = 0;
     for (int64_t i = 0; i < a.P; i++) {
@@ -345,14 +346,14 @@ static void test_threads_and_segments(void) {
     const int64_t S = 7;
     chain c[4];
     for (int t = 0; t < 3; t++) {
-        c[t] = new_chain(&v.m, S);
-        CHECK(cf_bfm_run(c[t].rmse, c[t].theta, c[t].hyper, c[t].tm, c[t].hm, NULL, NULL, 0, c[t].cnt,
+        c[t] = new_chain(&v.m, S, p.n);
+        CHECK(cf_bfm_run(c[t].rmse, c[t].theta, c[t].hyper, c[t].tm, c[t].hm, NULL, NULL, 0, c[t].e, c[t].cnt,
                          &v.m, &v.t, NULL, &PRIOR, S, 3, 5, 0, t + 1) == CF_OK);
     }
-    c[3] = new_chain(&v.m, S);
-    CHECK(cf_bfm_run(c[3].rmse, c[3].theta, c[3].hyper, c[3].tm, c[3].hm, NULL, NULL, 0, c[3].cnt,
+    c[3] = new_chain(&v.m, S, p.n);
+    CHECK(cf_bfm_run(c[3].rmse, c[3].theta, c[3].hyper, c[3].tm, c[3].hm, NULL, NULL, 0, c[3].e, c[3].cnt,
                      &v.m, &v.t, NULL, &PRIOR, 4, 3, 5, 0, 2) == CF_OK);
-    CHECK(cf_bfm_run(c[3].rmse + 4, c[3].theta, c[3].hyper, c[3].tm, c[3].hm, NULL, NULL, 0, c[3].cnt,
+    CHECK(cf_bfm_run(c[3].rmse + 4, c[3].theta, c[3].hyper, c[3].tm, c[3].hm, NULL, NULL, 0, c[3].e, c[3].cnt,
                      &v.m, &v.t, NULL, &PRIOR, 3, 3, 5, 0, 2) == CF_OK);
     for (int t = 1; t < 4; t++) {
         CHECK(memcmp(c[0].theta, c[t].theta, sizeof(double) * (size_t)c[0].P) == 0);
@@ -372,9 +373,9 @@ static void test_samples_and_eval_mean(void) {
     views v;
     make_views(&v, &p);
     const int64_t S = 9, burn = 4, kept = S - burn;
-    chain c = new_chain(&v.m, S);
+    chain c = new_chain(&v.m, S, p.n);
     double *samples = dzeros(kept * c.P), *ev = dzeros(p.n), *pred = dzeros(p.n), *pm = dzeros(c.P);
-    CHECK(cf_bfm_run(c.rmse, c.theta, c.hyper, c.tm, c.hm, ev, samples, kept, c.cnt, &v.m, &v.t,
+    CHECK(cf_bfm_run(c.rmse, c.theta, c.hyper, c.tm, c.hm, ev, samples, kept, c.e, c.cnt, &v.m, &v.t,
                      &v.t.rows, &PRIOR, S, burn, 3, 0, 2) == CF_OK);
     CHECK(c.cnt[1] == kept);
     CHECK(memcmp(samples + (kept - 1) * c.P, c.theta, sizeof(double) * (size_t)c.P) == 0);
@@ -418,7 +419,7 @@ static void test_rank0_posterior_mean(void) {
     flat f;
     make_flat(&f, &p);
     const int64_t d = f.m.d0, D = d + 1, S = 100000;
-    chain c = new_chain(&v.m, S);
+    chain c = new_chain(&v.m, S, p.n);
     c.hyper[0] = 2.0;                      /* alpha */
     const double mu[4] = {0.3, -0.2, 0.1, 0.0}, lam[4] = {2.0, 3.0, 4.0, 2.5};
     for (int g = 0; g < 4; g++) {
@@ -427,7 +428,7 @@ static void test_rank0_posterior_mean(void) {
     }
     cf_bfm_prior pr = PRIOR;
     pr.reg_0 = 4.0;
-    CHECK(cf_bfm_run(c.rmse, c.theta, c.hyper, c.tm, c.hm, NULL, NULL, 0, c.cnt, &v.m, &v.t, NULL,
+    CHECK(cf_bfm_run(c.rmse, c.theta, c.hyper, c.tm, c.hm, NULL, NULL, 0, c.e, c.cnt, &v.m, &v.t, NULL,
                      &pr, S, 200, 8, CF_BFM_FIX_ALPHA | CF_BFM_FIX_GROUPS, 1) == CF_OK);
     /* the closed form from the flat design */
     double *A = dzeros(D * D), *b = dzeros(D);
