@@ -79,7 +79,7 @@ def dot_fit_blocks(params: F32, losses: F64, x: I32, y: F32, starts: I64, blocks
 BfmBlock = Tuple[I64, I32, F32, I64, I32, F32, I64]
 BfmRows = Tuple[Optional[I64], Optional[I32], Optional[F32], I32]
 def bfm_run(rmse: F64, theta: F64, hyper: F64, theta_mean: F64, hyper_mean: F64,
-            eval_mean: Optional[F64], resid: F64, counters: I64, k: int, d0: int, group: I32,
+            eval_mean: Optional[F64], cache: F64, counters: I64, k: int, d0: int, group: I32,
             blocks: Tuple[BfmBlock, ...],
             train: Tuple[F32, Optional[I64], Optional[I32], Optional[F32], Optional[I64],
                          Optional[I32], Optional[F32], I32, I64, I32],

@@ -140,14 +140,15 @@ static int raise_check(const char *fn, int st, const char *msg) {
 }
 
 PyDoc_STRVAR(bfm_run_doc,
-"bfm_run(rmse, theta, hyper, theta_mean, hyper_mean, eval_mean, resid, counters, k, d0, group,\n"
+"bfm_run(rmse, theta, hyper, theta_mean, hyper_mean, eval_mean, cache, counters, k, d0, group,\n"
 "        blocks, train,\n"
 "        eval, prior, n_sweeps, burn_in, seed, flags=0, n_threads=1, samples=None)\n--\n\n"
 "Runs n_sweeps Gibbs sweeps of the Bayesian factorization machine in place (csrc/bfm.h).\n"
 "rmse (n_sweeps,) float64 written: training RMSE after each sweep. theta (P,) float64,\n"
 "P = 1 + d (1 + k): w0, w, V; hyper (H,) float64, H = 1 + 2 G (1 + k); theta_mean (P,),\n"
-"hyper_mean (H,) and eval_mean (n_eval,) float64 running means over the kept sweeps; resid (n,)\n"
-"float64 the residual cache; counters (3,) int64 (sweeps done, kept, resid valid). group (d,) int32; blocks: tuple of (ptr int64 [M+1], col int32, val float32,\n"
+"hyper_mean (H,) and eval_mean (n_eval,) float64 running means over the kept sweeps; cache\n"
+"(n + sum M (1 + 2 k),) float64 the residual and block caches; counters (3,) int64 (sweeps done,\n"
+"kept, cache valid). group (d,) int32; blocks: tuple of (ptr int64 [M+1], col int32, val float32,\n"
 "tptr int64 [n_feat+1], trow int32, tval float32, n_feat int64 [1]). train: (y float32 [n],\n"
 "x_ptr, x_col, x_val, xt_ptr, xt_row, xt_val, idx int32 [R, n], gptr int64 [sum(M+1)], grow\n"
 "int32 [R, n]); x*/xt* None without row-local features. eval: (x_ptr, x_col, x_val, idx) or\n"
@@ -155,14 +156,14 @@ PyDoc_STRVAR(bfm_run_doc,
 "hyperparameters. samples (cap, P) float64 or None receives the kept samples.");
 
 static PyObject *py_bfm_run(PyObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"rmse", "theta", "hyper", "theta_mean", "hyper_mean", "eval_mean", "resid", "counters", "k",
+    static char *kwlist[] = {"rmse", "theta", "hyper", "theta_mean", "hyper_mean", "eval_mean", "cache", "counters", "k",
                              "d0", "group", "blocks", "train", "eval", "prior", "n_sweeps",
                              "burn_in", "seed", "flags", "n_threads", "samples", NULL};
     const char *fn = "bfm_run";
     argspec s[9] = {{0, "rmse", NPY_FLOAT64, 1}, {0, "theta", NPY_FLOAT64, 1},
                     {0, "hyper", NPY_FLOAT64, 1}, {0, "theta_mean", NPY_FLOAT64, 1},
                     {0, "eval_mean", NPY_FLOAT64, 1, 1}, {0, "counters", NPY_INT64, 1},
-                    {0, "samples", NPY_FLOAT64, 1, 1}, {0, "hyper_mean", NPY_FLOAT64, 1}, {0, "resid", NPY_FLOAT64, 1}};
+                    {0, "samples", NPY_FLOAT64, 1, 1}, {0, "hyper_mean", NPY_FLOAT64, 1}, {0, "cache", NPY_FLOAT64, 1}};
     long long k, d0, n_sweeps, burn_in, n_threads = 1;
     unsigned long long seed;
     int flags = 0;
@@ -251,7 +252,7 @@ static PyObject *py_bfm_run(PyObject *self, PyObject *args, PyObject *kw) {
     if (check_shape1(fn, &s[0], n_sweeps) < 0 || check_shape1(fn, &s[1], P) < 0 ||
         check_shape1(fn, &s[2], H) < 0 || check_shape1(fn, &s[3], P) < 0 ||
         check_shape1(fn, &s[7], H) < 0 ||
-        check_shape1(fn, &s[5], 3) < 0 || check_shape1(fn, &s[8], n) < 0)
+        check_shape1(fn, &s[5], 3) < 0 || check_shape1(fn, &s[8], cf_bfm_cache_size(&ma.m, n)) < 0)
         return NULL;
     if (evp && !s[4].arr) {
         PyErr_Format(PyExc_ValueError, "%s(): 'eval_mean' is needed with 'eval'", fn);

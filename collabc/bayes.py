@@ -236,8 +236,9 @@ class BayesianFM:
             raise ValueError(f"hyper must be {self.n_hyper} finite numbers with hyper[0] (alpha) > 0")
         self.theta_mean = np.zeros(self.n_params)
         self.hyper_mean = np.zeros(self.n_hyper)
-        self.resid = np.zeros(n)
-        self.counters = np.zeros(3, np.int64)   # sweeps done, kept, resid valid
+        # the sampler's residual and block caches, kept between calls (counters[2]: valid)
+        self.cache = np.zeros(n + sum((b[0].size - 1) * (1 + 2 * K) for b in self.blocks))
+        self.counters = np.zeros(3, np.int64)   # sweeps done, kept, cache valid
         self.samples = None
         self.train_rmse = np.zeros(0)
         self._eval = None
@@ -312,7 +313,7 @@ class BayesianFM:
                     grown[:self.samples.shape[0]] = self.samples
                 self.samples = grown
         _core.bfm_run(rmse, self.theta, self.hyper, self.theta_mean, self.hyper_mean,
-                      self.eval_mean if self._eval is not None else None, self.resid, self.counters,
+                      self.eval_mean if self._eval is not None else None, self.cache, self.counters,
                       self.n_factors, self.d0, self.group, self._blocks, self._train, self._eval,
                       self.prior, n, self.burn_in, self.seed, self.flags, self.n_threads,
                       self.samples)

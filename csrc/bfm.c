@@ -423,12 +423,8 @@ static void block_caches(bfm_pool *pool, pred_job *j) {
     }
 }
 
-/* scratch for the block caches: lin [M], qk, sk [M k] per block, in one allocation */
-static double *alloc_caches(const cf_bfm_model *m, double **lin, double **qk, double **sk) {
-    int64_t tot = 0;
-    for (int64_t r = 0; r < m->n_blocks; r++) tot += m->blocks[r].n_rows * (1 + 2 * m->k);
-    double *buf = malloc(sizeof(double) * (size_t)(tot > 0 ? tot : 1));
-    if (!buf) return NULL;
+/* the block caches lin [M], qk, sk [M k] of every block laid out in buf */
+static void lay_caches(const cf_bfm_model *m, double *buf, double **lin, double **qk, double **sk) {
     double *p = buf;
     for (int64_t r = 0; r < m->n_blocks; r++) {
         const int64_t M = m->blocks[r].n_rows;
@@ -437,6 +433,21 @@ static double *alloc_caches(const cf_bfm_model *m, double **lin, double **qk, do
         sk[r] = p + M + M * m->k;
         p += M * (1 + 2 * m->k);
     }
+}
+
+static int64_t caches_size(const cf_bfm_model *m) {
+    int64_t tot = 0;
+    for (int64_t r = 0; r < m->n_blocks; r++) tot += m->blocks[r].n_rows * (1 + 2 * m->k);
+    return tot;
+}
+
+int64_t cf_bfm_cache_size(const cf_bfm_model *m, int64_t n) { return n + caches_size(m); }
+
+/* scratch for the block caches, in one allocation */
+static double *alloc_caches(const cf_bfm_model *m, double **lin, double **qk, double **sk) {
+    const int64_t tot = caches_size(m);
+    double *buf = malloc(sizeof(double) * (size_t)(tot > 0 ? tot : 1));
+    if (buf) lay_caches(m, buf, lin, qk, sk);
     return buf;
 }
 
@@ -491,7 +502,7 @@ typedef struct {
     double *e, *q;    /* [n] */
     double *part;     /* chunk sums [2 chunks] */
     brow *br;         /* [M] of the block in use */
-    double *qBo, *qSo; /* [M]: the block's qB, qS before its features are drawn */
+    double **lin, **qk, **sk; /* every block's caches (see predict_one), kept up to date */
     const int32_t *idx; /* idx of block r */
     const int64_t *gptr;
     const int32_t *grow;
@@ -519,15 +530,14 @@ static void eshift_task(void *ctx, int64_t c) {
     for (int64_t n = n0; n < n1; n++) j->e[n] += delta;
 }
 
-/* block r's linear part: qB = qBo = sum_j x_bj w_j, E = sum over its ratings of e_n, card */
+/* block r's linear part: qB = qBo = lin[b], E = sum over its ratings of e_n, card */
 static void wblock_sum_task(void *ctx, int64_t c) {
     sweep_job *j = ctx;
-    const cf_bfm_block *B = &j->m->blocks[j->r];
-    const double *w = j->theta + 1;
+    const double *lin = j->lin[j->r];
     const int64_t b0 = c * BROW_CHUNK, b1 = b0 + BROW_CHUNK < j->M ? b0 + BROW_CHUNK : j->M;
     for (int64_t b = b0; b < b1; b++) {
-        double l = 0.0, s = 0.0;
-        for (int64_t p = B->ptr[b]; p < B->ptr[b + 1]; p++) l += B->val[p] * w[j->off + B->col[p]];
+        const double l = lin[b];
+        double s = 0.0;
         for (int64_t p = j->gptr[b]; p < j->gptr[b + 1]; p++) s += j->e[j->grow[p]];
         brow *r = &j->br[b];
         r->qB = r->qBo = l;
@@ -546,34 +556,9 @@ static void wblock_apply_task(void *ctx, int64_t c) {
     }
 }
 
-/* for factor f, block r: qBo[b] = sum_j x_bj V_jf, qSo[b] = sum_j x_bj^2 V_jf^2 */
-static void vblock_q_task(void *ctx, int64_t c) {
-    sweep_job *j = ctx;
-    const cf_bfm_block *B = &j->m->blocks[j->r];
-    const double *V = j->theta + 1 + j->d;
-    const int64_t k = j->k, f = j->f;
-    const int64_t b0 = c * BROW_CHUNK, b1 = b0 + BROW_CHUNK < j->M ? b0 + BROW_CHUNK : j->M;
-    for (int64_t b = b0; b < b1; b++) {
-        double a = 0.0, s = 0.0;
-        for (int64_t p = B->ptr[b]; p < B->ptr[b + 1]; p++) {
-            const double x = B->val[p], v = V[(j->off + B->col[p]) * k + f];
-            a += x * v;
-            s += x * x * v * v;
-        }
-        j->qBo[b] = a;
-        j->qSo[b] = s;
-    }
-}
-
-/* q_n = sum of the rating's row-local x V[., f] + sum_r qBo_r[b_r] */
-typedef struct {
-    sweep_job *j;
-    double *qBr[MAX_BLOCKS];
-} qrow_job;
-
+/* q_n = sum of the rating's row-local x V[., f] + sum_r qk_r[b_r, f] */
 static void qrow_task(void *ctx, int64_t c) {
-    qrow_job *qj = ctx;
-    sweep_job *j = qj->j;
+    sweep_job *j = ctx;
     const cf_bfm_rows *rw = &j->t->rows;
     const double *V = j->theta + 1 + j->d;
     const int64_t n0 = c * ROW_CHUNK, n1 = n0 + ROW_CHUNK < j->n ? n0 + ROW_CHUNK : j->n;
@@ -582,7 +567,8 @@ static void qrow_task(void *ctx, int64_t c) {
         if (rw->x_ptr)
             for (int64_t p = rw->x_ptr[n]; p < rw->x_ptr[n + 1]; p++)
                 a += rw->x_val[p] * V[(int64_t)rw->x_col[p] * j->k + j->f];
-        for (int64_t r = 0; r < j->m->n_blocks; r++) a += qj->qBr[r][rw->idx[r * j->n + n]];
+        for (int64_t r = 0; r < j->m->n_blocks; r++)
+            a += j->qk[r][(int64_t)rw->idx[r * j->n + n] * j->k + j->f];
         j->q[n] = a;
     }
 }
@@ -590,9 +576,11 @@ static void qrow_task(void *ctx, int64_t c) {
 /* block r, factor f: every block row's qB, qS and the sums c, cS, E, EQ over its ratings */
 static void vblock_sum_task(void *ctx, int64_t c) {
     sweep_job *j = ctx;
+    const double *qk = j->qk[j->r] + j->f, *sk = j->sk[j->r] + j->f;
+    const int64_t k = j->k;
     const int64_t b0 = c * BROW_CHUNK, b1 = b0 + BROW_CHUNK < j->M ? b0 + BROW_CHUNK : j->M;
     for (int64_t b = b0; b < b1; b++) {
-        const double qb = j->qBo[b];
+        const double qb = qk[b * k];
         double s1 = 0.0, s2 = 0.0, se = 0.0, seq = 0.0;
         for (int64_t p = j->gptr[b]; p < j->gptr[b + 1]; p++) {
             const int32_t n = j->grow[p];
@@ -604,7 +592,7 @@ static void vblock_sum_task(void *ctx, int64_t c) {
         }
         brow *r = &j->br[b];
         r->qB = qb;
-        r->qS = j->qSo[b];
+        r->qS = sk[b * k];
         r->c = s1;
         r->cS = s2;
         r->E = se;
@@ -613,18 +601,36 @@ static void vblock_sum_task(void *ctx, int64_t c) {
     }
 }
 
-/* the ratings catch up with block r's new factor column f:
+/* the ratings catch up with block r's new factor column f (qBo, qSo = qk, sk before):
  *   e_n += t_n (qB - qBo) + (qB^2 - qBo^2) / 2 - (qS - qSo) / 2,  q_n += qB - qBo */
 static void vblock_apply_task(void *ctx, int64_t c) {
     sweep_job *j = ctx;
+    const double *qk = j->qk[j->r] + j->f, *sk = j->sk[j->r] + j->f;
+    const int64_t k = j->k;
     const int64_t n0 = c * ROW_CHUNK, n1 = n0 + ROW_CHUNK < j->n ? n0 + ROW_CHUNK : j->n;
     for (int64_t n = n0; n < n1; n++) {
-        const int32_t b = j->idx[n];
+        const int64_t b = j->idx[n];
         const brow *r = &j->br[b];
-        const double qbo = j->qBo[b], dq = r->qB - qbo;
+        const double qbo = qk[b * k], dq = r->qB - qbo;
         const double tn = j->q[n] - qbo;
-        j->e[n] += tn * dq + 0.5 * dq * (r->qB + qbo) - 0.5 * (r->qS - j->qSo[b]);
+        j->e[n] += tn * dq + 0.5 * dq * (r->qB + qbo) - 0.5 * (r->qS - sk[b * k]);
         j->q[n] += dq;
+    }
+}
+
+/* the block caches take block r's new values: lin (w step) or column f of qk, sk (V step) */
+static void writeback_task(void *ctx, int64_t c) {
+    sweep_job *j = ctx;
+    const int64_t b0 = c * BROW_CHUNK, b1 = b0 + BROW_CHUNK < j->M ? b0 + BROW_CHUNK : j->M;
+    if (j->f < 0) {
+        double *lin = j->lin[j->r];
+        for (int64_t b = b0; b < b1; b++) lin[b] = j->br[b].qB;
+        return;
+    }
+    double *qk = j->qk[j->r] + j->f, *sk = j->sk[j->r] + j->f;
+    for (int64_t b = b0; b < b1; b++) {
+        qk[b * j->k] = j->br[b].qB;
+        sk[b * j->k] = j->br[b].qS;
     }
 }
 
@@ -678,7 +684,7 @@ static void draw_group_hyper(double *mu, double *lam, int64_t hstride, const dou
  * on exit; se, se2 = sum e, sum e^2 on entry */
 static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm_prior *pr,
                        uint64_t seed, int64_t sweep, int flags, double se, double se2,
-                       double *acc, double *qBall) {
+                       double *acc) {
     const cf_bfm_model *m = j->m;
     const cf_bfm_train *t = j->t;
     const int64_t n = j->n, k = j->k, d = j->d, G = m->n_groups, nrc = n_chunks_of(n, ROW_CHUNK);
@@ -724,6 +730,7 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
             j->e[t->xt_row[p]] += t->xt_val[p] * delta;
     }
     /* w, block features: sum_n h_n^2 = sum_b x_bj^2 card_b, sum_n h_n e_n = sum_b x_bj E_b */
+    j->f = -1;
     for (int64_t r = 0; r < m->n_blocks; r++) {
         set_block(j, r);
         const cf_bfm_block *B = &m->blocks[r];
@@ -750,6 +757,7 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
             }
         }
         pool_run(pool, wblock_apply_task, j, nrc);
+        pool_run(pool, writeback_task, j, n_chunks_of(j->M, BROW_CHUNK));
     }
 
     if (!(flags & CF_BFM_FIX_GROUPS))
@@ -759,21 +767,8 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
 
     for (int64_t f = 0; f < k; f++) {
         j->f = f;
-        /* the blocks' q for factor f, then every rating's q */
-        qrow_job qj;
-        qj.j = j;
-        {
-            double *p = qBall;
-            for (int64_t r = 0; r < m->n_blocks; r++) {
-                set_block(j, r);
-                j->qBo = p;
-                j->qSo = p + j->M;
-                pool_run(pool, vblock_q_task, j, n_chunks_of(j->M, BROW_CHUNK));
-                qj.qBr[r] = p;
-                p += 2 * j->M;
-            }
-        }
-        pool_run(pool, qrow_task, &qj, nrc);
+        /* every rating's q for factor f */
+        pool_run(pool, qrow_task, j, nrc);
 
         /* row-local features: h_n = x_nj (q_n - x_nj V_jf) */
         for (int64_t jj = 0; jj < m->d0; jj++) {
@@ -799,32 +794,41 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
         }
 
         /* each block's features */
-        double *p = qBall;
         for (int64_t r = 0; r < m->n_blocks; r++) {
             set_block(j, r);
             const cf_bfm_block *B = &m->blocks[r];
-            j->qBo = p;
-            j->qSo = p + j->M;
-            p += 2 * j->M;
             pool_run(pool, vblock_sum_task, j, n_chunks_of(j->M, BROW_CHUNK));
             for (int64_t jl = 0; jl < B->n_feat; jl++) {
                 const int64_t jj = j->off + jl, g = m->group[jj];
                 const double vo = V[jj * k + f];
-                double quad = 0.0, lin = 0.0;
-                for (int64_t q = B->tptr[jl]; q < B->tptr[jl + 1]; q++) {
-                    const brow *rb = &j->br[B->trow[q]];
-                    const double x = B->tval[q];
-                    const double hB = rb->qB - x * vo;
-                    quad += x * x * (hB * hB * rb->card + 2.0 * rb->c * hB + rb->cS);
-                    lin -= x * (rb->E * hB + rb->EQ);
+                /* two interleaved partial sums (even and odd non-zeros): the loads of
+                 * random block rows overlap instead of waiting on one chain of additions */
+                double quad = 0.0, lin = 0.0, quad2 = 0.0, lin2 = 0.0;
+                int64_t q = B->tptr[jl];
+                for (; q + 1 < B->tptr[jl + 1]; q += 2) {
+                    const brow *ra = &j->br[B->trow[q]], *rc = &j->br[B->trow[q + 1]];
+                    const double xa = B->tval[q], xc = B->tval[q + 1];
+                    const double ha = ra->qB - xa * vo, hc = rc->qB - xc * vo;
+                    quad += xa * xa * (ha * ha * ra->card + 2.0 * ra->c * ha + ra->cS);
+                    lin -= xa * (ra->E * ha + ra->EQ);
+                    quad2 += xc * xc * (hc * hc * rc->card + 2.0 * rc->c * hc + rc->cS);
+                    lin2 -= xc * (rc->E * hc + rc->EQ);
                 }
+                if (q < B->tptr[jl + 1]) {
+                    const brow *ra = &j->br[B->trow[q]];
+                    const double xa = B->tval[q], ha = ra->qB - xa * vo;
+                    quad += xa * xa * (ha * ha * ra->card + 2.0 * ra->c * ha + ra->cS);
+                    lin -= xa * (ra->E * ha + ra->EQ);
+                }
+                quad += quad2;
+                lin += lin2;
                 lin += quad * vo;
                 quad = alpha * quad + lam_v[g * k + f];
                 lin = alpha * lin + lam_v[g * k + f] * mu_v[g * k + f];
                 const double vn = draw_normal(seed, sweep, s_v + jj * k + f, quad, lin),
                              delta = vn - vo;
                 V[jj * k + f] = vn;
-                for (int64_t q = B->tptr[jl]; q < B->tptr[jl + 1]; q++) {
+                for (q = B->tptr[jl]; q < B->tptr[jl + 1]; q++) {
                     brow *rb = &j->br[B->trow[q]];
                     const double x = B->tval[q];
                     const double hB = rb->qB - x * vo;
@@ -835,6 +839,7 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
                 }
             }
             pool_run(pool, vblock_apply_task, j, nrc);
+            pool_run(pool, writeback_task, j, n_chunks_of(j->M, BROW_CHUNK));
         }
     }
 }
@@ -845,7 +850,7 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
 
 int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
                double *hyper_mean, double *eval_mean, double *samples, int64_t samples_cap,
-               double *resid, int64_t *counters, const cf_bfm_model *m, const cf_bfm_train *t,
+               double *cache, int64_t *counters, const cf_bfm_model *m, const cf_bfm_train *t,
                const cf_bfm_rows *ev, const cf_bfm_prior *prior, int64_t n_sweeps,
                int64_t burn_in, uint64_t seed, int flags, int n_threads) {
     if (n_sweeps < 0 || burn_in < 0 || n_threads < 1 || m->k < 0 || m->n_blocks > MAX_BLOCKS ||
@@ -860,19 +865,18 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
         if (m->blocks[r].n_rows > maxM) maxM = m->blocks[r].n_rows;
         sumM += m->blocks[r].n_rows;
     }
-    /* scratch: q [n]; chunk partials [2 nrc]; all blocks' qB, qS [2 sumM]; group accumulators
-     * [3 G]; the block rows [maxM]; prediction caches */
-    const int64_t nd = n + 2 * nrc + 2 * sumM + 3 * G;
+    /* scratch: q [n]; chunk partials [2 nrc]; group accumulators [3 G]; the block rows [maxM] */
+    const int64_t nd = n + 2 * nrc + 3 * G;
     double *buf = malloc(sizeof(double) * (size_t)nd);
     brow *br = malloc(sizeof(brow) * (size_t)(maxM > 0 ? maxM : 1));
-    double *lin[MAX_BLOCKS], *qk[MAX_BLOCKS], *sk[MAX_BLOCKS];
-    double *cbuf = alloc_caches(m, lin, qk, sk);
-    if (!buf || !br || !cbuf) {
+    if (!buf || !br) {
         free(buf);
         free(br);
-        free(cbuf);
         return CF_ERR_NOMEM;
     }
+    (void)sumM;
+    double *resid = cache, *lin[MAX_BLOCKS], *qk[MAX_BLOCKS], *sk[MAX_BLOCKS];
+    lay_caches(m, cache + n, lin, qk, sk);
     bfm_pool pool;
     bfm_pool *pp = pool_start(&pool, n_threads) == 0 ? &pool : NULL;
 
@@ -888,7 +892,10 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
     j.q = buf;
     j.part = buf + n;
     j.br = br;
-    double *qBall = buf + n + 2 * nrc, *acc = qBall + 2 * sumM;
+    j.lin = lin;
+    j.qk = qk;
+    j.sk = sk;
+    double *acc = buf + n + 2 * nrc;
 
     pred_job pj = {m, theta, lin, qk, sk, 0, &t->rows, NULL, 1.0, t->y, resid, j.part};
     int status = CF_OK;
@@ -901,7 +908,7 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
         }
         pool_run(pp, esum_task, &j, nrc);
         sweep_once(&j, hyper, pp, prior, seed, sweep, flags, chunk_sum(j.part, nrc, 2, 0),
-                   chunk_sum(j.part, nrc, 2, 1), acc, qBall);
+                   chunk_sum(j.part, nrc, 2, 1), acc);
         pool_run(pp, esum_task, &j, nrc);
         const double sse = chunk_sum(j.part, nrc, 2, 1);
         rmse[s] = sqrt(sse / (double)n);
@@ -919,7 +926,6 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
             if (samples && c <= samples_cap) memcpy(samples + (c - 1) * P, theta, sizeof(double) * (size_t)P);
             if (ev && ev->n > 0) {
                 /* eval_mean += (yhat - eval_mean) / c, as out += wgt * yhat after scaling */
-                block_caches(pp, &pj);
                 for (int64_t i = 0; i < ev->n; i++) eval_mean[i] *= 1.0 - wgt;
                 pred_job ej = pj;
                 ej.rows = ev;
@@ -930,7 +936,6 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
         }
     }
     if (pp) pool_stop(pp);
-    free(cbuf);
     free(br);
     free(buf);
     return status;

@@ -70,6 +70,8 @@ enum {
  * mu_V [G, k], lambda_V [G, k]. */
 int64_t cf_bfm_n_params(const cf_bfm_model *m);
 int64_t cf_bfm_n_hyper(const cf_bfm_model *m);
+/* the doubles of cf_bfm_run's cache for n training rows */
+int64_t cf_bfm_cache_size(const cf_bfm_model *m, int64_t n);
 
 /* Every draw is a pure function of (seed, sweep, slot): a SplitMix64 stream keyed by the
  * three, so a draw does not depend on the order or the thread it is made in. The slots of
@@ -95,9 +97,11 @@ int cf_bfm_check(char *msg, size_t msg_len, const cf_bfm_model *m, const cf_bfm_
  *   hyper_mean [H]          running mean of hyper over the kept sweeps
  *   eval_mean [ev->n]       running mean of the predictions for the eval rows (ev may be NULL)
  *   samples [cap, P]        optional (NULL): the kept samples, kept sample c at row c - 1
- *   resid [n]               the residual cache e = yhat - y of the state, kept between calls
+ *   cache [cf_bfm_cache_size(m, n)]  the residual cache e = yhat - y of the state, then each
+ *                           block's caches (lin [M], qk [M k], sk [M k]: see bfm.c), kept
+ *                           between calls
  *   counters [3]            sweeps done so far (the chain's sweep index), kept sweeps so far,
- *                           1 when resid holds the residuals of theta (0: recompute them)
+ *                           1 when cache holds the caches of theta (0: recompute them)
  * A sweep (myFM's order): alpha; w0; lambda_w, mu_w; w (row-local features, then each
  * block's); lambda_V, mu_V; for each factor f: V[., f] (row-local, then each block's); then
  * the sample is averaged in. Residuals and the
@@ -110,7 +114,7 @@ int cf_bfm_check(char *msg, size_t msg_len, const cf_bfm_model *m, const cf_bfm_
  * cf_bfm_check first: this function trusts the indices. */
 int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
                double *hyper_mean, double *eval_mean, double *samples, int64_t samples_cap,
-               double *resid, int64_t *counters,
+               double *cache, int64_t *counters,
                const cf_bfm_model *m, const cf_bfm_train *t, const cf_bfm_rows *ev,
                const cf_bfm_prior *prior, int64_t n_sweeps, int64_t burn_in, uint64_t seed,
                int flags, int n_threads);

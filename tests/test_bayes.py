@@ -279,7 +279,7 @@ def test_binding_validates_everything():
     m = BayesianFM(y, blocks, idx, x0, group, n_factors=2, n_samples=3, burn_in=0, seed=0)
     tr = list(m._train)
     args = lambda train: dict(rmse=np.zeros(1), theta=m.theta, hyper=m.hyper, theta_mean=m.theta_mean,
-                              hyper_mean=m.hyper_mean, eval_mean=None, resid=m.resid, counters=m.counters, k=2,
+                              hyper_mean=m.hyper_mean, eval_mean=None, cache=m.cache, counters=m.counters, k=2,
                               d0=m.d0, group=m.group, blocks=m._blocks, train=tuple(train), eval=None,
                               prior=m.prior, n_sweeps=1, burn_in=0, seed=0)
     bad = list(tr)

@@ -261,7 +261,7 @@ static chain new_chain(const cf_bfm_model *m, int64_t n_sweeps, int64_t n) {
     c.hm = dzeros(c.H);
     c.rmse = dzeros(n_sweeps);
     c.cnt[0] = c.cnt[1] = c.cnt[2] = 0;
-    c.e = dzeros(n);
+    c.e = dzeros(cf_bfm_cache_size(m, n));
     const int64_t d = (c.P - 1) / (1 + m->k);
     g_rs = 99;
     for (int64_t i = 1 + d; i < c.P; i++) c.theta[i] = 0.1 * rnd_normal();
