@@ -507,7 +507,18 @@ typedef struct {
     const int64_t *gptr;
     const int32_t *grow;
     int64_t M, off;
+    int scatter[MAX_BLOCKS]; /* sum block r's rows by stripes of ratings (see below) */
+    double *stripes;         /* [NSTRIPE, maxM, 4] */
 } sweep_job;
+
+/* The sums over a block row's ratings are taken in one of two ways, chosen from the data alone
+ * (never from the thread count): gathered through the grouping, row by row, when the ratings
+ * are in block-row order or few; else (the item block of a large set, whose ratings lie all
+ * over the arrays) each of NSTRIPE fixed stripes of ratings is read in order and added into its
+ * own accumulators, and the stripes' accumulators are summed in stripe order: reads in
+ * sequence and writes to a small table instead of one cache miss per rating. */
+#define NSTRIPE 16
+#define SCATTER_MIN_ROWS (1 << 20)
 
 /* sums of e and e^2 per chunk of ratings */
 static void esum_task(void *ctx, int64_t c) {
@@ -541,6 +552,31 @@ static void wblock_sum_task(void *ctx, int64_t c) {
         for (int64_t p = j->gptr[b]; p < j->gptr[b + 1]; p++) s += j->e[j->grow[p]];
         brow *r = &j->br[b];
         r->qB = r->qBo = l;
+        r->E = s;
+        r->card = (double)(j->gptr[b + 1] - j->gptr[b]);
+    }
+}
+
+/* stripe c: acc[c][b][0] = sum of e_n over its ratings of block row b */
+static void wstripe_task(void *ctx, int64_t c) {
+    sweep_job *j = ctx;
+    const int64_t len = (j->n + NSTRIPE - 1) / NSTRIPE, n0 = c * len;
+    const int64_t n1 = n0 + len < j->n ? n0 + len : j->n;
+    double *acc = j->stripes + c * j->M * 4;
+    for (int64_t b = 0; b < j->M; b++) acc[4 * b] = 0.0;
+    for (int64_t n = n0; n < n1; n++) acc[4 * (int64_t)j->idx[n]] += j->e[n];
+}
+
+/* block rows: qB = qBo = lin[b], E = the stripes' sums in order, card */
+static void wstripe_sum_task(void *ctx, int64_t c) {
+    sweep_job *j = ctx;
+    const double *lin = j->lin[j->r];
+    const int64_t b0 = c * BROW_CHUNK, b1 = b0 + BROW_CHUNK < j->M ? b0 + BROW_CHUNK : j->M;
+    for (int64_t b = b0; b < b1; b++) {
+        double s = 0.0;
+        for (int64_t t = 0; t < NSTRIPE; t++) s += j->stripes[(t * j->M + b) * 4];
+        brow *r = &j->br[b];
+        r->qB = r->qBo = lin[b];
         r->E = s;
         r->card = (double)(j->gptr[b + 1] - j->gptr[b]);
     }
@@ -592,6 +628,51 @@ static void vblock_sum_task(void *ctx, int64_t c) {
         }
         brow *r = &j->br[b];
         r->qB = qb;
+        r->qS = sk[b * k];
+        r->c = s1;
+        r->cS = s2;
+        r->E = se;
+        r->EQ = seq;
+        r->card = (double)(j->gptr[b + 1] - j->gptr[b]);
+    }
+}
+
+/* stripe c: acc[c][b] = the sums of t_n, t_n^2, e_n, e_n t_n over its ratings of block row b */
+static void vstripe_task(void *ctx, int64_t c) {
+    sweep_job *j = ctx;
+    const double *qk = j->qk[j->r] + j->f;
+    const int64_t k = j->k, len = (j->n + NSTRIPE - 1) / NSTRIPE, n0 = c * len;
+    const int64_t n1 = n0 + len < j->n ? n0 + len : j->n;
+    double *acc = j->stripes + c * j->M * 4;
+    memset(acc, 0, sizeof(double) * (size_t)(4 * j->M));
+    for (int64_t n = n0; n < n1; n++) {
+        const int64_t b = j->idx[n];
+        const double tn = j->q[n] - qk[b * k], en = j->e[n];
+        double *a = acc + 4 * b;
+        a[0] += tn;
+        a[1] += tn * tn;
+        a[2] += en;
+        a[3] += en * tn;
+    }
+}
+
+/* block rows: qB, qS and the stripes' sums c, cS, E, EQ in stripe order */
+static void vstripe_sum_task(void *ctx, int64_t c) {
+    sweep_job *j = ctx;
+    const double *qk = j->qk[j->r] + j->f, *sk = j->sk[j->r] + j->f;
+    const int64_t k = j->k;
+    const int64_t b0 = c * BROW_CHUNK, b1 = b0 + BROW_CHUNK < j->M ? b0 + BROW_CHUNK : j->M;
+    for (int64_t b = b0; b < b1; b++) {
+        double s1 = 0.0, s2 = 0.0, se = 0.0, seq = 0.0;
+        for (int64_t t = 0; t < NSTRIPE; t++) {
+            const double *a = j->stripes + (t * j->M + b) * 4;
+            s1 += a[0];
+            s2 += a[1];
+            se += a[2];
+            seq += a[3];
+        }
+        brow *r = &j->br[b];
+        r->qB = qk[b * k];
         r->qS = sk[b * k];
         r->c = s1;
         r->cS = s2;
@@ -734,7 +815,12 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
     for (int64_t r = 0; r < m->n_blocks; r++) {
         set_block(j, r);
         const cf_bfm_block *B = &m->blocks[r];
-        pool_run(pool, wblock_sum_task, j, n_chunks_of(j->M, BROW_CHUNK));
+        if (j->scatter[r]) {
+            pool_run(pool, wstripe_task, j, NSTRIPE);
+            pool_run(pool, wstripe_sum_task, j, n_chunks_of(j->M, BROW_CHUNK));
+        } else {
+            pool_run(pool, wblock_sum_task, j, n_chunks_of(j->M, BROW_CHUNK));
+        }
         for (int64_t jl = 0; jl < B->n_feat; jl++) {
             const int64_t jj = j->off + jl, g = m->group[jj];
             double quad = 0.0, lin = 0.0;
@@ -797,7 +883,12 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
         for (int64_t r = 0; r < m->n_blocks; r++) {
             set_block(j, r);
             const cf_bfm_block *B = &m->blocks[r];
-            pool_run(pool, vblock_sum_task, j, n_chunks_of(j->M, BROW_CHUNK));
+            if (j->scatter[r]) {
+                pool_run(pool, vstripe_task, j, NSTRIPE);
+                pool_run(pool, vstripe_sum_task, j, n_chunks_of(j->M, BROW_CHUNK));
+            } else {
+                pool_run(pool, vblock_sum_task, j, n_chunks_of(j->M, BROW_CHUNK));
+            }
             for (int64_t jl = 0; jl < B->n_feat; jl++) {
                 const int64_t jj = j->off + jl, g = m->group[jj];
                 const double vo = V[jj * k + f];
@@ -869,9 +960,21 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
     const int64_t nd = n + 2 * nrc + 3 * G;
     double *buf = malloc(sizeof(double) * (size_t)nd);
     brow *br = malloc(sizeof(brow) * (size_t)(maxM > 0 ? maxM : 1));
-    if (!buf || !br) {
+    int scatter[MAX_BLOCKS] = {0}, any_scatter = 0;
+    for (int64_t r = 0; r < m->n_blocks; r++) {
+        /* stripes when the ratings are many and not in the order of the block's rows */
+        const int32_t *gr = t->grow + r * n;
+        int in_order = 1;
+        for (int64_t i = 0; i < n && in_order; i++) in_order = gr[i] == i;
+        scatter[r] = !in_order && !(flags & CF_BFM_GATHER) &&
+                     ((flags & CF_BFM_STRIPES) || n >= SCATTER_MIN_ROWS);
+        any_scatter |= scatter[r];
+    }
+    double *stripes = any_scatter ? malloc(sizeof(double) * (size_t)(NSTRIPE * 4 * maxM)) : NULL;
+    if (!buf || !br || (any_scatter && !stripes)) {
         free(buf);
         free(br);
+        free(stripes);
         return CF_ERR_NOMEM;
     }
     (void)sumM;
@@ -892,6 +995,8 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
     j.q = buf;
     j.part = buf + n;
     j.br = br;
+    j.stripes = stripes;
+    memcpy(j.scatter, scatter, sizeof scatter);
     j.lin = lin;
     j.qk = qk;
     j.sk = sk;
@@ -936,6 +1041,7 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
         }
     }
     if (pp) pool_stop(pp);
+    free(stripes);
     free(br);
     free(buf);
     return status;

@@ -62,7 +62,12 @@ typedef struct {
 
 enum {
     CF_BFM_FIX_ALPHA = 1, /* keep the noise precision hyper[0] as given */
-    CF_BFM_FIX_GROUPS = 2 /* keep every mu and lambda as given */
+    CF_BFM_FIX_GROUPS = 2, /* keep every mu and lambda as given */
+    /* how a block's sums over its rows' ratings are taken (bfm.c): by default through the
+     * grouping for the first block and below 2^20 ratings, else by stripes of ratings; these
+     * force one way (for tests: the two differ in rounding only) */
+    CF_BFM_GATHER = 4,
+    CF_BFM_STRIPES = 8
 };
 
 /* Parameter vector theta [P], P = 1 + d + d k: w0, w [d], V [d, k] (row-major).

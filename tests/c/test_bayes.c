@@ -366,6 +366,31 @@ static void test_threads_and_segments(void) {
     free_problem(&p);
 }
 
+/* sums by stripes of ratings give the chain of sums through the grouping, up to rounding, and
+ * the same chain bit for bit for any thread count */
+static void test_stripes(void) {
+    g_rs = 13;
+    problem p = make_problem(30000, 700, 900, 20, 3);
+    views v;
+    make_views(&v, &p);
+    const int64_t S = 4;
+    chain a = new_chain(&v.m, S, p.n), b = new_chain(&v.m, S, p.n), c = new_chain(&v.m, S, p.n);
+    CHECK(cf_bfm_run(a.rmse, a.theta, a.hyper, a.tm, a.hm, NULL, NULL, 0, a.e, a.cnt, &v.m, &v.t,
+                     NULL, &PRIOR, S, 1, 9, CF_BFM_GATHER, 1) == CF_OK);
+    CHECK(cf_bfm_run(b.rmse, b.theta, b.hyper, b.tm, b.hm, NULL, NULL, 0, b.e, b.cnt, &v.m, &v.t,
+                     NULL, &PRIOR, S, 1, 9, CF_BFM_STRIPES, 1) == CF_OK);
+    CHECK(cf_bfm_run(c.rmse, c.theta, c.hyper, c.tm, c.hm, NULL, NULL, 0, c.e, c.cnt, &v.m, &v.t,
+                     NULL, &PRIOR, S, 1, 9, CF_BFM_STRIPES, 3) == CF_OK);
+    CHECK(memcmp(a.theta, b.theta, sizeof(double) * (size_t)a.P) != 0);
+    for (int64_t i = 0; i < a.P; i++) NEAR(b.theta[i], a.theta[i], 1e-8);
+    CHECK(memcmp(b.theta, c.theta, sizeof(double) * (size_t)a.P) == 0);
+    CHECK(memcmp(b.rmse, c.rmse, sizeof(double) * (size_t)S) == 0);
+    free_chain(&a);
+    free_chain(&b);
+    free_chain(&c);
+    free_problem(&p);
+}
+
 /* the kept samples, their mean and the eval rows' running mean agree with predictions */
 static void test_samples_and_eval_mean(void) {
     g_rs = 21;
@@ -466,6 +491,7 @@ int main(void) {
     RUN(test_check_catches_bad_structure);
     RUN(test_blocks_match_flat_model);
     RUN(test_threads_and_segments);
+    RUN(test_stripes);
     RUN(test_samples_and_eval_mean);
     RUN(test_rank0_posterior_mean);
     return harness_report();
