@@ -503,6 +503,8 @@ typedef struct {
     double *part;     /* chunk sums [2 chunks] */
     brow *br;         /* [M] of the block in use */
     double **lin, **qk, **sk; /* every block's caches (see predict_one), kept up to date */
+    double *col[MAX_BLOCKS];  /* [M]: column f of each block's qk, contiguous */
+    double *coef;             /* [2 maxM]: per block row, the change of q and of e (apply) */
     const int32_t *idx; /* idx of block r */
     const int64_t *gptr;
     const int32_t *grow;
@@ -603,8 +605,7 @@ static void qrow_task(void *ctx, int64_t c) {
         if (rw->x_ptr)
             for (int64_t p = rw->x_ptr[n]; p < rw->x_ptr[n + 1]; p++)
                 a += rw->x_val[p] * V[(int64_t)rw->x_col[p] * j->k + j->f];
-        for (int64_t r = 0; r < j->m->n_blocks; r++)
-            a += j->qk[r][(int64_t)rw->idx[r * j->n + n] * j->k + j->f];
+        for (int64_t r = 0; r < j->m->n_blocks; r++) a += j->col[r][rw->idx[r * j->n + n]];
         j->q[n] = a;
     }
 }
@@ -612,11 +613,11 @@ static void qrow_task(void *ctx, int64_t c) {
 /* block r, factor f: every block row's qB, qS and the sums c, cS, E, EQ over its ratings */
 static void vblock_sum_task(void *ctx, int64_t c) {
     sweep_job *j = ctx;
-    const double *qk = j->qk[j->r] + j->f, *sk = j->sk[j->r] + j->f;
+    const double *qc = j->col[j->r], *sk = j->sk[j->r] + j->f;
     const int64_t k = j->k;
     const int64_t b0 = c * BROW_CHUNK, b1 = b0 + BROW_CHUNK < j->M ? b0 + BROW_CHUNK : j->M;
     for (int64_t b = b0; b < b1; b++) {
-        const double qb = qk[b * k];
+        const double qb = qc[b];
         double s1 = 0.0, s2 = 0.0, se = 0.0, seq = 0.0;
         for (int64_t p = j->gptr[b]; p < j->gptr[b + 1]; p++) {
             const int32_t n = j->grow[p];
@@ -640,14 +641,14 @@ static void vblock_sum_task(void *ctx, int64_t c) {
 /* stripe c: acc[c][b] = the sums of t_n, t_n^2, e_n, e_n t_n over its ratings of block row b */
 static void vstripe_task(void *ctx, int64_t c) {
     sweep_job *j = ctx;
-    const double *qk = j->qk[j->r] + j->f;
-    const int64_t k = j->k, len = (j->n + NSTRIPE - 1) / NSTRIPE, n0 = c * len;
+    const double *qc = j->col[j->r];
+    const int64_t len = (j->n + NSTRIPE - 1) / NSTRIPE, n0 = c * len;
     const int64_t n1 = n0 + len < j->n ? n0 + len : j->n;
     double *acc = j->stripes + c * j->M * 4;
     memset(acc, 0, sizeof(double) * (size_t)(4 * j->M));
     for (int64_t n = n0; n < n1; n++) {
         const int64_t b = j->idx[n];
-        const double tn = j->q[n] - qk[b * k], en = j->e[n];
+        const double tn = j->q[n] - qc[b], en = j->e[n];
         double *a = acc + 4 * b;
         a[0] += tn;
         a[1] += tn * tn;
@@ -659,7 +660,7 @@ static void vstripe_task(void *ctx, int64_t c) {
 /* block rows: qB, qS and the stripes' sums c, cS, E, EQ in stripe order */
 static void vstripe_sum_task(void *ctx, int64_t c) {
     sweep_job *j = ctx;
-    const double *qk = j->qk[j->r] + j->f, *sk = j->sk[j->r] + j->f;
+    const double *qc = j->col[j->r], *sk = j->sk[j->r] + j->f;
     const int64_t k = j->k;
     const int64_t b0 = c * BROW_CHUNK, b1 = b0 + BROW_CHUNK < j->M ? b0 + BROW_CHUNK : j->M;
     for (int64_t b = b0; b < b1; b++) {
@@ -672,7 +673,7 @@ static void vstripe_sum_task(void *ctx, int64_t c) {
             seq += a[3];
         }
         brow *r = &j->br[b];
-        r->qB = qk[b * k];
+        r->qB = qc[b];
         r->qS = sk[b * k];
         r->c = s1;
         r->cS = s2;
@@ -682,37 +683,53 @@ static void vstripe_sum_task(void *ctx, int64_t c) {
     }
 }
 
-/* the ratings catch up with block r's new factor column f (qBo, qSo = qk, sk before):
- *   e_n += t_n (qB - qBo) + (qB^2 - qBo^2) / 2 - (qS - qSo) / 2,  q_n += qB - qBo */
-static void vblock_apply_task(void *ctx, int64_t c) {
+/* column f of block r's qk into col[r] (before the block rows change it) */
+static void col_task(void *ctx, int64_t c) {
     sweep_job *j = ctx;
-    const double *qk = j->qk[j->r] + j->f, *sk = j->sk[j->r] + j->f;
-    const int64_t k = j->k;
-    const int64_t n0 = c * ROW_CHUNK, n1 = n0 + ROW_CHUNK < j->n ? n0 + ROW_CHUNK : j->n;
-    for (int64_t n = n0; n < n1; n++) {
-        const int64_t b = j->idx[n];
+    const double *qk = j->qk[j->r] + j->f;
+    double *qc = j->col[j->r];
+    const int64_t b0 = c * BROW_CHUNK, b1 = b0 + BROW_CHUNK < j->M ? b0 + BROW_CHUNK : j->M;
+    for (int64_t b = b0; b < b1; b++) qc[b] = qk[b * j->k];
+}
+
+/* After block r's features for factor f, with qBo = col[r][b], qSo the old sk:
+ *   e_n += t_n (qB - qBo) + (qB^2 - qBo^2) / 2 - (qS - qSo) / 2,  q_n += qB - qBo,
+ * t_n = q_n - qBo, i.e. e_n += q_n dq + a with dq = qB - qBo and
+ *   a = dq (qB + qBo) / 2 - (qS - qSo) / 2 - qBo dq  (coef[2b], coef[2b + 1]);
+ * then qk, sk take the new values. */
+static void prep_task(void *ctx, int64_t c) {
+    sweep_job *j = ctx;
+    double *qk = j->qk[j->r] + j->f, *sk = j->sk[j->r] + j->f;
+    const double *qc = j->col[j->r];
+    const int64_t b0 = c * BROW_CHUNK, b1 = b0 + BROW_CHUNK < j->M ? b0 + BROW_CHUNK : j->M;
+    for (int64_t b = b0; b < b1; b++) {
         const brow *r = &j->br[b];
-        const double qbo = qk[b * k], dq = r->qB - qbo;
-        const double tn = j->q[n] - qbo;
-        j->e[n] += tn * dq + 0.5 * dq * (r->qB + qbo) - 0.5 * (r->qS - sk[b * k]);
-        j->q[n] += dq;
+        const double qbo = qc[b], dq = r->qB - qbo;
+        j->coef[2 * b] = dq;
+        j->coef[2 * b + 1] = 0.5 * dq * (r->qB + qbo) - 0.5 * (r->qS - sk[b * j->k]) - qbo * dq;
+        qk[b * j->k] = r->qB;
+        sk[b * j->k] = r->qS;
     }
 }
 
-/* the block caches take block r's new values: lin (w step) or column f of qk, sk (V step) */
+static void vblock_apply_task(void *ctx, int64_t c) {
+    sweep_job *j = ctx;
+    const double *cf = j->coef;
+    const int64_t n0 = c * ROW_CHUNK, n1 = n0 + ROW_CHUNK < j->n ? n0 + ROW_CHUNK : j->n;
+    for (int64_t n = n0; n < n1; n++) {
+        const int64_t b = j->idx[n];
+        const double dq = cf[2 * b], q = j->q[n];
+        j->e[n] += q * dq + cf[2 * b + 1];
+        j->q[n] = q + dq;
+    }
+}
+
+/* the block's linear cache takes its new values (w step) */
 static void writeback_task(void *ctx, int64_t c) {
     sweep_job *j = ctx;
     const int64_t b0 = c * BROW_CHUNK, b1 = b0 + BROW_CHUNK < j->M ? b0 + BROW_CHUNK : j->M;
-    if (j->f < 0) {
-        double *lin = j->lin[j->r];
-        for (int64_t b = b0; b < b1; b++) lin[b] = j->br[b].qB;
-        return;
-    }
-    double *qk = j->qk[j->r] + j->f, *sk = j->sk[j->r] + j->f;
-    for (int64_t b = b0; b < b1; b++) {
-        qk[b * j->k] = j->br[b].qB;
-        sk[b * j->k] = j->br[b].qS;
-    }
+    double *lin = j->lin[j->r];
+    for (int64_t b = b0; b < b1; b++) lin[b] = j->br[b].qB;
 }
 
 static void set_block(sweep_job *j, int64_t r) {
@@ -854,6 +871,10 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
     for (int64_t f = 0; f < k; f++) {
         j->f = f;
         /* every rating's q for factor f */
+        for (int64_t r = 0; r < m->n_blocks; r++) {
+            set_block(j, r);
+            pool_run(pool, col_task, j, n_chunks_of(j->M, BROW_CHUNK));
+        }
         pool_run(pool, qrow_task, j, nrc);
 
         /* row-local features: h_n = x_nj (q_n - x_nj V_jf) */
@@ -929,8 +950,8 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
                     rb->EQ += x * delta * (hB * rb->c + rb->cS);
                 }
             }
+            pool_run(pool, prep_task, j, n_chunks_of(j->M, BROW_CHUNK));
             pool_run(pool, vblock_apply_task, j, nrc);
-            pool_run(pool, writeback_task, j, n_chunks_of(j->M, BROW_CHUNK));
         }
     }
 }
@@ -956,8 +977,9 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
         if (m->blocks[r].n_rows > maxM) maxM = m->blocks[r].n_rows;
         sumM += m->blocks[r].n_rows;
     }
-    /* scratch: q [n]; chunk partials [2 nrc]; group accumulators [3 G]; the block rows [maxM] */
-    const int64_t nd = n + 2 * nrc + 3 * G;
+    /* scratch: q [n]; chunk partials [2 nrc]; group accumulators [3 G]; the blocks' columns
+     * [sum M]; the apply coefficients [2 maxM]; the block rows [maxM] */
+    const int64_t nd = n + 2 * nrc + 3 * G + sumM + 2 * maxM;
     double *buf = malloc(sizeof(double) * (size_t)nd);
     brow *br = malloc(sizeof(brow) * (size_t)(maxM > 0 ? maxM : 1));
     int scatter[MAX_BLOCKS] = {0}, any_scatter = 0;
@@ -977,7 +999,6 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
         free(stripes);
         return CF_ERR_NOMEM;
     }
-    (void)sumM;
     double *resid = cache, *lin[MAX_BLOCKS], *qk[MAX_BLOCKS], *sk[MAX_BLOCKS];
     lay_caches(m, cache + n, lin, qk, sk);
     bfm_pool pool;
@@ -1001,6 +1022,14 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
     j.qk = qk;
     j.sk = sk;
     double *acc = buf + n + 2 * nrc;
+    {
+        double *p = acc + 3 * G;
+        for (int64_t r = 0; r < m->n_blocks; r++) {
+            j.col[r] = p;
+            p += m->blocks[r].n_rows;
+        }
+        j.coef = p;
+    }
 
     pred_job pj = {m, theta, lin, qk, sk, 0, &t->rows, NULL, 1.0, t->y, resid, j.part};
     int status = CF_OK;
