@@ -317,6 +317,43 @@ def test_binding_validates_everything():
         BayesianFM(y, blocks, None, x0, group)
 
 
+def core_good_args(fn):
+    "Fresh keyword arguments of a successful call of _core.bfm_* (for the hardening suites)."
+    rng = np.random.default_rng(0)
+    y, blocks, idx, x0, group = small_problem(rng, n=12, M=(3, 2), d0=2)
+    m = BayesianFM(y, blocks, idx, x0, group, n_factors=2, n_samples=3, burn_in=0, seed=0,
+                   eval_rows=(idx[:, :4].copy(), (x0[0][:5].copy(), x0[1][:x0[0][4]].copy(),
+                                                  x0[2][:x0[0][4]].copy(), x0[3])))
+    if fn == "bfm_run":
+        return dict(rmse=np.zeros(1), theta=m.theta, hyper=m.hyper, theta_mean=m.theta_mean,
+                    hyper_mean=m.hyper_mean, eval_mean=m.eval_mean, cache=m.cache,
+                    counters=m.counters, k=2, d0=m.d0, group=m.group, blocks=m._blocks,
+                    train=m._train, eval=m._eval, prior=m.prior, n_sweeps=1, burn_in=0, seed=0)
+    if fn == "bfm_predict":
+        return dict(out=np.zeros(4), thetas=np.stack([m.theta, m.theta * 0.5]), k=2, d0=m.d0,
+                    group=m.group, blocks=m._blocks, rows=m._eval)
+    if fn == "bfm_random":
+        return dict(out=np.zeros(5), seed=1, sweep=2, slots=np.arange(5, dtype=np.int64), shape=1.5)
+    raise KeyError(fn)
+
+
+def test_nested_arrays_keep_their_reference_counts():
+    import sys
+    for fn in ("bfm_run", "bfm_predict"):
+        kw = core_good_args(fn)
+        inner = [a for v in kw.values() if isinstance(v, tuple) for t in v
+                 for a in (t if isinstance(t, tuple) else (t,)) if isinstance(a, np.ndarray)]
+        before = [sys.getrefcount(a) for a in inner]
+        for _ in range(200):
+            getattr(_core, fn)(**kw)
+        bad = dict(kw)
+        bad["group"] = kw["group"].astype(np.int64)
+        for _ in range(50):
+            with pytest.raises(TypeError):
+                getattr(_core, fn)(**bad)
+        assert [sys.getrefcount(a) for a in inner] == before, fn
+
+
 @pytest.mark.slow
 def test_ml100k_fixed_split_beats_sgd():
     p = ml100k_path()

@@ -242,7 +242,10 @@ def build(fn, draw, rng):
     written = {"dot_fit_epoch": ["params", "grads", "m", "v", "losses"],
                "nn_fit_epoch": ["params", "grads", "stats", "m", "v", "losses"], "nn_predict": ["out"],
                "rank_pack": [], "rank_dot_topk": ["top_idx", "top_score"], "block_sort": ["x", "y", "extra"],
-               "dot_fit_blocks": ["params", "losses", "m", "v", "pow1", "pow2"]}[fn]
+               "dot_fit_blocks": ["params", "losses", "m", "v", "pow1", "pow2"],
+               "bfm_run": ["rmse", "theta", "hyper", "theta_mean", "hyper_mean", "eval_mean", "cache",
+                           "counters"],
+               "bfm_predict": ["out"], "bfm_random": ["out"]}[fn]
     ids = {"dot_fit_epoch": {"x": (th.tb.NU, th.tb.NI), "order": th.tb.R}, "nn_predict": {"x": (5, 4)},
            "nn_fit_epoch": {"x": (5, 4), "order": th.NN_R}, "dot_fit_blocks": {"blocks": 4}}.get(fn, {})
 
