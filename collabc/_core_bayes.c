@@ -274,8 +274,9 @@ static PyObject *py_bfm_run(PyObject *self, PyObject *args, PyObject *kw) {
     char msg[256];
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = cf_bfm_check(msg, sizeof msg, &ma.m, &t, evp);
+    st = cf_bfm_check(msg, sizeof msg, &ma.m, &t, evp, flags);
     Py_END_ALLOW_THREADS
+    if (st == CF_ERR_NOMEM) return PyErr_NoMemory();
     if (st != CF_OK) return raise_check(fn, st, msg), NULL;
     Py_BEGIN_ALLOW_THREADS
     st = cf_bfm_run(F64(s[0]), F64(s[1]), F64(s[2]), F64(s[3]), F64(s[7]), s[4].arr ? F64(s[4]) : NULL,
@@ -328,7 +329,7 @@ static PyObject *py_bfm_predict(PyObject *self, PyObject *args, PyObject *kw) {
     char msg[256];
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = cf_bfm_check(msg, sizeof msg, &ma.m, NULL, &rw);
+    st = cf_bfm_check(msg, sizeof msg, &ma.m, NULL, &rw, 0);
     if (st == CF_OK) st = cf_bfm_predict(F64(s[0]), CF64(s[1]), S, &ma.m, &rw, (int)n_threads);
     Py_END_ALLOW_THREADS
     if (st == CF_ERR_NOMEM) return PyErr_NoMemory();

@@ -100,6 +100,26 @@ int64_t cf_bfm_n_params(const cf_bfm_model *m) { return 1 + n_features(m) * (1 +
 
 int64_t cf_bfm_n_hyper(const cf_bfm_model *m) { return 1 + 2 * m->n_groups * (1 + m->k); }
 
+/* The sums over a block row's ratings are taken in one of two ways, chosen from the data alone
+ * (never from the thread count): gathered through the grouping, row by row, when the ratings
+ * are in block-row order or few; else (the item block of a large set, whose ratings lie all
+ * over the arrays) each of NSTRIPE fixed stripes of ratings is read in order and added into its
+ * own accumulators, and the stripes' accumulators are summed in stripe order: reads in
+ * sequence and writes to a small table instead of one cache miss per rating. The grouping's
+ * row lists (grow) are then not read at all, only its counts (gptr). */
+#define NSTRIPE 16
+#define SCATTER_MIN_ROWS (1 << 20)
+
+static int uses_stripes(const cf_bfm_train *t, int64_t r, int flags) {
+    const int64_t n = t->rows.n;
+    if (flags & CF_BFM_GATHER) return 0;
+    if (!(flags & CF_BFM_STRIPES) && n < SCATTER_MIN_ROWS) return 0;
+    const int32_t *gr = t->grow + r * n;
+    for (int64_t i = 0; i < n; i++)
+        if (gr[i] != i) return 1;
+    return 0;
+}
+
 /* ---------------------------------------------------------------- structural check */
 
 #define FAIL(code, ...)                                                                        \
@@ -148,7 +168,7 @@ static int check_rows(char *msg, size_t msg_len, const char *what, const cf_bfm_
 }
 
 int cf_bfm_check(char *msg, size_t msg_len, const cf_bfm_model *m, const cf_bfm_train *t,
-                 const cf_bfm_rows *ev) {
+                 const cf_bfm_rows *ev, int flags) {
     if (m->k < 0 || m->d0 < 0 || m->n_blocks < 0 || m->n_groups < 1)
         FAIL(CF_ERR_ARG, "model: negative size or no group");
     const int64_t d = n_features(m);
@@ -188,14 +208,29 @@ int cf_bfm_check(char *msg, size_t msg_len, const cf_bfm_model *m, const cf_bfm_
             if (gp[0] != 0 || gp[M] != n)
                 FAIL(CF_ERR_ARG, "train: grouping of block %lld must run from 0 to %lld", (long long)r,
                      (long long)n);
-            for (int64_t b = 0; b < M; b++) {
+            for (int64_t b = 0; b < M; b++)
                 if (gp[b + 1] < gp[b])
                     FAIL(CF_ERR_ARG, "train: grouping of block %lld decreases at %lld", (long long)r,
                          (long long)b);
-                for (int64_t p = gp[b]; p < gp[b + 1]; p++)
-                    if (gr[p] < 0 || gr[p] >= n || t->rows.idx[r * n + gr[p]] != b)
-                        FAIL(CF_ERR_INDEX, "train: grouping of block %lld lists row %d under block row %lld",
-                             (long long)r, (int)gr[p], (long long)b);
+            if (uses_stripes(t, r, flags)) {
+                /* only the counts are used: they must be those of idx */
+                int64_t *cnt = calloc((size_t)(M > 0 ? M : 1), sizeof(int64_t));
+                if (!cnt) FAIL(CF_ERR_NOMEM, "out of memory");
+                for (int64_t i = 0; i < n; i++) cnt[t->rows.idx[r * n + i]]++;
+                int64_t bad = -1;
+                for (int64_t b = 0; b < M && bad < 0; b++)
+                    if (cnt[b] != gp[b + 1] - gp[b]) bad = b;
+                free(cnt);
+                if (bad >= 0)
+                    FAIL(CF_ERR_INDEX, "train: grouping of block %lld counts block row %lld wrong",
+                         (long long)r, (long long)bad);
+            } else {
+                for (int64_t b = 0; b < M; b++)
+                    for (int64_t p = gp[b]; p < gp[b + 1]; p++)
+                        if (gr[p] < 0 || gr[p] >= n || t->rows.idx[r * n + gr[p]] != b)
+                            FAIL(CF_ERR_INDEX,
+                                 "train: grouping of block %lld lists row %d under block row %lld",
+                                 (long long)r, (int)gr[p], (long long)b);
             }
             o += M + 1;
         }
@@ -513,14 +548,7 @@ typedef struct {
     double *stripes;         /* [NSTRIPE, maxM, 4] */
 } sweep_job;
 
-/* The sums over a block row's ratings are taken in one of two ways, chosen from the data alone
- * (never from the thread count): gathered through the grouping, row by row, when the ratings
- * are in block-row order or few; else (the item block of a large set, whose ratings lie all
- * over the arrays) each of NSTRIPE fixed stripes of ratings is read in order and added into its
- * own accumulators, and the stripes' accumulators are summed in stripe order: reads in
- * sequence and writes to a small table instead of one cache miss per rating. */
-#define NSTRIPE 16
-#define SCATTER_MIN_ROWS (1 << 20)
+
 
 /* sums of e and e^2 per chunk of ratings */
 static void esum_task(void *ctx, int64_t c) {
@@ -984,12 +1012,7 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
     brow *br = malloc(sizeof(brow) * (size_t)(maxM > 0 ? maxM : 1));
     int scatter[MAX_BLOCKS] = {0}, any_scatter = 0;
     for (int64_t r = 0; r < m->n_blocks; r++) {
-        /* stripes when the ratings are many and not in the order of the block's rows */
-        const int32_t *gr = t->grow + r * n;
-        int in_order = 1;
-        for (int64_t i = 0; i < n && in_order; i++) in_order = gr[i] == i;
-        scatter[r] = !in_order && !(flags & CF_BFM_GATHER) &&
-                     ((flags & CF_BFM_STRIPES) || n >= SCATTER_MIN_ROWS);
+        scatter[r] = uses_stripes(t, r, flags);
         any_scatter |= scatter[r];
     }
     double *stripes = any_scatter ? malloc(sizeof(double) * (size_t)(NSTRIPE * 4 * maxM)) : NULL;

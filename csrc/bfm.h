@@ -89,11 +89,12 @@ double cf_bfm_std_normal(uint64_t seed, int64_t sweep, int64_t slot);
 double cf_bfm_std_gamma(uint64_t seed, int64_t sweep, int64_t slot, double shape);
 
 /* Structural checks of the model, the training rows (may be NULL) and the eval rows (may be
- * NULL): sizes, pointer arrays, every index in range, the groupings consistent with idx.
- * Writes a message naming the first problem into msg and returns CF_ERR_ARG or
- * CF_ERR_INDEX; CF_OK otherwise. O(nnz + n). */
+ * NULL): sizes, pointer arrays, every index in range, the groupings consistent with idx (their
+ * row lists where cf_bfm_run with these flags reads them, else their counts). Writes a message
+ * naming the first problem into msg and returns CF_ERR_ARG, CF_ERR_INDEX or CF_ERR_NOMEM;
+ * CF_OK otherwise. O(nnz + n). */
 int cf_bfm_check(char *msg, size_t msg_len, const cf_bfm_model *m, const cf_bfm_train *t,
-                 const cf_bfm_rows *ev);
+                 const cf_bfm_rows *ev, int flags);
 
 /* Runs n_sweeps Gibbs sweeps from the state (theta, hyper) on the training rows, in place.
  *   rmse [n_sweeps]         written: the training RMSE of the sample after each sweep

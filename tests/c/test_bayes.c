@@ -280,27 +280,39 @@ static void test_check_catches_bad_structure(void) {
     views v;
     make_views(&v, &p);
     char msg[200];
-    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL) == CF_OK);
+    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL, 0) == CF_OK);
     const int32_t orig = p.idx[p.n + 7];
     p.idx[p.n + 7] = 4; /* item block row 4 of 4 */
-    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL) == CF_ERR_INDEX);
+    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL, 0) == CF_ERR_INDEX);
     CHECK(strstr(msg, "block 1") != NULL);
     p.idx[p.n + 7] = (orig + 1) % 4; /* in range, but the grouping lists the rating elsewhere */
-    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL) == CF_ERR_INDEX);
+    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL, 0) == CF_ERR_INDEX);
     CHECK(strstr(msg, "grouping") != NULL);
     p.idx[p.n + 7] = orig;
-    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL) == CF_OK);
+    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL, 0) == CF_OK);
+    /* with stripes only the grouping's counts are read: a wrong list passes, a wrong count not */
+    const int32_t g0 = p.grow[p.n], g1 = p.grow[p.n + 1];
+    p.grow[p.n] = g1;
+    p.grow[p.n + 1] = g0;
+    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL, CF_BFM_STRIPES) == CF_OK);
+    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL, 0) != CF_OK || p.idx[p.n + g0] == p.idx[p.n + g1]);
+    p.grow[p.n] = g0;
+    p.grow[p.n + 1] = g1;
+    p.idx[p.n + 7] = (orig + 1) % 4;
+    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL, CF_BFM_STRIPES) == CF_ERR_INDEX);
+    CHECK(strstr(msg, "counts") != NULL);
+    p.idx[p.n + 7] = orig;
     p.y[3] = NAN;
-    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL) == CF_ERR_ARG);
+    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL, 0) == CF_ERR_ARG);
     free_problem(&p);
     g_rs = 1;
     problem q = make_problem(40, 5, 4, 3, 2);
     make_views(&v, &q);
     q.group[2] = 9;
-    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL) == CF_ERR_INDEX);
+    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL, 0) == CF_ERR_INDEX);
     q.group[2] = 0;
     q.col[0][1] = 99;
-    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL) == CF_ERR_INDEX);
+    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL, 0) == CF_ERR_INDEX);
     free_problem(&q);
 }
 
@@ -313,8 +325,8 @@ static void test_blocks_match_flat_model(void) {
     flat f;
     make_flat(&f, &p);
     char msg[200];
-    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL) == CF_OK);
-    CHECK(cf_bfm_check(msg, sizeof msg, &f.m, &f.t, NULL) == CF_OK);
+    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL, 0) == CF_OK);
+    CHECK(cf_bfm_check(msg, sizeof msg, &f.m, &f.t, NULL, 0) == CF_OK);
     const int64_t S = 5;
     chain a = new_chain(&v.m, S, p.n), b = new_chain(&f.m, S, p.n);
     CHECK(a.P == b.P && a.H == b.H);
