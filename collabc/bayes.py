@@ -354,10 +354,18 @@ class BayesianFM:
 
         how: 'samples' averages the stored samples (keep_samples=True); 'mean' plugs the
         posterior-mean parameters in (exact for the linear terms, an approximation of the
-        average of the factor terms); 'auto' is 'samples' when they are stored, else 'mean'."""
+        average of the factor terms, poor with implicit features); 'auto' is 'samples' when they
+        are stored, else 'mean'; 'current' is the chain's current sample alone (burn-in
+        monitoring: needs no kept sample)."""
+        if how not in ('auto', 'samples', 'mean', 'current'):
+            raise ValueError(f"how must be 'auto', 'samples', 'mean' or 'current', got {how!r}")
+        if how == 'current':
+            out = np.zeros(rows[3].shape[1])
+            if out.size:
+                _core.bfm_predict(out, self.theta.reshape(1, -1), self.n_factors, self.d0,
+                                  self.group, self._blocks, rows, self.n_threads)
+            return out
         self._need_kept()
-        if how not in ('auto', 'samples', 'mean'):
-            raise ValueError(f"how must be 'auto', 'samples' or 'mean', got {how!r}")
         if how == 'samples' and self.samples is None:
             raise ValueError("how='samples' needs keep_samples=True")
         n = rows[3].shape[1]
@@ -378,6 +386,48 @@ class BayesianFM:
         if self._eval is None:
             raise ValueError("no eval rows were given")
         return self.eval_mean.copy()
+
+    # ------------------------------------------------------------------ state
+    _STATE = ('theta', 'hyper', 'theta_mean', 'hyper_mean', 'eval_mean', 'cache', 'counters',
+              'train_rmse')
+
+    def get_state(self):
+        """The sampler's state as a dict of NumPy arrays (copies): parameters, hyperparameters,
+        running means, caches, counters, the training RMSE so far, the seed, and the kept samples
+        when stored. `set_state` on a model built from the same data and options continues the
+        chain exactly."""
+        st = {k: getattr(self, k).copy() for k in self._STATE}
+        st['seed'] = np.array(self.seed, np.uint64)
+        if self.samples is not None:
+            st['samples'] = self.samples[:self.n_kept].copy()
+        return st
+
+    def set_state(self, state):
+        "Restores a `get_state()` dict (shapes and dtypes checked)."
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict from get_state(), got {type(state).__name__}")
+        missing = [k for k in self._STATE + ('seed',) if k not in state]
+        if missing:
+            raise KeyError(f"state lacks {missing}")
+        new = {}
+        for k in self._STATE:
+            cur, a = getattr(self, k), np.asarray(state[k])
+            if k != 'train_rmse' and (a.shape != cur.shape or a.dtype != cur.dtype):
+                raise ValueError(f"state[{k!r}] is {a.dtype} {a.shape}, this model needs "
+                                 f"{cur.dtype} {cur.shape} (built from other data or options?)")
+            new[k] = np.array(a, dtype=cur.dtype)
+        if new['counters'][2] not in (0, 1) or new['counters'][1] > new['counters'][0]:
+            raise ValueError("state['counters'] is inconsistent")
+        for k, a in new.items():
+            setattr(self, k, a)
+        self.seed = int(np.asarray(state['seed']))
+        self.samples = None
+        if 'samples' in state:
+            smp = np.asarray(state['samples'], np.float64)
+            if smp.ndim != 2 or smp.shape[1] != self.n_params:
+                raise ValueError(f"state['samples'] must have {self.n_params} columns")
+            self.samples = np.ascontiguousarray(smp)
+            self.keep_samples = True
 
     # ------------------------------------------------------------------ parameters
     def _split(self, theta):

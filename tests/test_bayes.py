@@ -166,6 +166,28 @@ def test_same_chain_for_any_thread_count_and_segments():
     assert not np.array_equal(other.theta, m1.theta)
 
 
+def test_state_round_trip_continues_the_chain():
+    a = generic_model(1, keep_samples=True)
+    a.run_sweeps(4)
+    st = a.get_state()
+    b = generic_model(2, keep_samples=True)
+    b.set_state(st)
+    np.testing.assert_array_equal(a.run_sweeps(3), b.run_sweeps(3))
+    np.testing.assert_array_equal(a.theta_mean, b.theta_mean)
+    np.testing.assert_array_equal(a.eval_mean, b.eval_mean)
+    np.testing.assert_array_equal(a.samples[:a.n_kept], b.samples[:b.n_kept])
+    bad = dict(st)
+    bad['theta'] = st['theta'][:-1]
+    with pytest.raises(ValueError, match="state\\['theta'\\]"):
+        b.set_state(bad)
+    with pytest.raises(KeyError, match="lacks"):
+        b.set_state({'theta': st['theta']})
+    cur = a.predict_rows(a._eval, how='current')
+    _core.bfm_predict(out := np.zeros(300), a.theta.reshape(1, -1), a.n_factors, a.d0, a.group,
+                      a._blocks, a._eval)
+    np.testing.assert_array_equal(cur, out)
+
+
 def test_eval_mean_is_the_average_of_the_kept_samples():
     m = generic_model(2, keep_samples=True)
     m.fit()
