@@ -147,7 +147,7 @@ PyDoc_STRVAR(bfm_run_doc,
 "rmse (n_sweeps,) float64 written: training RMSE after each sweep. theta (P,) float64,\n"
 "P = 1 + d (1 + k): w0, w, V; hyper (H,) float64, H = 1 + 2 G (1 + k); theta_mean (P,),\n"
 "hyper_mean (H,) and eval_mean (n_eval,) float64 running means over the kept sweeps; cache\n"
-"(n + sum M (1 + 2 k),) float64 the residual and block caches; counters (3,) int64 (sweeps done,\n"
+"(2 n + sum M (1 + 2 k),) float64 the residual, q and block caches; counters (3,) int64 (sweeps done,\n"
 "kept, cache valid). group (d,) int32; blocks: tuple of (ptr int64 [M+1], col int32, val float32,\n"
 "tptr int64 [n_feat+1], trow int32, tval float32, n_feat int64 [1]). train: (y float32 [n],\n"
 "x_ptr, x_col, x_val, xt_ptr, xt_row, xt_val, idx int32 [R, n], gptr int64 [sum(M+1)], grow\n"

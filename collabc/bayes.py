@@ -236,8 +236,8 @@ class BayesianFM:
             raise ValueError(f"hyper must be {self.n_hyper} finite numbers with hyper[0] (alpha) > 0")
         self.theta_mean = np.zeros(self.n_params)
         self.hyper_mean = np.zeros(self.n_hyper)
-        # the sampler's residual and block caches, kept between calls (counters[2]: valid)
-        self.cache = np.zeros(n + sum((b[0].size - 1) * (1 + 2 * K) for b in self.blocks))
+        # the sampler's residual, q and block caches, kept between calls (counters[2]: valid)
+        self.cache = np.zeros(2 * n + sum((b[0].size - 1) * (1 + 2 * K) for b in self.blocks))
         self.counters = np.zeros(3, np.int64)   # sweeps done, kept, cache valid
         self.samples = None
         self.train_rmse = np.zeros(0)

@@ -476,7 +476,7 @@ static int64_t caches_size(const cf_bfm_model *m) {
     return tot;
 }
 
-int64_t cf_bfm_cache_size(const cf_bfm_model *m, int64_t n) { return n + caches_size(m); }
+int64_t cf_bfm_cache_size(const cf_bfm_model *m, int64_t n) { return 2 * n + caches_size(m); }
 
 /* scratch for the block caches, in one allocation */
 static double *alloc_caches(const cf_bfm_model *m, double **lin, double **qk, double **sk) {
@@ -638,6 +638,19 @@ static void qrow_task(void *ctx, int64_t c) {
     }
 }
 
+/* block row b of the block in use, for the factor being drawn */
+static inline void set_brow(sweep_job *j, int64_t b, double qB, double qS, double c, double cS,
+                            double E, double EQ) {
+    brow *r = &j->br[b];
+    r->qB = qB;
+    r->qS = qS;
+    r->c = c;
+    r->cS = cS;
+    r->E = E;
+    r->EQ = EQ;
+    r->card = (double)(j->gptr[b + 1] - j->gptr[b]);
+}
+
 /* block r, factor f: every block row's qB, qS and the sums c, cS, E, EQ over its ratings */
 static void vblock_sum_task(void *ctx, int64_t c) {
     sweep_job *j = ctx;
@@ -655,14 +668,7 @@ static void vblock_sum_task(void *ctx, int64_t c) {
             se += en;
             seq += en * tn;
         }
-        brow *r = &j->br[b];
-        r->qB = qb;
-        r->qS = sk[b * k];
-        r->c = s1;
-        r->cS = s2;
-        r->E = se;
-        r->EQ = seq;
-        r->card = (double)(j->gptr[b + 1] - j->gptr[b]);
+        set_brow(j, b, qb, sk[b * k], s1, s2, se, seq);
     }
 }
 
@@ -700,14 +706,7 @@ static void vstripe_sum_task(void *ctx, int64_t c) {
             se += a[2];
             seq += a[3];
         }
-        brow *r = &j->br[b];
-        r->qB = qc[b];
-        r->qS = sk[b * k];
-        r->c = s1;
-        r->cS = s2;
-        r->E = se;
-        r->EQ = seq;
-        r->card = (double)(j->gptr[b + 1] - j->gptr[b]);
+        set_brow(j, b, qc[b], sk[b * k], s1, s2, se, seq);
     }
 }
 
@@ -1005,9 +1004,10 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
         if (m->blocks[r].n_rows > maxM) maxM = m->blocks[r].n_rows;
         sumM += m->blocks[r].n_rows;
     }
-    /* scratch: q [n]; chunk partials [2 nrc]; group accumulators [3 G]; the blocks' columns
-     * [sum M]; the apply coefficients [2 maxM]; the block rows [maxM] */
-    const int64_t nd = n + 2 * nrc + 3 * G + sumM + 2 * maxM;
+    /* scratch: chunk partials [2 nrc]; group accumulators [3 G]; the blocks' columns [sum M];
+     * the apply coefficients [2 maxM]; the block rows [maxM] (q lives in the cache: no
+     * allocation of the size of the data per call) */
+    const int64_t nd = 2 * nrc + 3 * G + sumM + 2 * maxM;
     double *buf = malloc(sizeof(double) * (size_t)nd);
     brow *br = malloc(sizeof(brow) * (size_t)(maxM > 0 ? maxM : 1));
     int scatter[MAX_BLOCKS] = {0}, any_scatter = 0;
@@ -1023,7 +1023,7 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
         return CF_ERR_NOMEM;
     }
     double *resid = cache, *lin[MAX_BLOCKS], *qk[MAX_BLOCKS], *sk[MAX_BLOCKS];
-    lay_caches(m, cache + n, lin, qk, sk);
+    lay_caches(m, cache + 2 * n, lin, qk, sk);
     bfm_pool pool;
     bfm_pool *pp = pool_start(&pool, n_threads) == 0 ? &pool : NULL;
 
@@ -1036,15 +1036,15 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
     j.k = k;
     j.d = d;
     j.e = resid;
-    j.q = buf;
-    j.part = buf + n;
+    j.q = cache + n;
+    j.part = buf;
     j.br = br;
     j.stripes = stripes;
     memcpy(j.scatter, scatter, sizeof scatter);
     j.lin = lin;
     j.qk = qk;
     j.sk = sk;
-    double *acc = buf + n + 2 * nrc;
+    double *acc = buf + 2 * nrc;
     {
         double *p = acc + 3 * G;
         for (int64_t r = 0; r < m->n_blocks; r++) {

@@ -103,9 +103,9 @@ int cf_bfm_check(char *msg, size_t msg_len, const cf_bfm_model *m, const cf_bfm_
  *   hyper_mean [H]          running mean of hyper over the kept sweeps
  *   eval_mean [ev->n]       running mean of the predictions for the eval rows (ev may be NULL)
  *   samples [cap, P]        optional (NULL): the kept samples, kept sample c at row c - 1
- *   cache [cf_bfm_cache_size(m, n)]  the residual cache e = yhat - y of the state, then each
- *                           block's caches (lin [M], qk [M k], sk [M k]: see bfm.c), kept
- *                           between calls
+ *   cache [cf_bfm_cache_size(m, n)]  the residual cache e = yhat - y of the state, the q
+ *                           terms [n] (scratch), then each block's caches (lin [M], qk [M k],
+ *                           sk [M k]: see bfm.c), kept between calls
  *   counters [3]            sweeps done so far (the chain's sweep index), kept sweeps so far,
  *                           1 when cache holds the caches of theta (0: recompute them)
  * A sweep (myFM's order): alpha; w0; lambda_w, mu_w; w (row-local features, then each

@@ -270,6 +270,14 @@ static chain new_chain(const cf_bfm_model *m, int64_t n_sweeps, int64_t n) {
     return c;
 }
 
+/* n_sweeps sweeps of chain c (no eval rows, no samples) */
+static int run_chain(chain *c, double *rmse, const cf_bfm_model *m, const cf_bfm_train *t,
+                     const cf_bfm_prior *pr, int64_t n_sweeps, int64_t burn, uint64_t seed,
+                     int flags, int threads) {
+    return cf_bfm_run(rmse, c->theta, c->hyper, c->tm, c->hm, NULL, NULL, 0, c->e, c->cnt, m, t,
+                      NULL, pr, n_sweeps, burn, seed, flags, threads);
+}
+
 static void free_chain(chain *c) {
     free(c->theta); free(c->hyper); free(c->tm); free(c->hm); free(c->rmse); free(c->e);
 }
@@ -330,10 +338,8 @@ static void test_blocks_match_flat_model(void) {
     const int64_t S = 5;
     chain a = new_chain(&v.m, S, p.n), b = new_chain(&f.m, S, p.n);
     CHECK(a.P == b.P && a.H == b.H);
-    CHECK(cf_bfm_run(a.rmse, a.theta, a.hyper, a.tm, a.hm, NULL, NULL, 0, a.e, a.cnt, &v.m, &v.t, NULL,
-                     &PRIOR, S, 2, 42, 0, 1) == CF_OK);
-    CHECK(cf_bfm_run(b.rmse, b.theta, b.hyper, b.tm, b.hm, NULL, NULL, 0, b.e, b.cnt, &f.m, &f.t, NULL,
-                     &PRIOR, S, 2, 42, 0, 1) == CF_OK);
+    CHECK(run_chain(&a, a.rmse, &v.m, &v.t, &PRIOR, S, 2, 42, 0, 1) == CF_OK);
+    CHECK(run_chain(&b, b.rmse, &f.m, &f.t, &PRIOR, S, 2, 42, 0, 1) == CF_OK);
     double worst = 0;
     for (int64_t i = 0; i < a.P; i++) {
         const double dlt = fabs(a.theta[i] - b.theta[i]) / (1 + fabs(b.theta[i]));
@@ -359,14 +365,11 @@ static void test_threads_and_segments(void) {
     chain c[4];
     for (int t = 0; t < 3; t++) {
         c[t] = new_chain(&v.m, S, p.n);
-        CHECK(cf_bfm_run(c[t].rmse, c[t].theta, c[t].hyper, c[t].tm, c[t].hm, NULL, NULL, 0, c[t].e, c[t].cnt,
-                         &v.m, &v.t, NULL, &PRIOR, S, 3, 5, 0, t + 1) == CF_OK);
+        CHECK(run_chain(&c[t], c[t].rmse, &v.m, &v.t, &PRIOR, S, 3, 5, 0, t + 1) == CF_OK);
     }
     c[3] = new_chain(&v.m, S, p.n);
-    CHECK(cf_bfm_run(c[3].rmse, c[3].theta, c[3].hyper, c[3].tm, c[3].hm, NULL, NULL, 0, c[3].e, c[3].cnt,
-                     &v.m, &v.t, NULL, &PRIOR, 4, 3, 5, 0, 2) == CF_OK);
-    CHECK(cf_bfm_run(c[3].rmse + 4, c[3].theta, c[3].hyper, c[3].tm, c[3].hm, NULL, NULL, 0, c[3].e, c[3].cnt,
-                     &v.m, &v.t, NULL, &PRIOR, 3, 3, 5, 0, 2) == CF_OK);
+    CHECK(run_chain(&c[3], c[3].rmse, &v.m, &v.t, &PRIOR, 4, 3, 5, 0, 2) == CF_OK);
+    CHECK(run_chain(&c[3], c[3].rmse + 4, &v.m, &v.t, &PRIOR, 3, 3, 5, 0, 2) == CF_OK);
     for (int t = 1; t < 4; t++) {
         CHECK(memcmp(c[0].theta, c[t].theta, sizeof(double) * (size_t)c[0].P) == 0);
         CHECK(memcmp(c[0].tm, c[t].tm, sizeof(double) * (size_t)c[0].P) == 0);
@@ -387,12 +390,9 @@ static void test_stripes(void) {
     make_views(&v, &p);
     const int64_t S = 4;
     chain a = new_chain(&v.m, S, p.n), b = new_chain(&v.m, S, p.n), c = new_chain(&v.m, S, p.n);
-    CHECK(cf_bfm_run(a.rmse, a.theta, a.hyper, a.tm, a.hm, NULL, NULL, 0, a.e, a.cnt, &v.m, &v.t,
-                     NULL, &PRIOR, S, 1, 9, CF_BFM_GATHER, 1) == CF_OK);
-    CHECK(cf_bfm_run(b.rmse, b.theta, b.hyper, b.tm, b.hm, NULL, NULL, 0, b.e, b.cnt, &v.m, &v.t,
-                     NULL, &PRIOR, S, 1, 9, CF_BFM_STRIPES, 1) == CF_OK);
-    CHECK(cf_bfm_run(c.rmse, c.theta, c.hyper, c.tm, c.hm, NULL, NULL, 0, c.e, c.cnt, &v.m, &v.t,
-                     NULL, &PRIOR, S, 1, 9, CF_BFM_STRIPES, 3) == CF_OK);
+    CHECK(run_chain(&a, a.rmse, &v.m, &v.t, &PRIOR, S, 1, 9, CF_BFM_GATHER, 1) == CF_OK);
+    CHECK(run_chain(&b, b.rmse, &v.m, &v.t, &PRIOR, S, 1, 9, CF_BFM_STRIPES, 1) == CF_OK);
+    CHECK(run_chain(&c, c.rmse, &v.m, &v.t, &PRIOR, S, 1, 9, CF_BFM_STRIPES, 3) == CF_OK);
     CHECK(memcmp(a.theta, b.theta, sizeof(double) * (size_t)a.P) != 0);
     for (int64_t i = 0; i < a.P; i++) NEAR(b.theta[i], a.theta[i], 1e-8);
     CHECK(memcmp(b.theta, c.theta, sizeof(double) * (size_t)a.P) == 0);
@@ -465,8 +465,8 @@ static void test_rank0_posterior_mean(void) {
     }
     cf_bfm_prior pr = PRIOR;
     pr.reg_0 = 4.0;
-    CHECK(cf_bfm_run(c.rmse, c.theta, c.hyper, c.tm, c.hm, NULL, NULL, 0, c.e, c.cnt, &v.m, &v.t, NULL,
-                     &pr, S, 200, 8, CF_BFM_FIX_ALPHA | CF_BFM_FIX_GROUPS, 1) == CF_OK);
+    CHECK(run_chain(&c, c.rmse, &v.m, &v.t, &pr, S, 200, 8, CF_BFM_FIX_ALPHA | CF_BFM_FIX_GROUPS, 1) ==
+          CF_OK);
     /* the closed form from the flat design */
     double *A = dzeros(D * D), *b = dzeros(D);
     for (int64_t i = 0; i < p.n; i++) {
