@@ -39,6 +39,12 @@ def _csr(indptr, indices, data, n_cols, name):
         raise ValueError(f"{name}: column indices must lie in [0, {n_cols})")
     if not np.all(np.isfinite(data)):
         raise ValueError(f"{name}: values must be finite")
+    if indices.size:
+        rows = np.repeat(np.arange(indptr.size - 1, dtype=np.int64), np.diff(indptr))
+        key = np.sort(rows * int(n_cols) + indices)
+        if np.any(key[1:] == key[:-1]):
+            r = int(key[1:][key[1:] == key[:-1]][0] // int(n_cols))
+            raise ValueError(f"{name}: row {r} lists a column twice (sum the duplicates first)")
     return indptr, indices, data, int(n_cols)
 
 
@@ -46,6 +52,9 @@ def _as_csr(m, name):
     "A CSR from a (indptr, indices, data, n_cols) tuple or anything with .indptr/.indices/.data/.shape."
     if hasattr(m, 'indptr') and hasattr(m, 'shape'):
         m = m.tocsr() if hasattr(m, 'tocsr') else m
+        if hasattr(m, 'sum_duplicates'):
+            m = m.copy()
+            m.sum_duplicates()
         return _csr(m.indptr, m.indices, m.data, m.shape[1], name)
     if not isinstance(m, (tuple, list)) or len(m) != 4:
         raise TypeError(f"{name} must be a CSR matrix or a tuple (indptr, indices, data, n_cols)")
@@ -719,10 +728,9 @@ def bayes_fm(dls, n_factors=10, n_samples=500, burn_in=50, implicit='both', date
     xv, yv = dls.valid.x, dls.valid.y
     if xt.shape[0] == 0:
         raise ValueError("dls has no training rows")
-    cnt_u = np.bincount(xt[:, 0], minlength=NU)
-    cnt_i = np.bincount(xt[:, 1], minlength=NI)
+
     def side(is_user):
-        n, other, cnt = (NU, NI, cnt_u) if is_user else (NI, NU, cnt_i)
+        n, other = (NU, NI) if is_user else (NI, NU)
         a, b = (0, 1) if is_user else (1, 0)
         name = 'user' if is_user else 'item'
         parts = [(np.arange(n + 1, dtype=np.int64), np.arange(n, dtype=np.int32),
@@ -730,11 +738,15 @@ def bayes_fm(dls, n_factors=10, n_samples=500, burn_in=50, implicit='both', date
         groups = [np.zeros(n, np.int32)]
         gnames, slices, off = [name], {name: slice(0, n)}, n
         if implicit == 'both' or (implicit == 'user' and is_user):
-            order = np.lexsort((xt[:, b], xt[:, a]))
+            # the set of items each user rated (users who rated each item): a pair rated twice
+            # counts once
+            key = np.unique(xt[:, a].astype(np.int64) * other + xt[:, b])
+            own, oth = key // other, (key % other).astype(np.int32)
+            cnt_set = np.bincount(own, minlength=n)
             ptr = np.zeros(n + 1, np.int64)
-            np.cumsum(cnt, out=ptr[1:])
-            vals = np.repeat(1.0 / np.sqrt(np.maximum(cnt, 1)), cnt).astype(np.float32)
-            parts.append((ptr, xt[order, b].astype(np.int32), vals, other))
+            np.cumsum(cnt_set, out=ptr[1:])
+            vals = np.repeat(1.0 / np.sqrt(np.maximum(cnt_set, 1)), cnt_set).astype(np.float32)
+            parts.append((ptr, oth, vals, other))
             groups.append(np.full(other, 1, np.int32))
             gnames.append(f"{name}_implicit")
             slices[f"{name}_implicit"] = slice(off, off + other)

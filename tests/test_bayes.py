@@ -333,6 +333,9 @@ def test_binding_validates_everything():
     before = m.theta.copy()
     _core.bfm_run(**args(tr))
     assert not np.array_equal(before, m.theta)
+    dup = (np.array([0, 2, 3], np.int64), np.array([1, 1, 0], np.int32), np.ones(3, np.float32), 3)
+    with pytest.raises(ValueError, match="row 0 lists a column twice"):
+        BayesianFM(np.ones(2), [dup], np.zeros((1, 2), np.int32))
     with pytest.raises(ValueError, match="y holds NaN"):
         BayesianFM(np.array([1.0, np.nan]), n_factors=1)
     with pytest.raises(ValueError, match="idx"):
