@@ -142,7 +142,8 @@ static int raise_check(const char *fn, int st, const char *msg) {
 PyDoc_STRVAR(bfm_run_doc,
 "bfm_run(rmse, theta, hyper, theta_mean, hyper_mean, eval_mean, cache, counters, k, d0, group,\n"
 "        blocks, train,\n"
-"        eval, prior, n_sweeps, burn_in, seed, flags=0, n_threads=1, samples=None)\n--\n\n"
+"        eval, prior, n_sweeps, burn_in, seed, flags=0, n_threads=1, samples=None, stop=None)\n"
+"--\n\n"
 "Runs n_sweeps Gibbs sweeps of the Bayesian factorization machine in place (csrc/bfm.h).\n"
 "rmse (n_sweeps,) float64 written: training RMSE after each sweep. theta (P,) float64,\n"
 "P = 1 + d (1 + k): w0, w, V; hyper (H,) float64, H = 1 + 2 G (1 + k); theta_mean (P,),\n"
@@ -153,26 +154,29 @@ PyDoc_STRVAR(bfm_run_doc,
 "x_ptr, x_col, x_val, xt_ptr, xt_row, xt_val, idx int32 [R, n], gptr int64 [sum(M+1)], grow\n"
 "int32 [R, n]); x*/xt* None without row-local features. eval: (x_ptr, x_col, x_val, idx) or\n"
 "None. prior: (alpha_0, beta_0, gamma_0, mu_0, reg_0). flags: 1 fixes alpha, 2 the group\n"
-"hyperparameters. samples (cap, P) float64 or None receives the kept samples.");
+"hyperparameters. samples (cap, P) float64 or None receives the kept samples. stop (1,) int64\n"
+"or None: set it non-zero from another thread to end the call after the factor in progress\n"
+"(the next call resumes there; counters[3] is the factor). Returns the sweeps completed.");
 
 static PyObject *py_bfm_run(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"rmse", "theta", "hyper", "theta_mean", "hyper_mean", "eval_mean", "cache", "counters", "k",
                              "d0", "group", "blocks", "train", "eval", "prior", "n_sweeps",
-                             "burn_in", "seed", "flags", "n_threads", "samples", NULL};
+                             "burn_in", "seed", "flags", "n_threads", "samples", "stop", NULL};
     const char *fn = "bfm_run";
-    argspec s[9] = {{0, "rmse", NPY_FLOAT64, 1}, {0, "theta", NPY_FLOAT64, 1},
+    argspec s[10] = {{0, "rmse", NPY_FLOAT64, 1}, {0, "theta", NPY_FLOAT64, 1},
                     {0, "hyper", NPY_FLOAT64, 1}, {0, "theta_mean", NPY_FLOAT64, 1},
                     {0, "eval_mean", NPY_FLOAT64, 1, 1}, {0, "counters", NPY_INT64, 1},
-                    {0, "samples", NPY_FLOAT64, 1, 1}, {0, "hyper_mean", NPY_FLOAT64, 1}, {0, "cache", NPY_FLOAT64, 1}};
+                    {0, "samples", NPY_FLOAT64, 1, 1}, {0, "hyper_mean", NPY_FLOAT64, 1}, {0, "cache", NPY_FLOAT64, 1},
+                    {0, "stop", NPY_INT64, 0, 1}};
     long long k, d0, n_sweeps, burn_in, n_threads = 1;
     unsigned long long seed;
     int flags = 0;
     PyObject *group, *blocks, *train, *evo, *prior;
     double pr[5];
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOLLOOOOOLLK|iLO", kwlist, &s[0].obj, &s[1].obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOLLOOOOOLLK|iLOO", kwlist, &s[0].obj, &s[1].obj,
                                      &s[2].obj, &s[3].obj, &s[7].obj, &s[4].obj, &s[8].obj, &s[5].obj, &k, &d0, &group,
                                      &blocks, &train, &evo, &prior, &n_sweeps, &burn_in, &seed,
-                                     &flags, &n_threads, &s[6].obj))
+                                     &flags, &n_threads, &s[6].obj, &s[9].obj))
         return NULL;
     if (!PyArg_ParseTuple(prior, "ddddd", &pr[0], &pr[1], &pr[2], &pr[3], &pr[4])) {
         PyErr_Clear();
@@ -192,7 +196,7 @@ static PyObject *py_bfm_run(PyObject *self, PyObject *args, PyObject *kw) {
         return NULL;
     }
     if (positive(fn, "n_threads", n_threads) < 0) return NULL;
-    if (check_args(fn, s, 9) < 0) return NULL;
+    if (check_args(fn, s, 10) < 0) return NULL;
     model_args ma;
     if (parse_model(fn, &ma, k, d0, group, blocks) < 0) return NULL;
     const int64_t P = cf_bfm_n_params(&ma.m), H = cf_bfm_n_hyper(&ma.m);
@@ -252,7 +256,7 @@ static PyObject *py_bfm_run(PyObject *self, PyObject *args, PyObject *kw) {
     if (check_shape1(fn, &s[0], n_sweeps) < 0 || check_shape1(fn, &s[1], P) < 0 ||
         check_shape1(fn, &s[2], H) < 0 || check_shape1(fn, &s[3], P) < 0 ||
         check_shape1(fn, &s[7], H) < 0 ||
-        check_shape1(fn, &s[5], 3) < 0 || check_shape1(fn, &s[8], cf_bfm_cache_size(&ma.m, n)) < 0)
+        check_shape1(fn, &s[5], 4) < 0 || check_shape1(fn, &s[9], 1) < 0 || check_shape1(fn, &s[8], cf_bfm_cache_size(&ma.m, n)) < 0)
         return NULL;
     if (evp && !s[4].arr) {
         PyErr_Format(PyExc_ValueError, "%s(): 'eval_mean' is needed with 'eval'", fn);
@@ -267,8 +271,10 @@ static PyObject *py_bfm_run(PyObject *self, PyObject *args, PyObject *kw) {
             return NULL;
         }
     const int64_t *cnt = (const int64_t *)PyArray_DATA(s[5].arr);
-    if (cnt[0] < 0 || cnt[1] < 0 || cnt[2] < 0 || cnt[2] > 1) {
-        PyErr_Format(PyExc_ValueError, "%s(): 'counters' must be >= 0 (and counters[2] 0 or 1)", fn);
+    const int64_t sweeps0 = cnt[0];
+    if (cnt[0] < 0 || cnt[1] < 0 || cnt[1] > cnt[0] || cnt[2] < 0 || cnt[2] > 1 || cnt[3] < 0 ||
+        cnt[3] >= (k > 0 ? k : 1)) {
+        PyErr_Format(PyExc_ValueError, "%s(): 'counters' must be (sweeps >= 0, kept <= sweeps, 0 or 1, a factor < k)", fn);
         return NULL;
     }
     char msg[256];
@@ -283,7 +289,8 @@ static PyObject *py_bfm_run(PyObject *self, PyObject *args, PyObject *kw) {
                     s[6].arr ? F64(s[6]) : NULL, s[6].arr ? DIM(s[6], 0) : 0, F64(s[8]),
                     (int64_t *)PyArray_DATA(s[5].arr), &ma.m, &t, evp,
                     &(cf_bfm_prior){pr[0], pr[1], pr[2], pr[3], pr[4]}, n_sweeps, burn_in,
-                    (uint64_t)seed, flags, (int)n_threads);
+                    (uint64_t)seed, flags, (int)n_threads,
+                    s[9].arr ? (const int64_t *)PyArray_DATA(s[9].arr) : NULL);
     Py_END_ALLOW_THREADS
     if (st == CF_ERR_NOMEM) return PyErr_NoMemory();
     if (st == CF_ERR_NONFINITE) {
@@ -292,11 +299,11 @@ static PyObject *py_bfm_run(PyObject *self, PyObject *args, PyObject *kw) {
                      "features)", fn, (long long)cnt[0]);
         return NULL;
     }
-    if (st != CF_OK) {
+    if (st != CF_OK && st != CF_BFM_STOPPED) {
         PyErr_Format(PyExc_RuntimeError, "%s(): internal error %d", fn, st);
         return NULL;
     }
-    Py_RETURN_NONE;
+    return PyLong_FromLongLong((long long)(cnt[0] - sweeps0));
 }
 
 PyDoc_STRVAR(bfm_predict_doc,

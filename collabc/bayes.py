@@ -10,6 +10,8 @@ burn-in.
 """
 import numbers
 import os
+import signal
+import threading
 import time
 
 import numpy as np
@@ -247,7 +249,7 @@ class BayesianFM:
         self.hyper_mean = np.zeros(self.n_hyper)
         # the sampler's residual, q and block caches, kept between calls (counters[2]: valid)
         self.cache = np.zeros(2 * n + sum((b[0].size - 1) * (1 + 2 * K) for b in self.blocks))
-        self.counters = np.zeros(3, np.int64)   # sweeps done, kept, cache valid
+        self.counters = np.zeros(4, np.int64)   # sweeps done, kept, cache valid, resume factor
         self.samples = None
         self.train_rmse = np.zeros(0)
         self._eval = None
@@ -309,23 +311,67 @@ class BayesianFM:
         """Runs n Gibbs sweeps from the current state; returns their training RMSE (n,) float64.
 
         The state (parameters, hyperparameters, running means, sweep counter) stays in the object,
-        so calling run_sweeps(a) then run_sweeps(b) gives exactly run_sweeps(a + b)."""
+        so calling run_sweeps(a) then run_sweeps(b) gives exactly run_sweeps(a + b). Called from
+        the main thread, the sampler runs in a worker thread and Ctrl-C stops it after the factor
+        in progress (a fraction of a sweep; the call's own SIGINT handler asks it to), then
+        KeyboardInterrupt is raised with the sweeps completed recorded; the next call resumes inside
+        the interrupted sweep, the chain unchanged bit for bit. A second Ctrl-C raises at once
+        (the worker still ends after its factor)."""
         n = _int_arg(n, 'n', 0)
         rmse = np.zeros(n)
         if n == 0:
             return rmse
         if self.keep_samples:
-            need = max(0, self.sweeps_done + n - max(self.burn_in, self.sweeps_done)) + self.n_kept
+            need = self.n_kept + n
             if self.samples is None or self.samples.shape[0] < need:
                 grown = np.zeros((max(need, self.n_samples - self.burn_in), self.n_params))
                 if self.samples is not None:
                     grown[:self.samples.shape[0]] = self.samples
                 self.samples = grown
-        _core.bfm_run(rmse, self.theta, self.hyper, self.theta_mean, self.hyper_mean,
-                      self.eval_mean if self._eval is not None else None, self.cache, self.counters,
-                      self.n_factors, self.d0, self.group, self._blocks, self._train, self._eval,
-                      self.prior, n, self.burn_in, self.seed, self.flags, self.n_threads,
-                      self.samples)
+        stop = np.zeros(1, np.int64)
+        done, error = [], []
+
+        def call():
+            try:
+                done.append(_core.bfm_run(
+                    rmse, self.theta, self.hyper, self.theta_mean, self.hyper_mean,
+                    self.eval_mean if self._eval is not None else None, self.cache,
+                    self.counters, self.n_factors, self.d0, self.group, self._blocks, self._train,
+                    self._eval, self.prior, n, self.burn_in, self.seed, self.flags,
+                    self.n_threads, self.samples, stop))
+            except BaseException as e:   # re-raised in the calling thread
+                error.append(e)
+
+        if threading.current_thread() is not threading.main_thread():
+            call()
+        else:
+            # the first Ctrl-C only asks the worker to stop (the handler never raises inside
+            # Thread.start or join, so the worker is always waited for); a second one raises
+            interrupts = []
+
+            def on_sigint(signum, frame):
+                stop[0] = 1
+                interrupts.append(signum)
+                if len(interrupts) > 1:
+                    raise KeyboardInterrupt
+
+            previous = signal.signal(signal.SIGINT, on_sigint)
+            try:
+                worker = threading.Thread(target=call, name='collabc-bayes', daemon=True)
+                worker.start()
+                while worker.is_alive():
+                    worker.join(0.05)
+            finally:
+                signal.signal(signal.SIGINT, previous)
+            if interrupts:
+                self._record(rmse, done)
+                raise KeyboardInterrupt
+        if error:
+            raise error[0]
+        return self._record(rmse, done)
+
+    def _record(self, rmse, done):
+        rmse = rmse[:int(done[0]) if done else 0]
         self.train_rmse = np.concatenate([self.train_rmse, rmse])
         return rmse
 
@@ -425,7 +471,8 @@ class BayesianFM:
                 raise ValueError(f"state[{k!r}] is {a.dtype} {a.shape}, this model needs "
                                  f"{cur.dtype} {cur.shape} (built from other data or options?)")
             new[k] = np.array(a, dtype=cur.dtype)
-        if new['counters'][2] not in (0, 1) or new['counters'][1] > new['counters'][0]:
+        c = new['counters']
+        if c[2] not in (0, 1) or c[1] > c[0] or not 0 <= c[3] < max(self.n_factors, 1):
             raise ValueError("state['counters'] is inconsistent")
         for k, a in new.items():
             setattr(self, k, a)

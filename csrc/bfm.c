@@ -805,11 +805,22 @@ static void draw_group_hyper(double *mu, double *lam, int64_t hstride, const dou
     }
 }
 
-/* one Gibbs sweep (number `sweep` of the chain); e holds the residuals of theta on entry and
- * on exit; se, se2 = sum e, sum e^2 on entry */
-static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm_prior *pr,
-                       uint64_t seed, int64_t sweep, int flags, double se, double se2,
-                       double *acc) {
+/* whether the caller asked the driver to stop (a flag another thread may set at any time) */
+static inline int stop_requested(const int64_t *stop) {
+#if defined(__GNUC__)
+    return stop && __atomic_load_n(stop, __ATOMIC_RELAXED) != 0;
+#else
+    return stop && *(const volatile int64_t *)stop != 0;
+#endif
+}
+
+/* one Gibbs sweep (number `sweep` of the chain) from factor f0 on (f0 > 0: the sweep was
+ * stopped before factor f0, everything before it is drawn); e holds the residuals of theta on
+ * entry and on exit; se, se2 = sum e, sum e^2 on entry. Returns k when the sweep is complete,
+ * or the factor it stopped before (a stop request, checked after each factor but the last). */
+static int64_t sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm_prior *pr,
+                          uint64_t seed, int64_t sweep, int flags, double se, double se2,
+                          double *acc, int64_t f0, const int64_t *stop) {
     const cf_bfm_model *m = j->m;
     const cf_bfm_train *t = j->t;
     const int64_t n = j->n, k = j->k, d = j->d, G = m->n_groups, nrc = n_chunks_of(n, ROW_CHUNK);
@@ -818,12 +829,14 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
            *lam_v = hyper + 1 + 2 * G + G * k;
     const int64_t s_lw = 2, s_mw = 2 + G, s_w = 2 + 2 * G, s_lv = 2 + 2 * G + d,
                   s_mv = s_lv + G * k, s_v = s_mv + G * k;
+    double alpha = hyper[0]; /* this sweep's, already drawn when resuming at f0 > 0 */
+    if (f0 > 0) goto factors;
 
     /* alpha ~ Gamma((alpha_0 + n) / 2, rate (beta_0 + sum e^2) / 2) */
     if (!(flags & CF_BFM_FIX_ALPHA))
         hyper[0] = cf_bfm_std_gamma(seed, sweep, 0, (pr->alpha_0 + (double)n) / 2.0) /
                    ((pr->beta_0 + se2) / 2.0);
-    const double alpha = hyper[0];
+    alpha = hyper[0];
 
     /* w0: h_n = 1 */
     {
@@ -895,7 +908,8 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
             draw_group_hyper(mu_v + f, lam_v + f, k, V + f, k, m, d, pr, seed, sweep, s_lv + f,
                              s_mv + f, k, acc);
 
-    for (int64_t f = 0; f < k; f++) {
+factors:
+    for (int64_t f = f0; f < k; f++) {
         j->f = f;
         /* every rating's q for factor f */
         for (int64_t r = 0; r < m->n_blocks; r++) {
@@ -980,7 +994,9 @@ static void sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_bfm
             pool_run(pool, prep_task, j, n_chunks_of(j->M, BROW_CHUNK));
             pool_run(pool, vblock_apply_task, j, nrc);
         }
+        if (f + 1 < k && stop_requested(stop)) return f + 1;
     }
+    return k;
 }
 
 /* the residuals are recomputed from scratch every RESYNC sweeps (and when resid is not valid):
@@ -991,9 +1007,10 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
                double *hyper_mean, double *eval_mean, double *samples, int64_t samples_cap,
                double *cache, int64_t *counters, const cf_bfm_model *m, const cf_bfm_train *t,
                const cf_bfm_rows *ev, const cf_bfm_prior *prior, int64_t n_sweeps,
-               int64_t burn_in, uint64_t seed, int flags, int n_threads) {
+               int64_t burn_in, uint64_t seed, int flags, int n_threads, const int64_t *stop) {
     if (n_sweeps < 0 || burn_in < 0 || n_threads < 1 || m->k < 0 || m->n_blocks > MAX_BLOCKS ||
-        t->rows.n < 1 || (samples && samples_cap < 0))
+        t->rows.n < 1 || (samples && samples_cap < 0) || counters[3] < 0 ||
+        counters[3] >= (m->k > 0 ? m->k : 1))
         return CF_ERR_ARG;
     if (n_sweeps == 0) return CF_OK;
     const int64_t n = t->rows.n, k = m->k, d = n_features(m), P = cf_bfm_n_params(m),
@@ -1057,15 +1074,30 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
     pred_job pj = {m, theta, lin, qk, sk, 0, &t->rows, NULL, 1.0, t->y, resid, j.part};
     int status = CF_OK;
     for (int64_t s = 0; s < n_sweeps; s++) {
-        const int64_t sweep = counters[0];
-        if (!counters[2] || sweep % RESYNC == 0) {
-            block_caches(pp, &pj);
-            pool_run(pp, resid_task, &pj, nrc);
-            counters[2] = 1;
+        const int64_t sweep = counters[0], f0 = counters[3];
+        if (s > 0 && stop_requested(stop)) {
+            status = CF_BFM_STOPPED;
+            break;
         }
-        pool_run(pp, esum_task, &j, nrc);
-        sweep_once(&j, hyper, pp, prior, seed, sweep, flags, chunk_sum(j.part, nrc, 2, 0),
-                   chunk_sum(j.part, nrc, 2, 1), acc);
+        double se = 0.0, se2 = 0.0;
+        if (f0 == 0) {
+            if (!counters[2] || sweep % RESYNC == 0) {
+                block_caches(pp, &pj);
+                pool_run(pp, resid_task, &pj, nrc);
+                counters[2] = 1;
+            }
+            pool_run(pp, esum_task, &j, nrc);
+            se = chunk_sum(j.part, nrc, 2, 0);
+            se2 = chunk_sum(j.part, nrc, 2, 1);
+        }
+        const int64_t f_end = sweep_once(&j, hyper, pp, prior, seed, sweep, flags, se, se2, acc,
+                                         f0, stop);
+        if (f_end < k) {
+            counters[3] = f_end;
+            status = CF_BFM_STOPPED;
+            break;
+        }
+        counters[3] = 0;
         pool_run(pp, esum_task, &j, nrc);
         const double sse = chunk_sum(j.part, nrc, 2, 1);
         rmse[s] = sqrt(sse / (double)n);

@@ -70,6 +70,9 @@ enum {
     CF_BFM_STRIPES = 8
 };
 
+/* cf_bfm_run's return when the caller's stop flag ended it early (not an error) */
+#define CF_BFM_STOPPED 100
+
 /* Parameter vector theta [P], P = 1 + d + d k: w0, w [d], V [d, k] (row-major).
  * Hyperparameters hyper [H], H = 1 + 2 G + 2 G k: alpha, mu_w [G], lambda_w [G],
  * mu_V [G, k], lambda_V [G, k]. */
@@ -106,8 +109,13 @@ int cf_bfm_check(char *msg, size_t msg_len, const cf_bfm_model *m, const cf_bfm_
  *   cache [cf_bfm_cache_size(m, n)]  the residual cache e = yhat - y of the state, the q
  *                           terms [n] (scratch), then each block's caches (lin [M], qk [M k],
  *                           sk [M k]: see bfm.c), kept between calls
- *   counters [3]            sweeps done so far (the chain's sweep index), kept sweeps so far,
- *                           1 when cache holds the caches of theta (0: recompute them)
+ *   counters [4]            sweeps done so far (the chain's sweep index), kept sweeps so far,
+ *                           1 when cache holds the caches of theta (0: recompute them), the
+ *                           factor the unfinished sweep counters[0] resumes at (0: none)
+ *   stop                    NULL, or a flag another thread may set: the driver then stops
+ *                           after the factor or sweep in progress and returns CF_BFM_STOPPED;
+ *                           the next call resumes where it stopped, and the chain is the same
+ *                           bit for bit as without the stop
  * A sweep (myFM's order): alpha; w0; lambda_w, mu_w; w (row-local features, then each
  * block's); lambda_V, mu_V; for each factor f: V[., f] (row-local, then each block's); then
  * the sample is averaged in. Residuals and the
@@ -115,15 +123,16 @@ int cf_bfm_check(char *msg, size_t msg_len, const cf_bfm_model *m, const cf_bfm_
  * a sweep costs O(k (n + nnz)). n_threads threads share the passes over ratings and block
  * rows (fixed chunks, fixed summation order): the result is the same for every n_threads,
  * bit for bit. The features of one kind are drawn one after another (they share ratings).
- * Returns CF_OK, CF_ERR_ARG (a size), CF_ERR_NONFINITE (a residual became NaN or inf: the
- * state is that of the sweep that failed, counters not advanced for it), CF_ERR_NOMEM. Call
+ * Returns CF_OK, CF_BFM_STOPPED, CF_ERR_ARG (a size), CF_ERR_NONFINITE (a residual became NaN
+ * or inf: the state is that of the sweep that failed, counters not advanced for it),
+ * CF_ERR_NOMEM. Call
  * cf_bfm_check first: this function trusts the indices. */
 int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
                double *hyper_mean, double *eval_mean, double *samples, int64_t samples_cap,
                double *cache, int64_t *counters,
                const cf_bfm_model *m, const cf_bfm_train *t, const cf_bfm_rows *ev,
                const cf_bfm_prior *prior, int64_t n_sweeps, int64_t burn_in, uint64_t seed,
-               int flags, int n_threads);
+               int flags, int n_threads, const int64_t *stop);
 
 /* Predictions for rows: out[n] = the mean over the S parameter vectors thetas [S, P] of the
  * model's prediction (S = 1: a plug-in prediction). Returns CF_OK, CF_ERR_ARG, CF_ERR_NOMEM. */

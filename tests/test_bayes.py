@@ -188,6 +188,26 @@ def test_state_round_trip_continues_the_chain():
     np.testing.assert_array_equal(cur, out)
 
 
+def test_ctrl_c_stops_inside_a_sweep_and_the_chain_resumes_unchanged():
+    import _thread
+    import threading
+    m = generic_model(1)
+    m.run_sweeps(1)
+    timer = threading.Timer(0.002, _thread.interrupt_main)   # Ctrl-C while the sampler runs
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        m.run_sweeps(10 ** 6)
+    timer.join()
+    stopped = m.sweeps_done
+    assert 1 <= stopped < 10 ** 6 and m.train_rmse.size == stopped
+    m.run_sweeps(2)                     # finishes the interrupted sweep, then one more
+    ref_model = generic_model(1)
+    ref_model.run_sweeps(stopped + 2)
+    np.testing.assert_array_equal(m.train_rmse, ref_model.train_rmse)
+    np.testing.assert_array_equal(m.theta, ref_model.theta)
+    np.testing.assert_array_equal(m.eval_mean, ref_model.eval_mean)
+
+
 def test_eval_mean_is_the_average_of_the_kept_samples():
     m = generic_model(2, keep_samples=True)
     m.fit()

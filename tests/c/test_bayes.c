@@ -247,7 +247,7 @@ static const cf_bfm_prior PRIOR = {1.0, 1.0, 1.0, 0.0, 1.0};
 
 typedef struct {
     double *theta, *hyper, *tm, *hm, *rmse, *e;
-    int64_t cnt[3];
+    int64_t cnt[4];
     int64_t P, H;
 } chain;
 
@@ -260,7 +260,7 @@ static chain new_chain(const cf_bfm_model *m, int64_t n_sweeps, int64_t n) {
     c.tm = dzeros(c.P);
     c.hm = dzeros(c.H);
     c.rmse = dzeros(n_sweeps);
-    c.cnt[0] = c.cnt[1] = c.cnt[2] = 0;
+    c.cnt[0] = c.cnt[1] = c.cnt[2] = c.cnt[3] = 0;
     c.e = dzeros(cf_bfm_cache_size(m, n));
     const int64_t d = (c.P - 1) / (1 + m->k);
     g_rs = 99;
@@ -275,7 +275,7 @@ static int run_chain(chain *c, double *rmse, const cf_bfm_model *m, const cf_bfm
                      const cf_bfm_prior *pr, int64_t n_sweeps, int64_t burn, uint64_t seed,
                      int flags, int threads) {
     return cf_bfm_run(rmse, c->theta, c->hyper, c->tm, c->hm, NULL, NULL, 0, c->e, c->cnt, m, t,
-                      NULL, pr, n_sweeps, burn, seed, flags, threads);
+                      NULL, pr, n_sweeps, burn, seed, flags, threads, NULL);
 }
 
 static void free_chain(chain *c) {
@@ -403,6 +403,37 @@ static void test_stripes(void) {
     free_problem(&p);
 }
 
+/* a stop request ends the call after the factor in progress; the next call resumes there and
+ * the chain is the one without stops, bit for bit */
+static void test_stop_and_resume(void) {
+    g_rs = 17;
+    problem p = make_problem(3000, 40, 30, 8, 3);
+    views v;
+    make_views(&v, &p);
+    const int64_t S = 5;
+    chain a = new_chain(&v.m, S, p.n), b = new_chain(&v.m, S, p.n);
+    CHECK(run_chain(&a, a.rmse, &v.m, &v.t, &PRIOR, S, 1, 4, 0, 2) == CF_OK);
+    int64_t stop = 1;
+    double rm[8];
+    int64_t got = 0, calls = 0;
+    while (b.cnt[0] < S && calls < 40) {
+        const int64_t before = b.cnt[0];
+        int st = cf_bfm_run(rm, b.theta, b.hyper, b.tm, b.hm, NULL, NULL, 0, b.e, b.cnt, &v.m, &v.t,
+                            NULL, &PRIOR, S - before, 1, 4, 0, 2, &stop);
+        CHECK(st == CF_BFM_STOPPED || st == CF_OK);
+        for (int64_t s = 0; s < b.cnt[0] - before; s++) b.rmse[got++] = rm[s];
+        calls++;
+    }
+    CHECK(calls > S); /* every sweep was cut after its first factor */
+    CHECK(b.cnt[0] == S && b.cnt[3] == 0 && got == S);
+    CHECK(memcmp(a.theta, b.theta, sizeof(double) * (size_t)a.P) == 0);
+    CHECK(memcmp(a.tm, b.tm, sizeof(double) * (size_t)a.P) == 0);
+    CHECK(memcmp(a.rmse, b.rmse, sizeof(double) * (size_t)S) == 0);
+    free_chain(&a);
+    free_chain(&b);
+    free_problem(&p);
+}
+
 /* the kept samples, their mean and the eval rows' running mean agree with predictions */
 static void test_samples_and_eval_mean(void) {
     g_rs = 21;
@@ -413,7 +444,7 @@ static void test_samples_and_eval_mean(void) {
     chain c = new_chain(&v.m, S, p.n);
     double *samples = dzeros(kept * c.P), *ev = dzeros(p.n), *pred = dzeros(p.n), *pm = dzeros(c.P);
     CHECK(cf_bfm_run(c.rmse, c.theta, c.hyper, c.tm, c.hm, ev, samples, kept, c.e, c.cnt, &v.m, &v.t,
-                     &v.t.rows, &PRIOR, S, burn, 3, 0, 2) == CF_OK);
+                     &v.t.rows, &PRIOR, S, burn, 3, 0, 2, NULL) == CF_OK);
     CHECK(c.cnt[1] == kept);
     CHECK(memcmp(samples + (kept - 1) * c.P, c.theta, sizeof(double) * (size_t)c.P) == 0);
     for (int64_t s = 0; s < kept; s++)
@@ -504,6 +535,7 @@ int main(void) {
     RUN(test_blocks_match_flat_model);
     RUN(test_threads_and_segments);
     RUN(test_stripes);
+    RUN(test_stop_and_resume);
     RUN(test_samples_and_eval_mean);
     RUN(test_rank0_posterior_mean);
     return harness_report();
