@@ -342,7 +342,12 @@ class BayesianFM:
             except BaseException as e:   # re-raised in the calling thread
                 error.append(e)
 
-        if threading.current_thread() is not threading.main_thread():
+        try:
+            previous = signal.getsignal(signal.SIGINT) \
+                if threading.current_thread() is threading.main_thread() else None
+        except ValueError:       # not the main interpreter: no signal handling here
+            previous = None
+        if previous is None:     # another thread, or a handler not set from Python
             call()
         else:
             # the first Ctrl-C only asks the worker to stop (the handler never raises inside
