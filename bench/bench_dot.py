@@ -6,7 +6,10 @@ seed, and the ratio of fit time to fastai's 32.8 s measured on this machine clas
 Targets (issue: core): valid MSE in [0.800, 0.830] for every seed; fit <= 0.65 s (stretch 0.3 s).
 Because machines are shared and noisy, it also times, in the same run, a float32 NumPy
 transcription of the same training step (gather, forward, backward, dense fastai Adam) over
-200 steps and prints collabc's speed-up over it, extrapolated to the 6,250 steps of the fit.
+200 steps and prints collabc's speed-up over it, extrapolated to the 6,250 steps of the fit;
+and the same 6,250 batches through the bare C driver, one call per epoch with the schedule
+precomputed, against the Learner's loop (segments, callbacks, recorder, validation): the
+ratio is what the training loop costs on top of the arithmetic.
 
     COLLABC_DATA=/path/to/folder/with/ml-100k python bench/bench_dot.py
 """
@@ -53,6 +56,33 @@ def numpy_reference_seconds(dls, n_factors=50, steps=200):
     return (time.perf_counter() - t) * (5 * len(dls.train)) / steps
 
 
+def bare_driver_seconds(dls, repeats=3):
+    """Seconds of the 5-epoch fit as one C call per epoch (the one-cycle schedule precomputed,
+    no callbacks, no validation): the floor the Learner's loop is measured against."""
+    from collabc import _core
+    best = float("inf")
+    for _ in range(repeats):
+        set_seed(0)
+        learn = collab_learner(dls, n_factors=50, y_range=(0, 5.5))
+        learn.create_opt()
+        learn.opt.set_hypers(wd=0.1)
+        n_iter = len(dls.train)
+        pos = np.arange(5 * n_iter, dtype=np.float64) / (5 * n_iter)
+        lrs = _core.onecycle(pos, 5e-3 / 25, 5e-3, 5e-3 / 1e5, 0.25)
+        moms = _core.onecycle(pos, 0.95, 0.85, 0.95, 0.25)
+        grads = np.zeros(learn.model.n_params, np.float32)
+        rng = dls.train.new_rng()
+        orders = [dls.train.order(rng) for _ in range(5)]
+        t = time.perf_counter()
+        for e in range(5):
+            sl = slice(e * n_iter, (e + 1) * n_iter)
+            learn.model._fit_epoch(learn.opt, grads, dls.train.x, dls.train.y, orders[e], dls.train.bs,
+                                   np.ascontiguousarray(lrs[sl]), np.ascontiguousarray(moms[sl]),
+                                   np.zeros(n_iter))
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def main(seeds=(0, 1, 2)):
     ratings = load_ml100k()
     rows = []
@@ -71,6 +101,9 @@ def main(seeds=(0, 1, 2)):
     ref = numpy_reference_seconds(dls)
     print(f"NumPy transcription of the same fit, measured now: {ref:.1f} s "
           f"-> collabc is {ref / np.median(secs):.0f}x faster")
+    bare = bare_driver_seconds(dls)
+    print(f"the same 6,250 batches through the bare C driver (best of 3): {bare:.3f} s -> the Learner's "
+          f"loop costs {np.min(secs) / bare:.2f}x the arithmetic (best fit {np.min(secs):.3f} s)")
     mses = np.array([r[2] for r in rows])
     ok_mse = bool(np.all((mses >= 0.800) & (mses <= 0.830)))
     print(f"median fit {np.median(secs):.3f} s (target <= 0.65 s, stretch 0.3 s): "

@@ -2,7 +2,7 @@
 
 1. MovieLens-100k: the lesson's model (collab_learner, n_factors=50, y_range=(0, 5.5), fit 5
    epochs), then top-10 for all 943 users with training items excluded: the C path
-   (`collabc.inference.top_n`, arrays) and the full `learn.recommend_many` (DataFrame with
+   (`collabc.topn.top_n`, arrays) and the full `learn.recommend_many` (DataFrame with
    titles). Target: <= 20 ms. Reference in the same run: NumPy - `U @ V.T` (BLAS) + biases +
    sigmoid_range, seen items set to -inf, `argpartition` then a sort of the 10.
 2. Synthetic: 100,000 users x 50,000 items, 50 factors, random model, 20 seen items per user;
@@ -19,7 +19,8 @@ import numpy as np
 
 from collabc import CollabDataLoaders, collab_learner, set_seed
 from collabc.__main__ import load_ml100k
-from collabc.inference import _csr_rows, _seen, rank_vectors, top_n
+from collabc.csr import csr_rows
+from collabc.topn import rank_vectors, top_n
 
 
 def best_of(f, repeat=7):
@@ -57,13 +58,13 @@ def ml100k():
     m = learn.model
     users = np.arange(1, m.n_users)
     labels = list(dls.classes["user"][1:])
-    seen = _seen(learn)
+    seen = learn.seen()
     t_c = best_of(lambda: top_n(learn, users, 10))
     t_c1 = best_of(lambda: top_n(learn, users, 10, threads=1))
     t_df = best_of(lambda: learn.recommend_many(labels, n=10))
     U, V = m.u_weight.weight, m.i_weight.weight
     bu, bv = m.u_bias.weight[:, 0], m.i_bias.weight[:, 0]
-    excl = _csr_rows(seen, users)
+    excl = csr_rows(seen, users)
     t_np = best_of(lambda: numpy_topk(U[users], bu[users], V, bv, m.y_range, excl, 10))
     idx, sc = top_n(learn, users, 10)
     ridx, rsc = numpy_topk(U[users], bu[users], V, bv, m.y_range, excl, 10)

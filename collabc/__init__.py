@@ -8,16 +8,22 @@
 from . import _core
 from .data import CategoryMap, CollabDataLoaders, DataLoader, DataLoaders
 from .external import URLs, untar_data
-from .learner import Learner, Recorder, TrainingDivergedError, collab_learner
+from .callback import (Callback, CancelBatchException, CancelEpochException, CancelFitException,
+                       CancelTrainException, CancelValidException, CSVLogger, EarlyStoppingCallback,
+                       ProgressCallback, ReduceLROnPlateau, SaveModelCallback, ShowGraphCallback,
+                       TerminateOnNaNCallback, TrackerCallback, TrainEvalCallback, event)
+from .learner import Learner, Recorder, TrainingDivergedError, collab_learner, load_learner
 from .metrics import MSELossFlat, mae, mse, rmse
 from .models import (CollabNN, DotProduct, DotProductBias, Embedding, EmbeddingDotBias,
                      EmbeddingNN, TabularModel, create_params, emb_sz_rule, get_emb_sz,
                      sigmoid_range, tabular_config, trunc_normal_)
 from .optim import SGD, Adagrad, Adam
 from .seed import set_seed
-from .inference import FoldIn
-from .interpret import SuggestionMethod, minimum, most_similar, pca, plot_pca, slide, steep, valley
-from .persist import CollabcFileError, load_learner
+from .foldin import FoldIn
+from .interpret import most_similar, pca, plot_pca
+from .schedule import (LRFinder, ParamScheduler, SchedCos, SchedExp, SchedLin, SchedNo, SchedPoly,
+                       SuggestionMethod, combine_scheds, combined_cos, minimum, slide, steep, valley)
+from .persist import CollabcFileError
 from .ranking import map_at_k, ndcg_at_k, precision_at_k, ranking_metrics, recall_at_k
 
 __version__ = _core.__version__
@@ -29,5 +35,10 @@ __all__ = ["CategoryMap", "CollabDataLoaders", "DataLoader", "DataLoaders", "URL
            "TabularModel", "emb_sz_rule", "get_emb_sz", "tabular_config", "SGD", "Adam", "Adagrad", "set_seed",
            "FoldIn", "SuggestionMethod", "minimum", "most_similar", "pca", "plot_pca", "slide", "steep",
            "valley", "CollabcFileError", "load_learner", "map_at_k", "ndcg_at_k", "precision_at_k",
-           "ranking_metrics", "recall_at_k"]
+           "ranking_metrics", "recall_at_k", "Callback", "CancelBatchException", "CancelEpochException",
+           "CancelFitException", "CancelTrainException", "CancelValidException", "CSVLogger",
+           "EarlyStoppingCallback", "ProgressCallback", "ReduceLROnPlateau", "SaveModelCallback",
+           "ShowGraphCallback", "TerminateOnNaNCallback", "TrackerCallback", "TrainEvalCallback", "event",
+           "LRFinder", "ParamScheduler", "SchedCos", "SchedExp", "SchedLin", "SchedNo", "SchedPoly",
+           "combine_scheds", "combined_cos"]
 from . import datasets; from .datasets import load_movielens, synthetic; __all__ += ["datasets", "load_movielens", "synthetic"]  # noqa: E402,E702

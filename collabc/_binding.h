@@ -182,4 +182,6 @@ static inline int check_finite(const char *fn, const char *name, double v) {
  * Each family binding file defines one NULL-terminated table; _core.c adds them all. */
 extern PyMethodDef cf_bayes_methods[]; /* _core_bayes.c: the Bayesian factorization machine */
 
+extern PyMethodDef cf_tensor_methods[]; /* _core_tensor.c: the generic tensor layer */
+
 #endif

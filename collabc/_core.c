@@ -1345,41 +1345,78 @@ static PyObject *py_block_sort(PyObject *self, PyObject *args, PyObject *kw) {
     return starts;
 }
 
+PyDoc_STRVAR(dot_layout_doc,
+"dot_layout(n_users, n_items, n_factors, has_bias)\n--\n\n"
+"The dot-product model's parameter block as the C core lays it out (cf_dot_split): a list of\n"
+"(name, offset, shape) for u_weight, i_weight and, with has_bias, u_bias and i_bias, and the\n"
+"block's size. Python builds the model's views from it, so the layout has one definition.");
+
+static PyObject *py_dot_layout(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"n_users", "n_items", "n_factors", "has_bias", NULL};
+    const char *fn = "dot_layout";
+    long long nu, ni, k;
+    int has_bias;
+    cf_dot_config c;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "LLLp", kwlist, &nu, &ni, &k, &has_bias))
+        return NULL;
+    if (parse_dot_config(fn, nu, ni, k, has_bias, Py_None, &c) < 0) return NULL;
+    int64_t off[4];
+    cf_dot_offsets(off, &c);
+    PyObject *list = Py_BuildValue("[(sL(LL))(sL(LL))]", "u_weight", (long long)off[0],
+                                   (long long)c.n_users, (long long)c.k, "i_weight",
+                                   (long long)off[1], (long long)c.n_items, (long long)c.k);
+    if (!list) return NULL;
+    if (c.has_bias) {
+        PyObject *more = Py_BuildValue("[(sL(LL))(sL(LL))]", "u_bias", (long long)off[2],
+                                       (long long)c.n_users, 1LL, "i_bias", (long long)off[3],
+                                       (long long)c.n_items, 1LL);
+        int bad = !more || PyList_SetSlice(list, 2, 2, more) < 0;
+        Py_XDECREF(more);
+        if (bad) {
+            Py_DECREF(list);
+            return NULL;
+        }
+    }
+    return Py_BuildValue("(NL)", list, (long long)cf_dot_n_params(&c));
+}
+
 PyDoc_STRVAR(dot_fit_blocks_doc,
-"dot_fit_blocks(params, losses, x, y, starts, blocks, lrs, *, n_users, n_items, n_factors,\n"
-"               has_bias, y_range, opt, m, v, pow1, pow2, wd, mom, sqr_mom, eps, n_threads)\n--\n\n"
+"dot_fit_blocks(params, losses, x, y, starts, blocks, lrs, moms, *, n_users, n_items, n_factors,\n"
+"               has_bias, y_range, opt, m, v, pow1, pow2, wd, sqr_mom, eps, n_threads)\n--\n\n"
 "The fast path for large data (not fastai-exact), after block_sort: rating by rating, each\n"
 "update touches only its user and item rows. Trains the blocks listed in blocks ((S,) int64,\n"
 "S a multiple of nb; each run of nb consecutive blocks a stratum sharing no user or item\n"
-"group) at learning rates lrs ((S,) float64); losses ((S,) float64) receives each block's MSE.\n"
+"group) at learning rates lrs ((S,) float64) and, for Adam, first-moment decays moms ((S,)\n"
+"float64; ignored otherwise); losses ((S,) float64) receives each block's MSE.\n"
 "opt: 'sgd', 'adagrad' (row-wise; v holds 2*(n_users+n_items) accumulators) or 'adam' (lazy;\n"
 "m, v like params; pow1, pow2 (n_users+n_items,) start at 1). n_threads threads never share a\n"
-"row; 1 is deterministic. Returns -1, or the position of the block whose error was not finite.");
+"row, and the result is the same for any n_threads. Returns -1, or the position of the block\n"
+"whose error was not finite.");
 
 static PyObject *py_dot_fit_blocks(PyObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"params", "losses", "x", "y", "starts", "blocks", "lrs", "n_users",
-                             "n_items", "n_factors", "has_bias", "y_range", "opt", "m", "v",
-                             "pow1", "pow2", "wd", "mom", "sqr_mom", "eps", "n_threads", NULL};
+    static char *kwlist[] = {"params", "losses", "x", "y", "starts", "blocks", "lrs", "moms",
+                             "n_users", "n_items", "n_factors", "has_bias", "y_range", "opt", "m",
+                             "v", "pow1", "pow2", "wd", "sqr_mom", "eps", "n_threads", NULL};
     const char *fn = "dot_fit_blocks";
-    argspec a[11] = {{0, "params", NPY_FLOAT32, 1}, {0, "losses", NPY_FLOAT64, 1},
+    argspec a[12] = {{0, "params", NPY_FLOAT32, 1}, {0, "losses", NPY_FLOAT64, 1},
                      {0, "x", NPY_INT32},             {0, "y", NPY_FLOAT32},
                      {0, "starts", NPY_INT64},        {0, "blocks", NPY_INT64},
                      {0, "lrs", NPY_FLOAT64},         {0, "m", NPY_FLOAT32, 1, 1},
                      {0, "v", NPY_FLOAT32, 1, 1},     {0, "pow1", NPY_FLOAT32, 1, 1},
-                     {0, "pow2", NPY_FLOAT32, 1, 1}};
+                     {0, "pow2", NPY_FLOAT32, 1, 1},  {0, "moms", NPY_FLOAT64}};
     long long nu, ni, k;
     int has_bias, n_threads;
     PyObject *y_range;
     const char *opt_name;
-    double wd, mom, sqr_mom, eps;
+    double wd, sqr_mom, eps;
     cf_dot_config c;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOO$LLLpOsOOOOddddi", kwlist, &a[0].obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOO$LLLpOsOOOOdddi", kwlist, &a[0].obj,
                                      &a[1].obj, &a[2].obj, &a[3].obj, &a[4].obj, &a[5].obj,
-                                     &a[6].obj, &nu, &ni, &k, &has_bias, &y_range, &opt_name,
-                                     &a[7].obj, &a[8].obj, &a[9].obj, &a[10].obj, &wd, &mom,
+                                     &a[6].obj, &a[11].obj, &nu, &ni, &k, &has_bias, &y_range,
+                                     &opt_name, &a[7].obj, &a[8].obj, &a[9].obj, &a[10].obj, &wd,
                                      &sqr_mom, &eps, &n_threads))
         return NULL;
-    if (check_args(fn, a, 11) < 0 || parse_dot_config(fn, nu, ni, k, has_bias, y_range, &c) < 0)
+    if (check_args(fn, a, 12) < 0 || parse_dot_config(fn, nu, ni, k, has_bias, y_range, &c) < 0)
         return NULL;
     cf_sparse_opt opt;
     memset(&opt, 0, sizeof opt);
@@ -1408,9 +1445,10 @@ static PyObject *py_dot_fit_blocks(PyObject *self, PyObject *args, PyObject *kw)
                      fn, (long long)R);
         return NULL;
     }
-    if (check_shape1(fn, &a[6], S) < 0 || check_shape1(fn, &a[1], S) < 0 ||
-        positive(fn, "n_threads", n_threads) < 0)
+    if (check_shape1(fn, &a[6], S) < 0 || check_shape1(fn, &a[11], S) < 0 ||
+        check_shape1(fn, &a[1], S) < 0 || positive(fn, "n_threads", n_threads) < 0)
         return NULL;
+    const double *moms = (const double *)PyArray_DATA(a[11].arr);
     if (opt.kind == CF_SPARSE_ADAM) {
         if (!a[7].arr || !a[8].arr || !a[9].arr || !a[10].arr) {
             PyErr_Format(PyExc_TypeError, "%s(): Adam needs 'm', 'v', 'pow1' and 'pow2'", fn);
@@ -1418,8 +1456,10 @@ static PyObject *py_dot_fit_blocks(PyObject *self, PyObject *args, PyObject *kw)
         }
         if (check_shape1(fn, &a[7], P) < 0 || check_shape1(fn, &a[8], P) < 0 ||
             check_shape1(fn, &a[9], rows) < 0 || check_shape1(fn, &a[10], rows) < 0 ||
-            check_hyper(fn, 0.0, mom, wd) < 0 || check_adam_consts(fn, sqr_mom, eps) < 0)
+            check_adam_consts(fn, sqr_mom, eps) < 0)
             return NULL;
+        for (int64_t j = 0; j < S; j++)
+            if (check_hyper(fn, 0.0, moms[j], wd) < 0) return NULL;
     } else if (opt.kind == CF_SPARSE_ADAGRAD) {
         if (!a[8].arr) {
             PyErr_Format(PyExc_TypeError, "%s(): Adagrad needs the accumulators 'v'", fn);
@@ -1460,7 +1500,7 @@ static PyObject *py_dot_fit_blocks(PyObject *self, PyObject *args, PyObject *kw)
     opt.v = OPTF32(a[8]);
     opt.pow1 = OPTF32(a[9]);
     opt.pow2 = OPTF32(a[10]);
-    opt.beta1 = mom;
+    opt.beta1 = 0.0; /* per block: moms */
     opt.beta2 = sqr_mom;
     opt.eps = eps;
     opt.wd = wd;
@@ -1468,7 +1508,7 @@ static PyObject *py_dot_fit_blocks(PyObject *self, PyObject *args, PyObject *kw)
     int st;
     Py_BEGIN_ALLOW_THREADS
     st = cf_dot_fit_blocks(F32(a[0]), &opt, (double *)PyArray_DATA(a[1].arr), &bad, I32(a[2]),
-                           CF32(a[3]), R, starts, nb, blocks, S, lrs, &c, n_threads);
+                           CF32(a[3]), R, starts, nb, blocks, S, lrs, moms, &c, n_threads);
     Py_END_ALLOW_THREADS
     if (st == CF_ERR_NOMEM) return PyErr_NoMemory();
     if (st == CF_ERR_INDEX && bad >= 0 && bad < R) {
@@ -1519,6 +1559,7 @@ static PyMethodDef core_methods[] = {
     {"nn_predict", (PyCFunction)(void (*)(void))py_nn_predict, METH_VARARGS | METH_KEYWORDS, nn_predict_doc},
     {"nn_fit_epoch", (PyCFunction)(void (*)(void))py_nn_fit_epoch, METH_VARARGS | METH_KEYWORDS, nn_fit_epoch_doc},
     {"block_sort", (PyCFunction)(void (*)(void))py_block_sort, METH_VARARGS | METH_KEYWORDS, block_sort_doc},
+    {"dot_layout", (PyCFunction)(void (*)(void))py_dot_layout, METH_VARARGS | METH_KEYWORDS, dot_layout_doc},
     {"dot_fit_blocks", (PyCFunction)(void (*)(void))py_dot_fit_blocks, METH_VARARGS | METH_KEYWORDS, dot_fit_blocks_doc},
     {"rank_pack", (PyCFunction)(void (*)(void))py_rank_pack, METH_VARARGS | METH_KEYWORDS, rank_pack_doc},
     {"rank_dot_topk", (PyCFunction)(void (*)(void))py_rank_dot_topk, METH_VARARGS | METH_KEYWORDS, rank_dot_topk_doc},
@@ -1528,7 +1569,7 @@ static PyMethodDef core_methods[] = {
 static int core_exec(PyObject *m) {
     import_array1(-1);
     /* the kernel families whose wrappers live in their own binding files (see _binding.h) */
-    static PyMethodDef *family_tables[] = {cf_bayes_methods, NULL};
+    static PyMethodDef *family_tables[] = {cf_tensor_methods, cf_bayes_methods, NULL};
     for (PyMethodDef **t = family_tables; *t; t++)
         if (PyModule_AddFunctions(m, *t) < 0) return -1;
     if (PyModule_AddStringConstant(m, "__version__", CF_VERSION) < 0) return -1;

@@ -1,7 +1,7 @@
 # Stubs for collabc._core (collabc/_core.c). Keep in lockstep with its method table.
 # Arrays: float32 values, int32 ids, int64 order, float64 schedules/losses; all C-contiguous,
 # aligned, native byte order; written arrays writeable and not sharing memory with others.
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -71,10 +71,17 @@ def rank_dot_topk(top_idx: I32, top_score: F32, qw: F32, qb: Optional[F32], pane
 # the fast path for large data (issue 6)
 def block_sort(x: I32, y: F32, extra: Optional[npt.NDArray[np.integer]], nb: int, n_threads: int = ...) -> I64: ...
 def dot_fit_blocks(params: F32, losses: F64, x: I32, y: F32, starts: I64, blocks: I64, lrs: F64,
-                   *, n_users: int, n_items: int, n_factors: int, has_bias: bool,
+                   moms: F64, *, n_users: int, n_items: int, n_factors: int, has_bias: bool,
                    y_range: Optional[Tuple[float, float]], opt: str, m: Optional[F32],
                    v: Optional[F32], pow1: Optional[F32], pow2: Optional[F32], wd: float,
-                   mom: float, sqr_mom: float, eps: float, n_threads: int) -> int: ...
+                   sqr_mom: float, eps: float, n_threads: int) -> int: ...
+def dot_layout(n_users: int, n_items: int, n_factors: int,
+               has_bias: bool) -> Tuple[List[Tuple[str, int, Tuple[int, int]]], int]: ...
+# the generic tensor layer (collabc/tensor.py): ids int64, 1-D, any stride
+def tensor_gather_forward(out: F32, table: F32, idx: I64, wrap: bool) -> None: ...
+def tensor_gather_backward(dtable: F32, dout: F32, idx: I64, wrap: bool) -> None: ...
+def tensor_zero_rows(table: F32, idx: I64, wrap: bool) -> None: ...
+def tensor_sum_rows_forward(out: F32, x: F32) -> None: ...
 # the Bayesian factorization machine (issue 19; collabc/_core_bayes.c, csrc/bfm.h)
 BfmBlock = Tuple[I64, I32, F32, I64, I32, F32, I64]
 BfmRows = Tuple[Optional[I64], Optional[I32], Optional[F32], I32]

@@ -16,13 +16,17 @@ Deliberate differences: the permutation comes from NumPy (`collabc.seed.get_rng`
 `KeyError` instead of silently mapping to `'#na#'`; `from_df` returns a `CollabDataLoaders`.
 """
 import numbers
+import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from . import _core
+from ._checks import check_int
+from .csr import seen_csr
 from .display import in_notebook
-from .seed import get_rng
+from .seed import get_rng, new_seed
 
 __all__ = ['CategoryMap', 'DataLoader', 'DataLoaders', 'CollabDataLoaders', 'encode_ids']
 
@@ -125,9 +129,7 @@ def _hashable(v):
 # argument checks
 
 def _check_bs(bs, name):
-    if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {bs!r}")
-    return int(bs)
+    return check_int(name, bs, 1, kind_error=ValueError)
 
 
 def _first_label(index, mask):
@@ -142,11 +144,18 @@ class DataLoader:
 
     `x` is an (n, 2) int32 C-contiguous array of [user index, item index], `y` an (n,) float32
     C-contiguous array of ratings. Each epoch visits the rows in `order()`: a fresh permutation from
-    the loader's own generator `rng` (drawn from `collabc.seed.get_rng()` at construction, like
+    the loader's own generator `rng` (seeded from `collabc.seed.new_seed()` at construction, like
     fastai's per-loader `random.Random`) if `shuffle`, else `0..n-1`. Batch `i` is
     `order[i*bs:(i+1)*bs]`; the last partial batch is dropped if `drop_last` (default: `shuffle`).
     Iterating yields `(xb, yb)`: xb (b, 2) int64 (fastai's LongTensor), yb (b, 1) float32.
     `df` is the split's rows of the original frame, in split order (optional).
+
+    The loader owns what is derived from its rows and never changes the arrays it was given:
+    `block_layout(nb)` (the sparse path's rows grouped into blocks, a copy made once and shared
+    by every learner that trains from this loader) and `seen(...)` (the (user, item) pairs as
+    CSR). `new_rng()` gives each consumer (a `Learner`) its own stream of epoch orders that
+    starts where a fresh loader's would, so learners sharing a loader do not disturb each
+    other's batch order.
     """
 
     has_y = True   # False for a test_dl built from rows without ratings: y is then all zeros
@@ -169,7 +178,11 @@ class DataLoader:
         self.bs = _check_bs(bs, 'bs')
         self.shuffle = bool(shuffle)
         self.drop_last = self.shuffle if drop_last is None else bool(drop_last)
-        self.rng = get_rng()
+        self.seed = new_seed()
+        self.rng = np.random.default_rng(self.seed)
+        self._lock = threading.Lock()
+        self._layouts, self._seen = {}, {}
+        self._stored_seen = None
         if df is not None and not isinstance(df, pd.DataFrame):
             raise TypeError(f"DataLoader: df must be a pandas DataFrame or None, got {type(df).__name__}")
         if df is not None and len(df) != self.n:
@@ -186,11 +199,74 @@ class DataLoader:
     def __len__(self):
         return self.n // self.bs + (0 if self.drop_last or self.n % self.bs == 0 else 1)
 
-    def order(self):
-        "Row order for one epoch: int64 C-contiguous, a new permutation each call if `shuffle`."
+    def order(self, rng=None):
+        """Row order for one epoch: int64 C-contiguous, a new permutation each call if `shuffle`,
+        drawn from `rng` (default: the loader's own `rng`, which iteration uses)."""
         if self.shuffle:
-            return np.ascontiguousarray(self.rng.permutation(self.n), dtype=np.int64)
+            return np.ascontiguousarray((self.rng if rng is None else rng).permutation(self.n),
+                                        dtype=np.int64)
         return np.arange(self.n, dtype=np.int64)
+
+    def new_rng(self):
+        """A generator of epoch orders for one consumer: the stream a freshly built loader with
+        this one's seed would give, independent of anyone else drawing from this loader."""
+        return np.random.default_rng(self.seed)
+
+    def block_layout(self, nb, n_threads=1):
+        """`(x, y, starts)`: the rows grouped into nb x nb blocks of (user mod nb, item mod nb) as
+        the sparse training path reads them (`_core.block_sort`): block b is rows
+        [starts[b], starts[b+1]) of x, y. A copy, made on first use and kept (one per nb);
+        the loader's own x and y and the arrays it was built from are never reordered, and
+        learners sharing the loader share the copy, which nothing writes after it is made."""
+        nb = check_int("n_blocks", nb, 1, 4096)
+        with self._lock:
+            layout = self._layouts.get(nb)
+            if layout is None:
+                x, y = self.x.copy(), self.y.copy()
+                starts = _core.block_sort(x, y, None, nb, check_int("n_threads", n_threads, 1))
+                for a in (x, y, starts):
+                    a.flags.writeable = False
+                layout = self._layouts[nb] = (x, y, starts)
+            return layout
+
+    def seen(self, n_users, n_items, by_item=False):
+        """The (user, item) pairs of this loader as a CSR `(indptr, indices)` (see
+        `collabc.csr.seen_csr`): per user (per item with `by_item`), sorted and unique. Made
+        once per shape and kept; a loader rebuilt by `load_learner` holds the pairs that were
+        exported with the model instead of rows."""
+        key = (int(n_users), int(n_items), bool(by_item))
+        with self._lock:
+            if key not in self._seen:
+                if self.n == 0 and self._stored_seen is not None:
+                    indptr, indices = self._stored_seen
+                    if by_item:
+                        users = np.repeat(np.arange(n_users, dtype=np.int32), np.diff(indptr))
+                        csr = seen_csr(np.stack([users, indices], 1), n_items, n_users, by_item=True)
+                    else:
+                        csr = (indptr, indices)
+                elif self.n == 0:
+                    raise ValueError("exclude_seen=True needs the training ratings, but this learner "
+                                     "has none (exported with with_seen=False?); pass exclude_seen=False")
+                else:
+                    csr = seen_csr(self.x, n_items if by_item else n_users,
+                                   n_users if by_item else n_items, by_item=by_item)
+                self._seen[key] = csr
+            return self._seen[key]
+
+    def __getstate__(self):
+        "Pickles (and copies) without the lock and the derived caches, which are rebuilt on use."
+        state = dict(self.__dict__)
+        state["_lock"], state["_layouts"], state["_seen"] = None, {}, {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def set_seen(self, indptr, indices):
+        "Stores exported training pairs (user CSR) on a loader without rows (`load_learner`)."
+        self._stored_seen = (np.asarray(indptr, np.int64), np.asarray(indices, np.int32))
+        self._seen.clear()
 
     def _batch(self, idx):
         return self.x[idx].astype(np.int64), self.y[idx].reshape(-1, 1)
@@ -251,8 +327,7 @@ class DataLoaders:
 
     def one_batch_df(self, max_n=10):
         "Up to `max_n` rows of one shuffled training batch, decoded to labels, as a DataFrame."
-        if isinstance(max_n, bool) or not isinstance(max_n, (int, np.integer)) or max_n < 1:
-            raise ValueError(f"max_n must be an integer >= 1, got {max_n!r}")
+        max_n = _check_bs(max_n, 'max_n')
         xb, yb = self.one_batch()
         xb, yb = xb[:max_n], yb[:max_n, 0]
         users = np.asarray(self.classes[self.user_name], dtype=object)[xb[:, 0]]

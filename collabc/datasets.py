@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._checks import check_float, check_int
 from .external import URLs, dataset_info, untar_data
 from .seed import get_rng
 
@@ -384,16 +385,11 @@ _CHUNK = 1 << 17    # rows per vectorised chunk: keeps temporaries at a few MB
 
 
 def _check_int(name, v, lo=1):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-    return int(v)
+    return check_int(name, v, lo, kind_error=ValueError)
 
 
 def _check_real(name, v, lo=0.0, strict=False):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < lo \
-            or (strict and v == lo):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {lo}, got {v!r}")
-    return float(v)
+    return check_float(name, v, lo, lo_open=strict, kind_error=ValueError)
 
 
 def _alias_table(p):
@@ -578,8 +574,8 @@ def synthetic(n_users, n_items, n_ratings, rank=10, seed=0, noise=0.5, rating_sc
     noise = _check_real('noise', noise)
     user_skew = _check_real('user_skew', user_skew)
     item_skew = _check_real('item_skew', item_skew)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
-        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+    if seed is not None:
+        check_int("seed", seed, 0, kind_error=ValueError)
     try:
         lo, hi = rating_scale
         lo_f, hi_f = float(lo), float(hi)

@@ -14,7 +14,10 @@ def format_time(t):
 
 
 def in_notebook():
-    "True inside a Jupyter kernel (where HTML output renders)."
+    """True inside a Jupyter kernel, where HTML output renders: classic Jupyter, JupyterLab, VS Code,
+    Google Colab (whose shell subclasses ipykernel's ZMQInteractiveShell) and other front ends.
+    Decided by capability, not by the shell's class name: the running IPython shell is attached
+    to a kernel and has a display publisher (a terminal IPython shell has no kernel)."""
     ip = sys.modules.get("IPython")
     if ip is None:
         return False
@@ -22,7 +25,9 @@ def in_notebook():
         shell = ip.get_ipython()
     except Exception:
         return False
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+    if shell is None:
+        return False
+    return getattr(shell, "kernel", None) is not None and getattr(shell, "display_pub", None) is not None
 
 
 def _cell(v):

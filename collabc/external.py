@@ -16,8 +16,10 @@ Where `untar_data(url)` looks, in order (the first hit wins):
 
 Every downloadable URL is described in a registry (`dataset_info`, `register_dataset`) holding the archive's byte
 size, its md5 and/or sha256, and the folder it unpacks to; an archive that does not match is deleted and
-`ChecksumError` is raised. When the network is unreachable `DownloadError` (an `OSError`) says which URL failed,
-where to put the unpacked folder, and that ``COLLABC_DATA`` can point at an existing copy.
+`ChecksumError` is raised. When the network is unreachable `DownloadError` (an `OSError`, raised without a chained
+cause) says first what to do -- point ``COLLABC_DATA`` at an existing copy, or download the URL by hand and save it
+where the cache looks for the archive -- then why the download failed. A failed download leaves nothing behind: no
+``.part`` file, and none of the cache folders it had to create.
 """
 import hashlib
 import http.client
@@ -297,15 +299,12 @@ class _Progress:
 
 
 def _offline_message(url, info, dest, archive_path, reason):
+    "What to do first (COLLABC_DATA, or the archive saved by hand), then why the download failed."
     env = os.environ.get(ENV_DATA)
-    env_note = (f"currently {ENV_DATA}={env!r}, which has no non-empty '{info.folder}/'" if env
-                else f"{ENV_DATA} is currently not set")
-    return (f"Could not download {url}: {reason}.\n"
-            f"The data set is the folder '{info.folder}'. Without network access you can:\n"
-            f"  - put the unpacked folder at {dest} (the collabc cache), or\n"
-            f"  - set the environment variable {ENV_DATA} to a directory that contains '{info.folder}/' "
-            f"({env_note}), or\n"
-            f"  - copy the archive to {archive_path}; it will be verified and unpacked.")
+    env_note = f"now {env!r}, which has no non-empty '{info.folder}/'" if env else "it is not set"
+    return (f"Set {ENV_DATA} to a folder that contains '{info.folder}/' ({env_note}), or download {url} by "
+            f"hand and save it as {archive_path} (collabc verifies it and unpacks it to {dest}).\n"
+            f"The download failed: {reason}.")
 
 
 def _open_url(url, timeout):
@@ -354,6 +353,26 @@ def _check_file(info, path):
     _verify(info, n, hs, str(path))
 
 
+def _make_dirs(path):
+    "Create the folder `path` and its missing parents; return the folders created, deepest first."
+    path, created = Path(path), []
+    p = path
+    while not (p.exists() or p.is_symlink()) and p != p.parent:
+        created.append(p)
+        p = p.parent
+    path.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def _remove_dirs(created):
+    "Remove the folders `_make_dirs` created, as long as they are empty (a failed run leaves nothing)."
+    for d in created:
+        try:
+            os.rmdir(d)
+        except OSError:
+            return
+
+
 def _unlink(p):
     try:
         os.unlink(p)
@@ -372,10 +391,14 @@ def download_data(url, archive_path, info=None, progress=True, timeout=_TIMEOUT,
     info = dataset_info(url) if info is None else info
     _check_url(url)
     archive_path = Path(archive_path)
-    archive_path.parent.mkdir(parents=True, exist_ok=True)
     dest = Path(dest) if dest is not None else archive_path.parent / info.folder
     bar = _Progress(info.fname, info.size, enabled=progress)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{info.fname}.', suffix='.part', dir=archive_path.parent)
+    created = _make_dirs(archive_path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f'.{info.fname}.', suffix='.part', dir=archive_path.parent)
+    except BaseException:
+        _remove_dirs(created)
+        raise
     ok = False
     try:
         with os.fdopen(fd, 'wb') as out:
@@ -389,7 +412,7 @@ def download_data(url, archive_path, info=None, progress=True, timeout=_TIMEOUT,
                                                      f"HTTP error {e.code} {e.reason}")) from None
             except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
                 reason = getattr(e, 'reason', None) or e
-                raise DownloadError(_offline_message(url, info, dest, archive_path, f"{reason}")) from e
+                raise DownloadError(_offline_message(url, info, dest, archive_path, f"{reason}")) from None
             with resp:
                 total = resp.headers.get('Content-Length')
                 total = int(total) if total and total.isdigit() else None
@@ -403,7 +426,7 @@ def download_data(url, archive_path, info=None, progress=True, timeout=_TIMEOUT,
                         b = resp.read(_CHUNK)
                     except (OSError, http.client.HTTPException) as e:
                         raise DownloadError(_offline_message(url, info, dest, archive_path,
-                                                             f"transfer interrupted after {n} bytes ({e!r})")) from e
+                                                             f"transfer interrupted after {n} bytes ({e!r})")) from None
                     if not b:
                         break
                     out.write(b)
@@ -420,6 +443,7 @@ def download_data(url, archive_path, info=None, progress=True, timeout=_TIMEOUT,
     finally:
         if not ok:
             _unlink(tmp)
+            _remove_dirs(created)
         bar.finish(ok)
     return archive_path
 
@@ -469,12 +493,13 @@ def _extract(info, archive_path, dest):
             return ValueError(f"{where} cannot be unpacked into {dest}: {what}{e}")
         return ValueError(f"{where} is not a valid zip archive: {what}{type(e).__name__}: {e}")
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    created = _make_dirs(dest.parent)
     try:
         zf = zipfile.ZipFile(archive_path)
     except (OSError, *corrupt) as e:
+        _remove_dirs(created)
         raise failure(e) from e
-    tmp = None
+    tmp, ok = None, False
     try:
         with zf:
             members = zf.infolist()
@@ -502,9 +527,12 @@ def _extract(info, archive_path, dest):
         except OSError:
             if not _has_content(dest):  # not a lost race with another process: a real failure
                 raise
+        ok = True
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        if not ok:
+            _remove_dirs(created)
     return dest
 
 

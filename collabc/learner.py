@@ -1,31 +1,57 @@
-"""`Learner`: fastai's training loop over a collabc model, with the loops in C.
+"""`Learner`: fastai's training loop over a collabc model, with the batches in C.
 
-Python holds the policy (epochs, the per-batch lr/mom schedule, validation, the recorder and
-the epoch table); each training epoch is one call into the C driver with the GIL released.
+One loop (`Learner._do_fit`), fastai's events and control exceptions (see `collabc.callback`):
+the loop names its events and calls every callback at each; recording, the progress bar and
+epoch table, schedules, `lr_find`, early stopping and saving are callbacks. Its unit is a
+segment: a run of batches (or sparse blocks) that the learner's training path
+(`collabc.paths`) trains in one C call with the GIL released, sized to about a quarter of a
+second so that Ctrl-C, the progress bar and the callbacks respond that fast. Schedules are
+computed per segment, so memory does not grow with the number of epochs.
+
+State lives with its owner: the optimizer owns every buffer it updates, the data loader owns its
+layouts (the sparse path's block grouping) and the learner owns only its stream of epoch orders
+(`data_rng`, so learners sharing one `DataLoaders` train as if each had its own).
+`save`/`load`/`export`/`load_learner` write and read the files of `collabc.checkpoint` in the
+format of `collabc.persist`.
 """
 import contextlib
 import functools
 import math
 import os
-import signal
 import pathlib
+import signal
 import threading
 import time
 
 import numpy as np
 
-from . import _core
-from .display import EpochTable, ProgressBar, format_time
+from . import _core, checkpoint, foldin, inference, interpret, ranking, topn
+from ._checks import check_float, check_int
+from .callback import (Callback, CancelBatchException, CancelEpochException, CancelFitException,
+                       CancelTrainException, CancelValidException, ProgressCallback, Recorder,
+                       TrainEvalCallback, TrainingDivergedError, _noop)
 from .metrics import MSELossFlat
 from .models import EmbeddingDotBias, EmbeddingNN, Module, get_emb_sz, tabular_config
 from .optim import Adam, Optimizer
+from .paths import make_path
+from .schedule import (LRFinder, ParamScheduler, SchedCos, combine_scheds, combined_cos, suggest_funcs_list,
+                       suggest_lrs, plot_lr_find)
 
-__all__ = ["Learner", "Recorder", "collab_learner", "TrainingDivergedError"]
+__all__ = ["Learner", "Recorder", "collab_learner", "load_learner", "TrainingDivergedError",
+           "default_threads"]
+
+_SEGMENT_SECONDS = 0.25
+
+
+def default_threads():
+    "All cores, at most 64 (the most a training driver starts): the default `n_threads`."
+    return max(1, min(os.cpu_count() or 1, 64))
 
 
 def _exclusive(method):
     """One thread at a time per Learner: a call while another thread trains or predicts with it
-    is refused before it changes anything (the same thread may re-enter, e.g. lr_find -> fit)."""
+    is refused before it changes anything (the same thread may re-enter, e.g. a callback that
+    saves during fit)."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         if not self._lock.acquire(blocking=False):
@@ -38,119 +64,48 @@ def _exclusive(method):
     return wrapper
 
 
-class TrainingDivergedError(FloatingPointError):
-    "The training loss became NaN or inf; the model holds its parameters from before that batch."
-
-
-class Recorder:
-    """What fastai's Recorder keeps: `values` (per epoch `[train_loss, valid_loss, *metrics]`),
-    `losses` (smoothed train loss after every batch), `lrs`, `moms`, `iters`, `metric_names`.
-    The train loss shown is fastai's debiased moving average (beta=0.98), reset at each fit."""
-    def __init__(self, beta=0.98):
-        self.beta = beta
-        self.values, self.losses, self.lrs, self.moms, self.iters = [], [], [], [], []
-        self.times, self.metric_names = [], []
-        self.hps = {}
-
-    def _begin_fit(self, metric_names, scheduled):
-        self.values, self.losses, self.lrs, self.moms, self.iters, self.times = [], [], [], [], [], []
-        self.hps = {"lr": [], "mom": []} if scheduled else {}
-        self.metric_names = ["epoch", "train_loss", "valid_loss", *metric_names, "time"]
-        self._val, self._count = 0.0, 0
-
-    def _add_batches(self, losses, lrs, moms):
-        "Smooth raw batch losses as fastai's AvgSmoothLoss does and record lr/mom per batch."
-        b = self.beta
-        val, count = self._val, self._count
-        out = np.empty(len(losses))
-        for j, loss in enumerate(losses):  # one value per batch, so a Python loop is cheap
-            val = b * val + (1 - b) * float(loss)
-            count += 1
-            out[j] = val / (1 - b ** count)
-        self._val, self._count = val, count
-        self.losses.extend(out.tolist())
-        self.lrs.extend(np.asarray(lrs).tolist())
-        self.moms.extend(np.asarray(moms).tolist())
-        if "lr" in self.hps:
-            self.hps["lr"].extend(np.asarray(lrs).tolist())
-            self.hps["mom"].extend(np.asarray(moms).tolist())
-
-    @property
-    def smooth_loss(self):
-        return self._val / (1 - self.beta ** self._count) if self._count else float("nan")
-
-    @property
-    def final_record(self):
-        return self.values[-1] if self.values else None
-
-    def plot_loss(self, skip_start=5, with_valid=True, ax=None):
-        "Smoothed train loss per batch, and valid loss at each epoch end (needs matplotlib)."
-        import matplotlib.pyplot as plt
-        if ax is None:
-            _, ax = plt.subplots()
-        ax.plot(list(range(skip_start, len(self.losses))), self.losses[skip_start:], label="train")
-        if with_valid and self.values:
-            ax.plot(self.iters, [v[1] for v in self.values], label="valid")
-            ax.legend()
-        return ax
-
-    def plot_sched(self, keys=None, figsize=None):
-        "The scheduled hyperparameters of the last fit, one panel each (needs matplotlib)."
-        import matplotlib.pyplot as plt
-        keys = list(self.hps) if keys is None else keys
-        if not keys:
-            raise ValueError("no schedule was recorded: fit with fit_one_cycle first")
-        fig, axs = plt.subplots(1, len(keys), figsize=figsize or (6 * len(keys), 4))
-        for ax, k in zip(np.atleast_1d(axs), keys):
-            ax.plot(self.hps[k])
-            ax.set_ylabel(k)
-        return fig
-
-    def plot_lr_find(self, skip_end=5, suggestions=None, nms=None):
-        "The last `lr_find`: smoothed loss against lr on a log scale (see `collabc.interpret.plot_lr_find`)."
-        from .interpret import plot_lr_find
-        return plot_lr_find(self, skip_end, suggestions, nms)
-
-
-def _check_epochs(n_epoch):
-    if isinstance(n_epoch, bool) or not isinstance(n_epoch, (int, np.integer)) or n_epoch < 1:
-        raise ValueError(f"n_epoch must be a positive integer, got {n_epoch!r}")
-    return int(n_epoch)
-
-
 def _positive_float(name, v, allow_zero=False):
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {v!r}") from None
-    if not math.isfinite(f) or f < 0 or (f == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {v!r}")
-    return f
+    return check_float(name, v, 0.0, lo_open=not allow_zero)
+
+
+def _check_epochs(n_epoch, name="n_epoch"):
+    return check_int(name, n_epoch, 1, kind_error=ValueError)
+
+
+class _Summary(str):
+    "`Learner.summary()`: a string that shows as itself in a notebook."
+    def __repr__(self):
+        return str(self)
 
 
 class Learner:
-    """fastai's `Learner` for collabc models: `fit`, `fit_one_cycle`, `validate`, a `recorder`.
+    """fastai's `Learner` for collabc models: `fit`, `fit_one_cycle`, `fit_flat_cos`,
+    `fit_sgdr`, `lr_find`, `validate`, callbacks (`cbs`), a `recorder`.
 
-    `opt_func` is `Adam` (default) or `SGD`, or a `functools.partial` of them; `loss_func` must
-    be `MSELossFlat` (the C core trains with MSE); `metrics` are functions of
-    `(preds, targs)` such as `rmse` and `mae`; `wd=None` keeps the optimizer's default
-    (fastai Adam: 0.01).
+    `opt_func` is `Adam` (default), `SGD` or (sparse path) `Adagrad`, or a `functools.partial`
+    of them; `loss_func` must be `MSELossFlat` (the C core trains with MSE); `metrics` are
+    functions of `(preds, targs)` such as `rmse` and `mae`; `wd=None` keeps the optimizer's
+    default (fastai Adam: 0.01); `cbs` are callbacks (instances or classes) kept for every fit.
 
     `train_mode='exact'` (default) is fastai's training, step for step: mini-batches of `bs`,
     dense optimizer updates of every parameter. `train_mode='sparse'` is the fast path for large
-    data (dot-product models): rating by rating, each update touches only its own user and
-    item rows (SGD, row-wise `Adagrad`, or lazy `Adam`, with `wd` as an L2 penalty on those
-    rows), over a grid of blocks that `n_threads` threads (default: all cores) train at once
-    without sharing a row; the result does not depend on the number of threads. Its learning
-    rates and weight decays are per rating, so they differ from the exact path's (e.g.
-    `Adagrad` with lr 0.05 and wd 0.02).
+    data (dot-product models): rating by rating, each update touches only its own user and item
+    rows (SGD, row-wise `Adagrad`, or lazy `Adam`, with `wd` as an L2 penalty on those rows),
+    over a grid of `n_blocks` x `n_blocks` blocks (default 8) whose strata `n_threads` threads
+    (default: all cores, at most 64) train at once without sharing a row. Its results depend on
+    the data, the seed and `n_blocks`, never on `n_threads`. Its learning rates and weight
+    decays are per rating, so they differ from the exact path's (e.g. `Adagrad` with lr 0.05
+    and wd 0.02).
 
     Ctrl-C during `fit` stops cleanly after the running segment (about a quarter of a second
     of work): the model keeps every update, the recorder stays consistent (an epoch whose
-    batches all ran is validated and gets its row; a cut epoch gets none)."""
+    batches all ran is validated and gets its row; a cut epoch gets none); a second Ctrl-C
+    aborts."""
+
     def __init__(self, dls, model, loss_func=None, opt_func=Adam, lr=1e-3, metrics=None,
                  wd=None, wd_bn_bias=False, moms=(0.95, 0.85, 0.95), path=None, model_dir="models",
-                 train_mode="exact", n_threads=None):
+                 train_mode="exact", n_threads=None, cbs=None, n_blocks=None, train_bn=True,
+                 default_cbs=True):
         if not isinstance(model, Module):
             raise TypeError(f"model must be a collabc model (e.g. EmbeddingDotBias), got {type(model).__name__}")
         if loss_func is None:
@@ -165,7 +120,7 @@ class Learner:
         self.dls, self.model, self.loss_func, self.opt_func = dls, model, loss_func, opt_func
         self.lr = _positive_float("lr", lr)
         self.wd = None if wd is None else _positive_float("wd", wd, allow_zero=True)
-        self.wd_bn_bias = bool(wd_bn_bias)
+        self.wd_bn_bias, self.train_bn = bool(wd_bn_bias), bool(train_bn)
         if train_mode not in ("exact", "sparse"):
             raise ValueError(f"train_mode must be 'exact' (fastai's dense training, the default) or "
                              f"'sparse' (the fast path for large data), got {train_mode!r}")
@@ -173,11 +128,8 @@ class Learner:
             raise ValueError(f"train_mode='sparse' trains the dot-product models only, not "
                              f"{type(model).__name__}")
         self.train_mode = train_mode
-        if n_threads is None:
-            n_threads = os.cpu_count() or 1
-        if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or not 1 <= n_threads <= 64:
-            raise ValueError(f"n_threads must be an integer in [1, 64], got {n_threads!r}")
-        self.n_threads = int(n_threads)
+        self.n_threads = default_threads() if n_threads is None else check_int("n_threads", n_threads, 1, 64)
+        self.n_blocks = 8 if n_blocks is None else check_int("n_blocks", n_blocks, 1, 4096)
         if metrics is None:
             metrics = []
         elif callable(metrics):
@@ -191,12 +143,22 @@ class Learner:
         self.moms = tuple(float(m) for m in moms)
         self.path, self.model_dir = (path if path is not None else getattr(dls, "path", ".")), model_dir
         self.opt = None
-        self.recorder = Recorder()
         self.show_table = True
         self.logger = print
-        self._grads = None
+        self.noise_var = None   # the training MSE stored with an export (fold-in uses it)
+        self.training = False
+        self.epoch, self.n_epoch, self.iter, self.n_iter = 0, 1, 0, 1
+        self.train_iter, self.pct_train, self.smooth_loss, self.loss = 0, 0.0, float("nan"), float("nan")
+        self.seg_max = None
         self._lock = threading.RLock()
+        self._interrupted = False
+        self._path = make_path(self, train_mode)
+        self.data_rng = dls.train.new_rng() if hasattr(dls.train, "new_rng") else np.random.default_rng()
         self._check_model_fits_data()
+        self.cbs = []
+        self.add_cbs([TrainEvalCallback, Recorder, ProgressCallback] if default_cbs else [TrainEvalCallback])
+        self.add_cbs(cbs)
+        self("after_create")
 
     def _check_model_fits_data(self):
         m, dls = self.model, self.dls
@@ -206,54 +168,116 @@ class Learner:
                 raise ValueError(f"the model has {m.n_users} users and {m.n_items} items but the "
                                  f"{which} data holds indices up to {x[:, 0].max()} and {x[:, 1].max()}")
 
+    # ------------------------------------------------------------------ callbacks
+    def add_cb(self, cb):
+        "Adds a callback (an instance, or a class to instantiate) and returns the learner."
+        if isinstance(cb, type):
+            cb = cb()
+        if not isinstance(cb, Callback):
+            raise TypeError(f"cbs must be Callback instances or classes, got {cb!r}")
+        cb.learn = self
+        setattr(self, cb.name, cb)
+        self.cbs.append(cb)
+        return self
+
+    def add_cbs(self, cbs):
+        for cb in _listify(cbs):
+            self.add_cb(cb)
+        return self
+
+    def remove_cb(self, cb):
+        "Removes a callback (an instance, or every callback of a class)."
+        if isinstance(cb, type):
+            for c in [c for c in self.cbs if isinstance(c, cb)]:
+                self.remove_cb(c)
+            return self
+        if cb in self.cbs:
+            self.cbs.remove(cb)
+            if getattr(self, cb.name, None) is cb:
+                delattr(self, cb.name)
+            cb.learn = None
+        return self
+
+    def remove_cbs(self, cbs):
+        for cb in _listify(cbs):
+            self.remove_cb(cb)
+        return self
+
+    @contextlib.contextmanager
+    def added_cbs(self, cbs):
+        "Within this context the callbacks `cbs` are added (then removed)."
+        cbs = [c() if isinstance(c, type) else c for c in _listify(cbs)]
+        self.add_cbs(cbs)
+        try:
+            yield self
+        finally:
+            self.remove_cbs(cbs)
+
+    @contextlib.contextmanager
+    def removed_cbs(self, cbs):
+        "Within this context the callbacks `cbs` are removed (then put back)."
+        cbs = [c for c in _listify(cbs)]
+        self.remove_cbs(cbs)
+        try:
+            yield self
+        finally:
+            self.add_cbs(cbs)
+
+    def ordered_cbs(self, event_name):
+        "The callbacks that implement `event_name`, in the order they run."
+        return [cb for cb in sorted(self.cbs, key=lambda c: c.order) if hasattr(type(cb), event_name)]
+
+    def __call__(self, event_name):
+        for cb in sorted(self.cbs, key=lambda c: c.order):
+            cb(event_name)
+
+    @contextlib.contextmanager
+    def no_bar(self):
+        "Within this context there is no progress bar or table: epochs print as plain lists (fastai's no_bar)."
+        prog = [c for c in self.cbs if isinstance(c, ProgressCallback)]
+        self.remove_cbs(prog)
+        try:
+            yield self
+        finally:
+            self.add_cbs(prog)
+
+    @contextlib.contextmanager
+    def no_logging(self):
+        "Within this context nothing is logged (fastai's no_logging)."
+        old = self.logger
+        self.logger = _noop
+        try:
+            yield self
+        finally:
+            self.logger = old
+
     # ------------------------------------------------------------------ optimizer
     def create_opt(self):
-        "Create the optimizer from `opt_func` for the model's parameter block."
-        opt = self.opt_func(self.model.n_params, lr=self.lr)
-        if not isinstance(opt, Optimizer):
-            raise TypeError(f"opt_func must create a collabc optimizer (Adam or SGD), got {type(opt).__name__}")
-        if opt.kind == "adagrad" and self.train_mode != "sparse":
-            raise TypeError("Adagrad is available on the sparse path only: "
-                            "Learner(..., train_mode='sparse')")
+        "Create the optimizer from `opt_func` for the model's parameter block and training path."
+        opt = self._new_opt()
         self.opt = opt
         if self.wd is not None:
             self.opt.set_hypers(wd=self.wd)
 
+    def _new_opt(self):
+        opt = self.opt_func(self.model.n_params, lr=self.lr)
+        if not isinstance(opt, Optimizer):
+            raise TypeError(f"opt_func must create a collabc optimizer (Adam, SGD or Adagrad), got {type(opt).__name__}")
+        if opt.kind == "adagrad" and self.train_mode != "sparse":
+            raise TypeError("Adagrad is available on the sparse path only: "
+                            "Learner(..., train_mode='sparse')")
+        self._path.prepare_opt(opt)
+        return opt
+
     # ------------------------------------------------------------------ training
     @_exclusive
-    def fit(self, n_epoch, lr=None, wd=None, reset_opt=False):
+    def fit(self, n_epoch, lr=None, wd=None, cbs=None, reset_opt=False, start_epoch=0):
         "Train `n_epoch` epochs at a constant `lr` (default `self.lr`)."
-        n_epoch = _check_epochs(n_epoch)
-        self._prepare(lr, wd, reset_opt)
-        n_iter = self._iters_per_epoch()
-        lr = self.opt.hypers["lr"]
-        mom = self.opt.hypers["mom"]
-        lrs = np.full(n_epoch * n_iter, lr)
-        moms = np.full(n_epoch * n_iter, mom)
-        self._run(n_epoch, lrs, moms, scheduled=False)
+        self._fit(n_epoch, lr, wd, cbs, reset_opt, start_epoch)
 
-    @_exclusive
-    def fit_one_cycle(self, n_epoch, lr_max=None, div=25.0, div_final=1e5, pct_start=0.25,
-                      wd=None, moms=None, reset_opt=False):
-        "fastai's one-cycle policy: cosine lr warm-up then annealing, momentum the other way."
+    def _fit(self, n_epoch, lr=None, wd=None, cbs=None, reset_opt=False, start_epoch=0):
         n_epoch = _check_epochs(n_epoch)
-        div = _positive_float("div", div)
-        div_final = _positive_float("div_final", div_final)
-        pct_start = float(pct_start)
-        if not 0 <= pct_start <= 1:
-            raise ValueError(f"pct_start must be in [0, 1], got {pct_start!r}")
-        moms = self.moms if moms is None else tuple(float(m) for m in moms)
-        if len(moms) != 3 or not all(0 <= m < 1 for m in moms):
-            raise ValueError(f"moms must be three momentums in [0, 1), got {moms!r}")
-        self._prepare(lr_max, wd, reset_opt)
-        lr_max = self.opt.hypers["lr"]
-        n_iter = self._iters_per_epoch()
-        pos = np.arange(n_epoch * n_iter, dtype=np.float64) / (n_epoch * n_iter)
-        lrs = _core.onecycle(pos, lr_max / div, lr_max, lr_max / div_final, pct_start)
-        mom_s = _core.onecycle(pos, moms[0], moms[1], moms[2], pct_start)
-        self._run(n_epoch, lrs, mom_s, scheduled=True)
-
-    def _prepare(self, lr, wd, reset_opt):
+        start_epoch = check_int("start_epoch", start_epoch, 0)
         if lr is not None:
             lr = _positive_float("lr", lr)
         if wd is not None:
@@ -261,6 +285,12 @@ class Learner:
         if len(self.dls.train) < 1:
             raise ValueError(f"the training set has {self.dls.train.n} rows, fewer than one batch of "
                              f"bs={self.dls.train.bs}: lower bs")
+        cbs = [c() if isinstance(c, type) else c for c in _listify(cbs)]
+        for c in cbs:
+            if not isinstance(c, Callback):
+                raise TypeError(f"cbs must be Callback instances or classes, got {c!r}")
+        if start_epoch:
+            cbs.append(_SkipToEpoch(start_epoch))
         if self.opt is None or reset_opt:
             self.create_opt()
         if wd is None:
@@ -268,10 +298,11 @@ class Learner:
         if wd is not None:
             self.opt.set_hypers(wd=wd)
         self.opt.set_hypers(lr=self.lr if lr is None else lr)
+        self.n_epoch = n_epoch
+        with self.added_cbs(cbs):
+            self._run_fit()
 
-    def _run(self, n_epoch, lrs, moms, scheduled):
-        if not self._lock.acquire(blocking=False):
-            raise RuntimeError("this Learner is busy in another thread; use one Learner per thread")
+    def _run_fit(self):
         old_handler = None
         self._interrupted = False
         try:
@@ -280,11 +311,10 @@ class Learner:
                     old_handler = signal.signal(signal.SIGINT, self._on_interrupt)
                 except (ValueError, OSError):
                     old_handler = None
-            self._fit_epochs(n_epoch, lrs, moms, scheduled)
+            self._do_fit()
         finally:
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
-            self._lock.release()
 
     def _on_interrupt(self, signum, frame):
         "Ctrl-C during fit: stop cleanly after the running segment; a second Ctrl-C aborts."
@@ -292,149 +322,201 @@ class Learner:
             raise KeyboardInterrupt
         self._interrupted = True
 
-    # ------------------------------------------------------------------ the training paths
-    def _iters_per_epoch(self):
-        "Scheduled iterations per epoch: batches (exact path) or blocks (sparse path)."
-        if self.train_mode == "sparse":
-            return self._n_blocks() ** 2
-        return len(self.dls.train)
-
-    def _n_blocks(self):
-        "Blocks per side of the sparse path's grid: enough strata to keep every thread busy."
-        return max(8, 4 * self.n_threads)
-
-    def _exact_runner(self, epoch_lrs, epoch_moms):
-        "Trains batches [done, done + n) of this epoch's order on the exact path."
-        dl = self.dls.train
-        if self._grads is None or self._grads.size != self.model.n_params:
-            self._grads = np.zeros(self.model.n_params, np.float32)
-        order, bs = dl.order(), dl.bs
-        n_wd = self.model.n_params if self.wd_bn_bias else None
-
-        def run(done, n, losses):
-            return self.model._fit_epoch(self.opt, self._grads, dl.x, dl.y,
-                                         order[done * bs:(done + n) * bs], bs,
-                                         epoch_lrs[done:done + n], epoch_moms[done:done + n],
-                                         losses[done:done + n], n_wd=n_wd)
-        return run, 1
-
-    def _sparse_runner(self, epoch_lrs, epoch_moms):
-        "Trains blocks [done, done + n) of this epoch's random strata on the sparse path."
-        dl, nb = self.dls.train, self._n_blocks()
-        starts = self._block_starts(dl, nb)
-        state = self._sparse_state()
-        rng = dl.rng
-        strata, groups = rng.permutation(nb), rng.permutation(nb)
-        blocks = np.array([g * nb + (g + s) % nb for s in strata for g in groups], dtype=np.int64)
-
-        def run(done, n, losses):
-            return self.model._fit_blocks(self.opt, state, dl.x, dl.y, starts,
-                                          blocks[done:done + n], epoch_lrs[done:done + n],
-                                          losses[done:done + n], float(epoch_moms[done]),
-                                          self.n_threads)
-        return run, nb
-
-    def _block_starts(self, dl, nb):
-        """Groups the training rows in place into nb x nb blocks (once per loader): the rows'
-        order is irrelevant to training, and `dl.df` keeps matching the rows."""
-        cached = getattr(dl, "_blocks", None)
-        if cached is not None and cached[0] == nb and cached[1] is dl.x:
-            return cached[2]
-        if getattr(dl, "_rows", None) is None and getattr(dl, "_df", None) is not None:
-            dl._src, dl._rows, dl._df = dl._df, np.arange(dl.n, dtype=np.int64), None
-        rows = getattr(dl, "_rows", None)
-        extra = None
-        if rows is not None:
-            # permuted in place along with the rows (a view into the split's permutation is
-            # fine: only this loader's part of it moves)
-            if rows.dtype not in (np.int32, np.int64) or not rows.flags.c_contiguous or not rows.flags.writeable:
-                rows = np.ascontiguousarray(rows, dtype=np.int64)
-            dl._rows, dl._df, extra = rows, None, rows
-        starts = _core.block_sort(dl.x, dl.y, extra, nb, self.n_threads)
-        dl._blocks = (nb, dl.x, starts)
-        return starts
-
-    def _sparse_state(self):
-        "The sparse path's optimizer buffers, kept on the optimizer (they survive fits)."
-        opt, m = self.opt, self.model
-        rows = m.n_users + m.n_items
-        if opt.kind == "adam":
-            if getattr(opt, "pow1", None) is None or opt.pow1.size != rows:
-                opt.pow1, opt.pow2 = np.ones(rows, np.float32), np.ones(rows, np.float32)
-            return {"m": opt.m, "v": opt.v, "pow1": opt.pow1, "pow2": opt.pow2}
-        if opt.kind == "adagrad":
-            if opt.v.size != 2 * rows:
-                opt.v = np.zeros(2 * rows, np.float32)
-            return {"v": opt.v}
-        return {}
-
-    def _fit_epochs(self, n_epoch, lrs, moms, scheduled):
-        n_iter = self._iters_per_epoch()
-        rec = self.recorder
-        rec._begin_fit([getattr(m, "name", getattr(m, "__name__", "metric")) for m in self.metrics],
-                       scheduled)
-        table = EpochTable(rec.metric_names, enabled=self.show_table, logger=self.logger)
-        self.model.train()
+    def _with_events(self, f, name, exc):
         try:
-            for epoch in range(n_epoch):
-                t0 = time.perf_counter()
-                sl = slice(epoch * n_iter, (epoch + 1) * n_iter)
-                e_lrs, e_moms = np.ascontiguousarray(lrs[sl]), np.ascontiguousarray(moms[sl])
-                make = self._sparse_runner if self.train_mode == "sparse" else self._exact_runner
-                run, unit = make(e_lrs, e_moms)
-                losses = np.zeros(n_iter)
-                bar = ProgressBar(n_iter, enabled=self.show_table)
-                done, seg = 0, unit * max(1, min(n_iter // unit, 64 // unit or 1))
-                while done < n_iter and not self._interrupted:
-                    n = min(seg, n_iter - done)
-                    ts = time.perf_counter()
-                    bad = run(done, n, losses)
-                    ok = n if bad < 0 else bad
-                    rec._add_batches(losses[done:done + ok], e_lrs[done:done + ok], e_moms[done:done + ok])
-                    done += ok
-                    if done:
-                        self.opt.set_hypers(lr=float(e_lrs[done - 1]), mom=float(e_moms[done - 1]))
-                    if bad >= 0:
-                        what = "block" if self.train_mode == "sparse" else "batch"
-                        raise TrainingDivergedError(
-                            f"training diverged: the loss of epoch {epoch}, {what} {done} is "
-                            f"{losses[done]} (lr={e_lrs[done]:.3g}); "
-                            + ("the model keeps its parameters from before that batch. "
-                               if self.train_mode != "sparse" else
-                               "the rating that gave it was not applied, earlier ones were. ")
-                            + "Try a lower learning rate.")
-                    # segments of about a quarter second: Ctrl-C and the bar respond that fast
-                    dt = max(time.perf_counter() - ts, 1e-6)
-                    seg = max(unit, min(n_iter, int(n * 0.25 / dt) // unit * unit))
-                    bar.update(done, time.perf_counter() - t0, f"{rec.smooth_loss:.4f}")
-                bar.close()
-                if done < n_iter:   # interrupted within the epoch
-                    self.logger(f"interrupted: stopped in epoch {epoch} after {done} of {n_iter} "
-                                f"{'blocks' if self.train_mode == 'sparse' else 'batches'}; the model "
-                                f"keeps every update made so far")
-                    break
-                rec.iters.append(len(rec.losses))
-                vals = self._validate_values()
-                rec.values.append([rec.smooth_loss, *vals])
-                elapsed = time.perf_counter() - t0
-                rec.times.append(elapsed)
-                table.row([epoch, rec.smooth_loss, *vals, format_time(elapsed)])
-                if self._interrupted:   # during the epoch's last segment: the epoch is complete
-                    self.logger(f"interrupted: stopped after epoch {epoch}")
-                    break
+            self(f"before_{name}")
+            f()
+        except exc:
+            self(f"after_cancel_{name}")
+        self(f"after_{name}")
+
+    def _do_fit(self):
+        ok, logger = False, self.logger   # callbacks rewire the logger for one fit only
+        try:
+            self._path.begin_fit()
+            self.epoch, self.train_iter, self.training = 0, 0, False
+            self.n_iter, self.iter = self._path.n_iter, 0
+            self._with_events(self._do_epochs, "fit", CancelFitException)
+            ok = True
         finally:
+            self.training = False
             self.model.eval()
-            table.close()
+            if not ok:   # an error: leave nothing drawn or rewired by the callbacks
+                for cb in list(self.cbs):
+                    if hasattr(cb, "cleanup_fit"):
+                        cb.cleanup_fit()
+            self.logger = logger
+
+    def _do_epochs(self):
+        for epoch in range(self.n_epoch):
+            self.epoch = epoch
+            self._with_events(self._do_epoch, "epoch", CancelEpochException)
+            if self._interrupted:
+                self.logger(f"interrupted: stopped after epoch {epoch}")
+                raise CancelFitException()
+
+    def _do_epoch(self):
+        self.n_iter, self.iter = self._path.n_iter, 0
+        self._with_events(self._all_segments, "train", CancelTrainException)
+        self.valid_values = None
+        self._with_events(self._do_validate, "validate", CancelValidException)
+
+    def _all_segments(self):
+        path = self._path
+        self.n_iter = n_iter = path.n_iter
+        unit = path.granularity
+        path.begin_epoch(self.data_rng)
+        total = self.n_epoch * n_iter
+        self.iter, seg = 0, unit * max(1, min(n_iter // unit, 64 // unit or 1))
+        while self.iter < n_iter:
+            if self.seg_max is not None:
+                seg = max(unit, min(seg, self.seg_max // unit * unit))
+            n = min(seg, n_iter - self.iter)
+            self.seg_n, self.seg_done = n, 0
+            it = self.epoch * n_iter + self.iter + np.arange(n)
+            self.seg_pos = it / total
+            self.seg_lrs = np.full(n, float(self.opt.hypers["lr"]))
+            self.seg_moms = np.full(n, float(self.opt.hypers.get("mom", 0.0)))
+            self.seg_losses = np.zeros(n)
+            t0 = time.perf_counter()
+            bad = -1
+            try:
+                self("before_segment")
+                lrs = np.ascontiguousarray(self.seg_lrs, dtype=np.float64)
+                moms = np.ascontiguousarray(self.seg_moms, dtype=np.float64)
+                if lrs.shape != (n,) or moms.shape != (n,):
+                    raise ValueError(f"a callback set seg_lrs/seg_moms to shapes {lrs.shape}/{moms.shape}, "
+                                     f"expected ({n},)")
+                self.seg_lrs, self.seg_moms = lrs, moms
+                bad = path.run(self.iter, lrs, moms, self.seg_losses)
+                done = self.seg_done = n if bad < 0 else bad
+                # the last batch's loss; a diverged one is the non-finite loss (unknown for a block)
+                self.loss = float(self.seg_losses[n - 1] if bad < 0 else
+                                  float("nan") if self.train_mode == "sparse" else self.seg_losses[bad])
+                if done:   # the optimizer's hyperparameters are the last ones used (fastai's)
+                    self.opt.set_hypers(lr=float(lrs[done - 1]))
+                    if "mom" in self.opt.hypers:
+                        self.opt.set_hypers(mom=float(moms[done - 1]))
+                self("after_segment")
+            except CancelBatchException:
+                self.seg_done = n
+                self("after_cancel_batch")
+            if bad >= 0:
+                raise TrainingDivergedError(path.diverged(self.epoch, self.iter + bad, self.loss,
+                                                          float(self.seg_lrs[bad])))
+            self.iter += self.seg_done
+            if self._interrupted and self.iter < n_iter:
+                units = path.unit + ("es" if path.unit.endswith("ch") else "s")
+                self.logger(f"interrupted: stopped in epoch {self.epoch} after {self.iter} of {n_iter} "
+                            f"{units}; the model keeps every update made so far")
+                raise CancelFitException()
+            # segments of about a quarter second: Ctrl-C, the bar and callbacks respond that fast
+            dt = max(time.perf_counter() - t0, 1e-6)
+            seg = max(unit, min(n_iter, int(n * _SEGMENT_SECONDS / dt) // unit * unit))
+
+    def _do_validate(self):
+        self.valid_values = self._validate_values()
+
+    # ------------------------------------------------------------------ schedules
+    def _scheduled(self, n_epoch, scheds, cbs, lr, wd, reset_opt, start_epoch):
+        self._fit(n_epoch, lr=lr, wd=wd, cbs=[ParamScheduler(scheds)] + _listify(cbs),
+                  reset_opt=reset_opt, start_epoch=start_epoch)
+
+    def _lr_max(self, lr_max):
+        "lr_max checked, or self.lr; the optimizer is created first if needed (fastai's order)."
+        if self.opt is None:
+            self.create_opt()
+        return self.lr if lr_max is None else _positive_float("lr_max", lr_max)
+
+    @_exclusive
+    def fit_one_cycle(self, n_epoch, lr_max=None, div=25.0, div_final=1e5, pct_start=0.25,
+                      wd=None, moms=None, cbs=None, reset_opt=False, start_epoch=0):
+        "fastai's one-cycle policy: cosine lr warm-up then annealing, momentum the other way."
+        n_epoch = _check_epochs(n_epoch)
+        div = _positive_float("div", div)
+        div_final = _positive_float("div_final", div_final)
+        pct_start = check_float("pct_start", pct_start, 0.0, 1.0)
+        moms = self.moms if moms is None else tuple(float(m) for m in moms)
+        if len(moms) != 3 or not all(0 <= m < 1 for m in moms):
+            raise ValueError(f"moms must be three momentums in [0, 1), got {moms!r}")
+        lr_max = self._lr_max(lr_max)
+        scheds = {"lr": combined_cos(pct_start, lr_max / div, lr_max, lr_max / div_final),
+                  "mom": combined_cos(pct_start, *moms)}
+        self._scheduled(n_epoch, scheds, cbs, lr_max, wd, reset_opt, start_epoch)
+
+    @_exclusive
+    def fit_flat_cos(self, n_epoch, lr=None, div_final=1e5, pct_start=0.75, wd=None, cbs=None,
+                     reset_opt=False, start_epoch=0):
+        "fastai's flat-then-cosine policy: lr constant for pct_start of the fit, then cosine to lr/div_final."
+        n_epoch = _check_epochs(n_epoch)
+        div_final = _positive_float("div_final", div_final)
+        pct_start = check_float("pct_start", pct_start, 0.0, 1.0)
+        lr = self._lr_max(lr)
+        scheds = {"lr": combined_cos(pct_start, lr, lr, lr / div_final)}
+        self._scheduled(n_epoch, scheds, cbs, lr, wd, reset_opt, start_epoch)
+
+    @_exclusive
+    def fit_sgdr(self, n_cycles, cycle_len, lr_max=None, cycle_mult=2, cbs=None, reset_opt=False,
+                 wd=None, start_epoch=0):
+        "fastai's SGD with warm restarts: n_cycles cosine cycles from lr_max to 0, each cycle_mult times longer."
+        n_cycles = _check_epochs(n_cycles, "n_cycles")
+        cycle_len = _check_epochs(cycle_len, "cycle_len")
+        cycle_mult = check_int("cycle_mult", cycle_mult, 1)
+        n_epoch = cycle_len * (cycle_mult ** n_cycles - 1) // (cycle_mult - 1) if cycle_mult != 1 else cycle_len * n_cycles
+        pcts = [cycle_len * cycle_mult ** i / n_epoch for i in range(n_cycles)]
+        lr_max = self._lr_max(lr_max)
+        scheds = {"lr": combine_scheds(pcts, [SchedCos(lr_max, 0) for _ in range(n_cycles)])}
+        self._scheduled(n_epoch, scheds, cbs, lr_max, wd, reset_opt, start_epoch)
+
+    @_exclusive
+    def lr_find(self, start_lr=1e-7, end_lr=10, num_it=100, stop_div=True, show_plot=True,
+                suggest_funcs=("valley",)):
+        """fastai's `lr_find`: `fit` with an exponential lr from start_lr to end_lr over num_it
+        batches (blocks on the sparse path; at least 6), no validation, stopped by `LRFinder`
+        when the smoothed loss exceeds 4x its best; momentum and wd as the optimizer has them.
+        The model, the optimizer (state, hyperparameters, or its absence) and the data order are
+        restored afterwards; `learn.recorder` holds the run's lrs and smoothed losses. Returns
+        `SuggestedLRs(valley=...)` (one field per suggestion function; None for
+        `suggest_funcs=None`) and draws `plot_lr_find` if `show_plot`."""
+        start_lr, end_lr = _positive_float("start_lr", start_lr), _positive_float("end_lr", end_lr)
+        if not start_lr < end_lr:
+            raise ValueError(f"start_lr must be below end_lr, got {start_lr} and {end_lr}")
+        num_it = check_int("num_it", num_it, 1)
+        funcs = suggest_funcs_list(suggest_funcs)
+        if len(self.dls.train) < 1:
+            raise ValueError(f"the training set has {self.dls.train.n} rows, fewer than one batch of "
+                             f"bs={self.dls.train.bs}")
+        n_epoch = num_it // self._path.n_iter + 1
+        finder = LRFinder(start_lr, end_lr, num_it, stop_div)
+        finder.saved = self._snapshot()   # before fit creates an optimizer: restored without one
+        with self.no_logging():
+            self._fit(n_epoch, cbs=finder)
+        if funcs is None:
+            if show_plot:
+                plot_lr_find(self.recorder)
+            return None
+        return suggest_lrs(self.recorder, num_it, funcs, show_plot)
+
+    def _snapshot(self):
+        "Model parameters, optimizer (or its absence) and data order, for `_restore`."
+        return (self.model.state_dict(), None if self.opt is None else self.opt.state_dict(),
+                self.data_rng.bit_generator.state)
+
+    def _restore(self, snap):
+        model_sd, opt_sd, rng_state = snap
+        self.model.load_state_dict(model_sd)
+        if opt_sd is None:
+            self.opt = None
+        else:
+            self.opt.load_state_dict(opt_sd)
+        self.data_rng.bit_generator.state = rng_state
 
     # ------------------------------------------------------------------ evaluation
-    def _predict_dl(self, dl):
-        return self.model._predict(dl.x)
-
     def _validate_values(self, dl=None):
         dl = self.dls.valid if dl is None else dl
         if dl.n == 0:
             return [float("nan")] + [float("nan")] * len(self.metrics)
-        preds = self._predict_dl(dl)
+        preds = self.model._predict(dl.x)
         loss = _core.mse_forward(preds, dl.y)
         return [loss] + [float(m(preds, dl.y)) for m in self.metrics]
 
@@ -444,101 +526,108 @@ class Learner:
         dl = self.dls[ds_idx] if dl is None else dl
         return self._validate_values(dl)
 
-    @contextlib.contextmanager
-    def no_bar(self):
-        "Within this context, epochs print as plain lists instead of the table (fastai's no_bar)."
-        old = self.show_table
-        self.show_table = False
-        try:
-            yield self
-        finally:
-            self.show_table = old
+    @property
+    def final_record(self):
+        "`[train_loss, valid_loss, *metrics]` of the last epoch (fastai's)."
+        return self.recorder.final_record
+
+    def summary(self):
+        """The model's layers with their parameter shapes and counts, the optimizer and its
+        hyperparameters, the loss, the training path and the callbacks (fastai's summary)."""
+        m = self.model
+        lines = [f"{type(m).__name__} (Input shape: {self.dls.train.bs} x 2)", "=" * 66,
+                 f"{'Layer (type)':<34}{'Output/param shape':<22}{'Param #':>10}", "=" * 66]
+        total = 0
+        for name, view in m.named_parameters():
+            n = int(np.prod(view.shape))
+            total += n
+            lines.append(f"{name:<34}{str(tuple(view.shape)):<22}{n:>10,}")
+        for name, view in getattr(m, "_stat_names", []):
+            lines.append(f"{name + ' (buffer)':<34}{str(tuple(view.shape)):<22}{'':>10}")
+        lines += ["=" * 66, f"Total params: {total:,}", f"Total trainable params: {total:,}",
+                  f"Params with weight decay: {m.n_params if self.wd_bn_bias else m.n_wd:,}", ""]
+        opt = self.opt if self.opt is not None else self._new_opt()
+        if self.opt is None and self.wd is not None:
+            opt.set_hypers(wd=self.wd)
+        hypers = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in opt.hypers.items())
+        lines += [f"Optimizer used: {type(opt).__name__} ({hypers})",
+                  f"Loss function: {self.loss_func!r}",
+                  f"Training path: {self.train_mode}" + (f" ({self.n_blocks}x{self.n_blocks} blocks, "
+                                                          f"{self.n_threads} threads)" if self.train_mode == "sparse" else ""),
+                  "", "Callbacks:"] + [f"  - {type(c).__name__}" for c in sorted(self.cbs, key=lambda c: c.order)]
+        return _Summary("\n".join(lines))
 
     def __repr__(self):
         return f"Learner(model={type(self.model).__name__}, opt_func={getattr(self.opt_func, '__name__', self.opt_func)})"
 
-    # ------------------ inference (issue 4)
+    # ------------------------------------------------------------------ inference
     @_exclusive
     def get_preds(self, ds_idx=1, dl=None, with_input=False, with_decoded=False, with_loss=False,
                   act=None, reorder=True):
         "fastai's `get_preds`: `[inputs,] preds, targs[, decoded][, losses]` (see `collabc.inference.get_preds`)."
-        from .inference import get_preds
-        return get_preds(self, ds_idx, dl, with_input, with_decoded, with_loss, act, reorder)
+        return inference.get_preds(self, ds_idx, dl, with_input, with_decoded, with_loss, act, reorder)
 
     @_exclusive
     def predict(self, row, unknown="raise"):
         "fastai's `predict` for one row: `(full_dec, dec_pred, pred)` (see `collabc.inference.predict`)."
-        from .inference import predict
-        return predict(self, row, unknown)
+        return inference.predict(self, row, unknown)
 
     @_exclusive
     def show_results(self, ds_idx=1, dl=None, max_n=9, shuffle=True):
         "fastai's `show_results`: shows and returns `max_n` rows with their predictions."
-        from .inference import show_results
-        return show_results(self, ds_idx, dl, max_n, shuffle)
+        return inference.show_results(self, ds_idx, dl, max_n, shuffle)
 
     @_exclusive
     def recommend(self, user, n=10, exclude_seen=True, threads=None):
         "Top-n items for a user id or `FoldIn` (DataFrame item, score), or for a list of users (long DataFrame)."
-        from .inference import recommend
-        return recommend(self, user, n, exclude_seen, threads)
+        return topn.recommend(self, user, n, exclude_seen, threads)
 
     @_exclusive
     def recommend_many(self, users, n=10, exclude_seen=True, threads=None):
         "Top-n items for each of many users at once: a DataFrame user, rank, item, score."
-        from .inference import recommend
         users = [users] if isinstance(users, (str, bytes)) or np.ndim(users) == 0 else list(users)
-        return recommend(self, users, n, exclude_seen, threads)
+        return topn.recommend(self, users, n, exclude_seen, threads)
 
     @_exclusive
     def recommend_users(self, item, n=10, exclude_seen=True, threads=None):
         "The n users predicted to rate an item id (or a new item `FoldIn`) highest."
-        from .inference import recommend_users
-        return recommend_users(self, item, n, exclude_seen, threads)
+        return topn.recommend_users(self, item, n, exclude_seen, threads)
 
     @_exclusive
     def most_similar(self, x, n=10, metric="cosine", is_item=True):
         "The n items (users with is_item=False) closest to `x` by factor similarity, as a DataFrame."
-        from .interpret import most_similar
-        return most_similar(self, x, n, metric, is_item)
+        return interpret.most_similar(self, x, n, metric, is_item)
 
     @_exclusive
     def fold_in_user(self, ratings, name=None, **kwargs):
         "A new user (`FoldIn`) solved from a handful of {item: rating} with the model frozen."
-        from .inference import fold_in
-        return fold_in(self, ratings, is_item=False, name=name, **kwargs)
+        return foldin.fold_in(self, ratings, is_item=False, name=name, **kwargs)
 
     @_exclusive
     def fold_in_item(self, ratings, name=None, **kwargs):
         "A new item (`FoldIn`) solved from a handful of {user: rating} with the model frozen."
-        from .inference import fold_in
-        return fold_in(self, ratings, is_item=True, name=name, **kwargs)
+        return foldin.fold_in(self, ratings, is_item=True, name=name, **kwargs)
 
     @_exclusive
     def average_user(self):
         "The lesson's fallback for a user without ratings: the mean trained user, as a `FoldIn`."
-        from .inference import average_embedding
-        return average_embedding(self, is_item=False)
+        return foldin.average_embedding(self, is_item=False)
 
     @_exclusive
     def average_item(self):
         "The mean trained item, as a `FoldIn`."
-        from .inference import average_embedding
-        return average_embedding(self, is_item=True)
+        return foldin.average_embedding(self, is_item=True)
 
     @_exclusive
     def ranking_metrics(self, k=10, ds_idx=1, threshold=None):
         "precision@k, recall@k, NDCG@k and MAP@k on the validation set (see `collabc.ranking`)."
-        from .ranking import ranking_metrics
-        return ranking_metrics(self, k, ds_idx, threshold)
+        return ranking.ranking_metrics(self, k, ds_idx, threshold)
 
-    @_exclusive
-    def lr_find(self, start_lr=1e-7, end_lr=10, num_it=100, stop_div=True, show_plot=True,
-                suggest_funcs=("valley",)):
-        "fastai's `lr_find`; model and optimizer restored afterwards (see `collabc.interpret.lr_find`)."
-        from .interpret import lr_find
-        return lr_find(self, start_lr, end_lr, num_it, stop_div, show_plot, suggest_funcs)
+    def seen(self, by_item=False):
+        "The training (user, item) pairs as CSR (see `DataLoader.seen`), per user or per item."
+        return self.dls.train.seen(self.model.n_users, self.model.n_items, by_item)
 
+    # ------------------------------------------------------------------ files
     def _model_file(self, name):
         p = pathlib.Path(name)
         if p.suffix == "":
@@ -547,22 +636,60 @@ class Learner:
 
     @_exclusive
     def save(self, name, with_opt=True):
-        "fastai's `save`: the model (and optimizer state) to `path/model_dir/name.npz`; returns the path."
-        from .persist import save_checkpoint
-        return save_checkpoint(self, self._model_file(name), with_opt)
+        """fastai's `save`: the model, and with `with_opt` the optimizer's state (every buffer,
+        hyperparameters, step count) and the learner's data order, to
+        `path/model_dir/name.npz`; returns the path."""
+        return checkpoint.save(self, self._model_file(name), with_opt)
 
     @_exclusive
     def load(self, name, with_opt=True, strict=True):
-        "fastai's `load`: read `path/model_dir/name.npz` written by `save`; returns the learner."
-        from .persist import load_checkpoint
-        return load_checkpoint(self, self._model_file(name), with_opt, strict)
+        """fastai's `load`: reads `path/model_dir/name.npz` written by `save`; the whole file is
+        checked against the model and the optimizer before anything changes (a bad file raises
+        `CollabcFileError` and leaves the learner as it was). Returns the learner."""
+        checkpoint.load(self, self._model_file(name), with_opt, strict)
+        return self
 
     @_exclusive
     def export(self, fname="export.npz", with_seen=True):
         "fastai's `export` without pickle: an inference-ready learner in `path/fname` (read with `load_learner`)."
-        from .persist import export_learner
         p = pathlib.Path(fname)
-        return export_learner(self, p if p.is_absolute() else pathlib.Path(self.path) / p, with_seen)
+        return checkpoint.export(self, p if p.is_absolute() else pathlib.Path(self.path) / p, with_seen)
+
+
+class _SkipToEpoch(Callback):
+    "fastai's SkipToEpoch: `fit(..., start_epoch=n)` skips the first n epochs (their schedule too)."
+    order = TrainEvalCallback.order + 1
+
+    def __init__(self, start_epoch):
+        self.start_epoch = start_epoch
+
+    def before_epoch(self):
+        if self.epoch < self.start_epoch:
+            raise CancelEpochException()
+
+
+def _listify(x):
+    if x is None:
+        return []
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    return [x]
+
+
+def load_learner(fname, cpu=True):
+    """fastai's `load_learner`: rebuild an exported `Learner` from `fname` (never unpickles).
+    Its `dls` holds the classes and column names and no rows (so `dls.test_dl(df)` works); the
+    model gives identical predictions to the exported one. `cpu` is accepted for fastai
+    compatibility (collabc only runs on the CPU). Everything in the file is checked (see
+    `collabc.persist`) before the model is built; a bad file raises `CollabcFileError`."""
+    dls, model, kwargs, extras = checkpoint.read_export(fname)
+    try:
+        learn = Learner(dls, model, path=pathlib.Path(fname).parent, **kwargs)
+        learn._new_opt()  # the optimizer's stored keyword arguments, checked now, not at fit
+    except (TypeError, ValueError, OverflowError) as e:
+        raise checkpoint.CollabcFileError(f"{fname}: its learner settings are invalid ({e})") from None
+    learn.noise_var = extras.get("noise_var")
+    return learn
 
 
 def collab_learner(dls, n_factors=50, use_nn=False, emb_szs=None, layers=None, config=None,

@@ -13,7 +13,8 @@ Training runs in C one epoch per call (`csrc/train.c`); prediction too.
 import numpy as np
 
 from . import _core
-from .seed import get_rng
+from ._checks import check_int, check_prob, check_y_range
+from .seed import get_rng, preserve_rng
 
 __all__ = ["Embedding", "Module", "EmbeddingDotBias", "DotProduct", "DotProductBias",
            "trunc_normal_", "sigmoid_range", "create_params", "emb_sz_rule", "get_emb_sz",
@@ -21,25 +22,10 @@ __all__ = ["Embedding", "Module", "EmbeddingDotBias", "DotProduct", "DotProductB
 
 
 def _check_int(name, v, lo=1):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {v!r}")
-    if v < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {v}")
-    if v >= 2**31:
-        raise ValueError(f"{name} must be < 2**31, got {v}")
-    return int(v)
+    return check_int(name, v, lo, 2**31 - 1)
 
 
-def _check_y_range(y_range):
-    if y_range is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in y_range)
-    except (TypeError, ValueError):
-        raise TypeError(f"y_range must be None or a (low, high) pair of numbers, got {y_range!r}") from None
-    if not (np.isfinite(lo) and np.isfinite(hi)) or not lo < hi:
-        raise ValueError(f"y_range must be finite with low < high, got {y_range!r}")
-    return (lo, hi)
+_check_y_range = check_y_range
 
 
 def trunc_normal_(x, std=0.01, rng=None):
@@ -103,15 +89,19 @@ class Module:
     """
     training = True
 
-    def _build(self, layout):
+    def _build(self, layout, offsets=None, total=None):
+        """Allocates the block: decayed tensors first, in layout order, unless `offsets`
+        ({name: offset}) and `total` place them (the dot models take theirs from the C core)."""
         decayed = [e for e in layout if e[3]]
         rest = [e for e in layout if not e[3]]
         order = decayed + rest
         sizes = [int(np.prod(e[2])) for e in order]
-        self.params = np.zeros(sum(sizes), np.float32)
+        self.params = np.zeros(sum(sizes) if total is None else total, np.float32)
         self.n_wd = sum(int(np.prod(e[2])) for e in decayed)
         self._names, self._offsets, off = [], {}, 0
         for (attr, name, shape, _), n in zip(order, sizes):
+            if offsets is not None:
+                off = offsets[name]
             view = self.params[off:off + n].reshape(shape)
             self._offsets[name] = off
             off += n
@@ -179,7 +169,6 @@ class Module:
         parameters as freshly initialised (load them with `load_state_dict`). Draws its
         initial values without moving collabc's global random stream. `classes` (a dict of
         `CategoryMap`) is attached when the config names a user and an item key."""
-        from .seed import preserve_rng
         if not isinstance(config, dict) or config.get("class") != cls.__name__:
             raise ValueError(f"config is for {config.get('class') if isinstance(config, dict) else config!r}, "
                              f"not {cls.__name__}")
@@ -225,13 +214,11 @@ class _DotFamily(Module):
         self.n_items = _check_int("n_items", n_items)
         self.y_range = _check_y_range(y_range)
         self.has_bias = bool(bias)
-        uw, iw, ub, ib = self._attr_names
-        layout = [(uw, f"{uw}.weight", (self.n_users, self.n_factors), True),
-                  (iw, f"{iw}.weight", (self.n_items, self.n_factors), True)]
-        if self.has_bias:
-            layout += [(ub, f"{ub}.weight", (self.n_users, 1), True),
-                       (ib, f"{ib}.weight", (self.n_items, 1), True)]
-        self._build(layout)
+        # the block's layout is the C core's (csrc/train.h cf_dot_offsets), all of it decayed
+        attrs = dict(zip(("u_weight", "i_weight", "u_bias", "i_bias"), self._attr_names))
+        tables, total = _core.dot_layout(self.n_users, self.n_items, self.n_factors, self.has_bias)
+        layout = [(attrs[c], f"{attrs[c]}.weight", shape, True) for c, _, shape in tables]
+        self._build(layout, {f"{attrs[c]}.weight": off for c, off, _ in tables}, total)
         self._attrs = [e[0] for e in layout]
         rng = get_rng()
         for _, view in self._names:  # fastai's creation order: u_weight, i_weight, u_bias, i_bias
@@ -264,14 +251,15 @@ class _DotFamily(Module):
         opt.step_count = step
         return bad
 
-    def _fit_blocks(self, opt, state, x, y, starts, blocks, lrs, losses, mom, n_threads):
-        """The sparse path (csrc/sparse.c): trains the listed blocks of block-sorted x / y;
-        returns the position of a block whose error was not finite, or -1."""
-        h = opt.hypers
+    def _fit_blocks(self, opt, x, y, starts, blocks, lrs, moms, losses, n_threads):
+        """The sparse path (csrc/sparse.c): trains the listed blocks of block-sorted x / y with
+        the optimizer's own buffers (see `SparsePath.prepare_opt`); returns the position of a
+        block whose error was not finite, or -1."""
+        h, st = opt.hypers, opt.state
         return _core.dot_fit_blocks(
-            self.params, losses, x, y, starts, blocks, lrs, opt=opt.kind, m=state.get("m"),
-            v=state.get("v"), pow1=state.get("pow1"), pow2=state.get("pow2"), wd=h["wd"],
-            mom=mom, sqr_mom=h.get("sqr_mom", 0.0), eps=h.get("eps", 1e-8),
+            self.params, losses, x, y, starts, blocks, lrs, moms, opt=opt.kind, m=st.get("m"),
+            v=st.get("v"), pow1=st.get("pow1"), pow2=st.get("pow2"), wd=h["wd"],
+            sqr_mom=h.get("sqr_mom", 0.0), eps=h.get("eps", 1e-8),
             n_threads=n_threads, **self._core_args())
 
     def _ids(self, arr, is_item):
@@ -399,14 +387,7 @@ def tabular_config(ps=None, embed_p=0.0, y_range=None, use_bn=True, bn_final=Fal
                 bn_cont=bn_cont, act_cls=act_cls, lin_first=lin_first)
 
 
-def _check_p(name, p):
-    try:
-        p = float(p)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a dropout probability, got {p!r}") from None
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"{name} must be a dropout probability in [0, 1), got {p!r}")
-    return p
+_check_p = check_prob
 
 
 def _kaiming_uniform(rng, shape, fan_in):

@@ -14,7 +14,7 @@ each averaged over the evaluated users.
 """
 import numpy as np
 
-from .inference import _check_n, top_n
+from .topn import check_n as _check_n, top_n
 
 __all__ = ["ranking_metrics", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k",
            "ranking_scores"]

@@ -9,7 +9,9 @@ import random
 
 import numpy as np
 
-__all__ = ["set_seed", "get_rng", "preserve_rng"]
+from ._checks import is_int
+
+__all__ = ["set_seed", "get_rng", "new_seed", "preserve_rng"]
 
 _rng = np.random.default_rng()
 
@@ -17,20 +19,26 @@ _rng = np.random.default_rng()
 def set_seed(s, reproducible=True):
     "Seed collabc's generator, Python's `random` and `np.random` with the integer `s`."
     global _rng
-    if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
+    if not (is_int(s) and s >= 0):
         raise ValueError(f"set_seed: s must be a non-negative integer, got {s!r}")
+    s = int(s)
     _rng = np.random.default_rng(int(s))
     random.seed(int(s))
     np.random.seed(int(s) % 2**32)
 
 
+def new_seed():
+    "A seed for one component, drawn from the global generator (what `get_rng()` seeds its child with)."
+    return int(_rng.integers(0, 2**63 - 1))
+
+
 def get_rng(seed=None):
     "A generator for one component: a fresh one from `seed` when given, else a child of the global one."
     if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        if not (is_int(seed) and seed >= 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         return np.random.default_rng(int(seed))
-    return np.random.default_rng(_rng.integers(0, 2**63 - 1))
+    return np.random.default_rng(new_seed())
 
 
 @contextlib.contextmanager

@@ -3,7 +3,8 @@
  *   B = batch rows, K = factors, NU / NI = users / items (incl. '#na#'),
  *   H = hidden width, N = element count, Q / NC = ranking queries / candidates.
  * Families: embedding, dotbias, activation, linear, batchnorm, loss, optim, schedule, rng;
- * drivers: train (dot-product models), nn (embedding + MLP models); rank (top-n scoring).
+ * drivers: train (dot-product models), nn (embedding + MLP models); rank (top-n scoring);
+ * tensorops (the generic tensor layer's gather / scatter-add / ordered row sum).
  * Conventions: outputs first, then inputs, then sizes, then hyperparameters; forward
  * overwrites, backward accumulates (+=) and the caller zeroes; kernels never allocate
  * (drivers allocate only their scratch), print or exit; failures are CF_ERR_* codes. */
@@ -26,6 +27,8 @@
 #include "nn.h"
 #include "sparse.h"
 #include "rank.h"
+#include "threads.h"
+#include "tensorops.h"
 #include "bfm.h"
 
 #endif

@@ -11,6 +11,7 @@
 #include "simd.h"
 #include "sparse.h"
 #include "status.h"
+#include "threads.h"
 
 typedef struct {
     float *params;
@@ -20,7 +21,7 @@ typedef struct {
     const float *y;
     const int64_t *starts, *blocks;
     int64_t nb, n_sel;
-    const double *lrs;
+    const double *lrs, *moms;
     const cf_dot_config *cfg;
     pthread_mutex_t lock;
     pthread_cond_t turn;
@@ -206,6 +207,7 @@ typedef struct {
     const float *y;
     int64_t K, NU, NI;
     float lr, wd, span, lo;
+    double beta1; /* Adam: this block's scheduled first-moment decay */
     int has_range;
     slot_div d;
     /* SGD and Adagrad: the block's item rows, and the optimizer state and biases of its
@@ -335,7 +337,7 @@ CF_INLINE void rate_apply(const block_ctx *c, int kind, const rating *t) {
 #endif
     } else {
         const int64_t ou = u * K, oi = c->NU * K + i * K;
-        const float b1 = (float)o->beta1, b2 = (float)o->beta2, e = (float)o->eps;
+        const float b1 = (float)c->beta1, b2 = (float)o->beta2, e = (float)o->eps;
         const float c1 = 1.0f - b1, c2 = 1.0f - b2;
         float pu1 = o->pow1[ru] * b1, pu2 = o->pow2[ru] * b2;
         float pi1 = o->pow1[ri] * b1, pi2 = o->pow2[ri] * b2;
@@ -492,14 +494,16 @@ static void block_ctx_init(block_ctx *c, const sparse_job *j, int64_t k, float *
     c->K = cfg->k;
     c->NU = cfg->n_users;
     c->NI = cfg->n_items;
-    c->U = j->params;
-    c->I = c->U + c->NU * c->K;
-    c->BU = cfg->has_bias ? c->I + c->NI * c->K : NULL;
-    c->BI = cfg->has_bias ? c->BU + c->NU : NULL;
+    const cf_dot_views w = cf_dot_split(j->params, cfg);
+    c->U = w.uw;
+    c->I = w.iw;
+    c->BU = w.ub;
+    c->BI = w.ib;
     c->o = j->opt;
     c->x = j->x;
     c->y = j->y;
     c->lr = (float)j->lrs[k];
+    c->beta1 = j->moms ? j->moms[k] : j->opt->beta1;
     c->wd = (float)j->opt->wd;
     c->span = cfg->hi - cfg->lo;
     c->lo = cfg->lo;
@@ -828,15 +832,7 @@ int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t
     s.cap = n / 8 > 65536 ? n / 8 : 65536;
     if (pthread_mutex_init(&s.lock, NULL) != 0) return CF_ERR_NOMEM;
     if (n_threads > NB) n_threads = (int)NB;
-    if (n_threads > 64) n_threads = 64;
-    pthread_t tid[64];
-    int started = 0;
-    for (int t = 1; t < n_threads; t++) {
-        if (pthread_create(&tid[started], NULL, sort_worker, &s) != 0) break;
-        started++;
-    }
-    sort_worker(&s);
-    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+    cf_run_threads(n_threads, sort_worker, &s);
     pthread_mutex_destroy(&s.lock);
     return s.nomem ? CF_ERR_NOMEM : CF_OK;
 }
@@ -860,7 +856,7 @@ static int64_t first_bad_id(const int32_t *x, int64_t a, int64_t b, int64_t NU, 
 int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int64_t *bad,
                       const int32_t *x, const float *y, int64_t n_rows, const int64_t *starts,
                       int64_t nb, const int64_t *blocks, int64_t n_sel, const double *lrs,
-                      const cf_dot_config *cfg, int n_threads) {
+                      const double *moms, const cf_dot_config *cfg, int n_threads) {
     *bad = -1;
     if (nb < 1 || n_sel < 0 || n_threads < 1 || cfg->k < 1 || starts[nb * nb] != n_rows)
         return CF_ERR_ARG;
@@ -921,10 +917,10 @@ int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int
     j.nb = nb;
     j.n_sel = n_sel;
     j.lrs = lrs;
+    j.moms = moms;
     j.cfg = cfg;
     j.bad = n_sel;
     if (n_threads > nb) n_threads = (int)nb; /* a stratum has nb blocks */
-    if (n_threads > 64) n_threads = 64;
     int st = CF_OK;
     if (pthread_mutex_init(&j.lock, NULL) != 0) {
         st = CF_ERR_NOMEM;
@@ -935,14 +931,7 @@ int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int
         st = CF_ERR_NOMEM;
         goto done;
     }
-    pthread_t tid[64];
-    int started = 0; /* threads that fail to start leave their share to the others */
-    for (int t = 1; t < n_threads; t++) {
-        if (pthread_create(&tid[started], NULL, worker, &j) != 0) break;
-        started++;
-    }
-    worker(&j); /* the calling thread works too */
-    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+    cf_run_threads(n_threads, worker, &j); /* the calling thread works too */
     pthread_cond_destroy(&j.turn);
     pthread_mutex_destroy(&j.lock);
     if (j.nomem) {

@@ -54,7 +54,9 @@ int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t
  * (k = the block's position). (Two users' ratings are interleaved, a rating of the later
  * user running early only when it shares no row with any rating of the earlier user left,
  * so the parameters are the same as in row order; only the order of the block's sum of
- * squared errors differs.) block_loss[k] receives the block's mean squared error, each
+ * squared errors differs.) Lazy Adam's first-moment decay is moms[k] for block k (opt->beta1
+ * for every block when moms is NULL), so a momentum schedule is per block, like lrs.
+ * block_loss[k] receives the block's mean squared error, each
  * rating measured just before its update.
  * Returns CF_OK; CF_ERR_NONFINITE with *bad = k when a rating of block k gave a non-finite
  * error (k is the first such position; that rating and the ones after it in row order are
@@ -66,6 +68,6 @@ int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t
 int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int64_t *bad,
                       const int32_t *x, const float *y, int64_t n_rows, const int64_t *starts,
                       int64_t nb, const int64_t *blocks, int64_t n_sel, const double *lrs,
-                      const cf_dot_config *cfg, int n_threads);
+                      const double *moms, const cf_dot_config *cfg, int n_threads);
 
 #endif

@@ -20,21 +20,23 @@ int64_t cf_dot_n_params(const cf_dot_config *c) {
     return n;
 }
 
-typedef struct {
-    float *uw, *iw, *ub, *ib;
-} dot_views;
+void cf_dot_offsets(int64_t off[4], const cf_dot_config *c) {
+    off[0] = 0;
+    off[1] = c->n_users * c->k;
+    off[2] = c->has_bias ? off[1] + c->n_items * c->k : -1;
+    off[3] = c->has_bias ? off[2] + c->n_users : -1;
+}
 
-static dot_views dot_split(float *block, const cf_dot_config *c) {
-    dot_views v;
-    v.uw = block;
-    v.iw = v.uw + c->n_users * c->k;
-    v.ub = c->has_bias ? v.iw + c->n_items * c->k : NULL;
-    v.ib = c->has_bias ? v.ub + c->n_users : NULL;
+cf_dot_views cf_dot_split(float *block, const cf_dot_config *c) {
+    int64_t off[4];
+    cf_dot_offsets(off, c);
+    cf_dot_views v = {block + off[0], block + off[1], off[2] < 0 ? NULL : block + off[2],
+                      off[3] < 0 ? NULL : block + off[3]};
     return v;
 }
 
 /* z[B] = dot + biases for the rows users/items; pred[B] = z or sigmoid_range(z). */
-static int dot_forward(float *pred, float *z, dot_views w, const int32_t *users,
+static int dot_forward(float *pred, float *z, cf_dot_views w, const int32_t *users,
                        const int32_t *items, int64_t B, const cf_dot_config *c) {
     int st = cf_dotbias_forward(z, w.uw, w.iw, w.ub, w.ib, users, items, B, c->k, c->n_users,
                                 c->n_items);
@@ -49,7 +51,7 @@ int cf_dot_predict(float *out, const float *params, const int32_t *x, int64_t N,
     enum { CHUNK = 1024 };
     int32_t users[CHUNK], items[CHUNK];
     float z[CHUNK];
-    dot_views w = dot_split((float *)params, cfg);
+    cf_dot_views w = cf_dot_split((float *)params, cfg);
     for (int64_t s = 0; s < N; s += CHUNK) {
         int64_t B = N - s < CHUNK ? N - s : CHUNK;
         for (int64_t b = 0; b < B; b++) {
@@ -62,7 +64,7 @@ int cf_dot_predict(float *out, const float *params, const int32_t *x, int64_t N,
     return CF_OK;
 }
 
-static void zero_touched(dot_views g, const int32_t *users, const int32_t *items, int64_t B,
+static void zero_touched(cf_dot_views g, const int32_t *users, const int32_t *items, int64_t B,
                          int64_t K) {
     for (int64_t b = 0; b < B; b++) {
         memset(g.uw + (int64_t)users[b] * K, 0, (size_t)K * sizeof(float));
@@ -101,7 +103,7 @@ int cf_dot_fit_epoch(float *params, float *grads, cf_optimizer *opt, double *los
 
     memset(grads, 0, (size_t)opt->n * sizeof(float));
     cf_fp_mode mode = cf_fp_flush_subnormals();
-    dot_views w = dot_split(params, cfg), g = dot_split(grads, cfg);
+    cf_dot_views w = cf_dot_split(params, cfg), g = cf_dot_split(grads, cfg);
     int status = CF_OK;
     for (int64_t j = 0; j < n_batches; j++) {
         int64_t start = j * bs;
@@ -112,7 +114,14 @@ int cf_dot_fit_epoch(float *params, float *grads, cf_optimizer *opt, double *los
             items[b] = x[2 * r + 1];
             yb[b] = y[r];
         }
-        dot_forward(pred, z, w, users, items, B, cfg);
+        /* the batch's ids are used from these copies only, and checked there (the forward
+         * checks them): x changed by another thread after the check above can give a wrong
+         * batch but never an index outside the tables */
+        if (dot_forward(pred, z, w, users, items, B, cfg) != CF_OK) {
+            *bad_batch = start;
+            status = CF_ERR_INDEX;
+            break;
+        }
         double loss = cf_mse_forward(pred, yb, B);
         losses[j] = loss;
         if (!isfinite(loss)) { *bad_batch = j; status = CF_ERR_NONFINITE; break; }

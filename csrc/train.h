@@ -21,6 +21,17 @@ typedef struct {
 /* number of floats in the parameter block described by cfg. */
 int64_t cf_dot_n_params(const cf_dot_config *cfg);
 
+/* The dot model's tables inside its block (or inside any buffer of the same layout: the
+ * gradients, Adam's moments): the one place the layout above is derived. The binding hands
+ * the same offsets to Python (`_core.dot_layout`), which builds the model's views from them. */
+typedef struct {
+    float *uw, *iw, *ub, *ib; /* ub, ib: NULL without biases */
+} cf_dot_views;
+/* off[0..3] = the offsets of u_weight, i_weight, u_bias, i_bias in the block (-1 for the
+ * biases of a model without them) */
+void cf_dot_offsets(int64_t off[4], const cf_dot_config *cfg);
+cf_dot_views cf_dot_split(float *block, const cf_dot_config *cfg);
+
 /* out[N] = the model's prediction for each (user, item) row of x [N,2]. Returns
  * CF_ERR_INDEX if an id is out of range (out partly written). */
 int cf_dot_predict(float *out, const float *params, const int32_t *x, int64_t N,

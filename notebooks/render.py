@@ -26,17 +26,21 @@ HERE = pathlib.Path(__file__).resolve().parent
 def execute(path, timeout=600, kernel_name="python3", cwd=None):
     """Run the notebook at `path` in a fresh kernel; returns `(nb, seconds, error)` where `nb`
     holds the outputs (up to the failing cell) and `error` is None or the exception. Figures use
-    the inline backend even when MPLBACKEND is set for headless runs."""
+    the inline backend even when MPLBACKEND is set for headless runs. The kernel talks to this
+    process over local (IPC) sockets in a private temporary folder, not over TCP, so no port is
+    opened and ipykernel has no unencrypted-TCP warning to print."""
     import nbclient
     import nbformat
+    from traitlets.config import Config
     nb = nbformat.read(str(path), as_version=4)
     old = os.environ.get("MPLBACKEND")
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     t0 = time.perf_counter()
     error = None
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
+        with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as sockets:
+            ipc = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
+            client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, config=ipc,
                                              resources={"metadata": {"path": str(cwd or tmp)}})
             try:
                 client.execute()
@@ -50,19 +54,68 @@ def execute(path, timeout=600, kernel_name="python3", cwd=None):
     return nb, time.perf_counter() - t0, error
 
 
+# Wide outputs (the 15 x 15 crosstab, long tables) scroll sideways inside their cell instead of
+# being cut off at the page's edge: nbconvert's lab template lays an output out as a table cell,
+# which clips what does not fit.
+PAGE_CSS = """
+.jp-OutputArea-child { display: flex; overflow: visible; }
+.jp-OutputArea-child .jp-OutputPrompt { flex: 0 0 var(--jp-cell-prompt-width); }
+.jp-OutputArea-output { display: block; flex: 1 1 auto; min-width: 0; overflow-x: auto; }
+"""
+
+INDEX_CSS = """
+body { font: 16px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", sans-serif;
+       color: #1f2328; max-width: 48em; margin: 2.5em auto; padding: 0 1.2em; }
+h1 { font-size: 1.7em; margin-bottom: 0.2em; }
+.lead { color: #57606a; margin-top: 0; }
+ol.notebooks { list-style: none; padding: 0; }
+ol.notebooks li { margin: 0 0 1.3em; padding-left: 0.9em; border-left: 3px solid #d0d7de; }
+ol.notebooks li.failed { border-left-color: #cf222e; }
+a.title { font-weight: 600; font-size: 1.08em; color: #0969da; text-decoration: none; }
+a.title:hover { text-decoration: underline; }
+.meta { color: #57606a; font-size: 0.85em; margin-left: 0.4em; }
+.meta b { color: #cf222e; }
+li p { margin: 0.25em 0 0; }
+code { font: 0.9em ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: #f3f4f6;
+       padding: 0.1em 0.3em; border-radius: 4px; }
+"""
+
+
 def to_html(nb):
     "The executed notebook as one self-contained HTML page (images as data: URIs)."
     from nbconvert import HTMLExporter
     body, _ = HTMLExporter().from_notebook_node(nb)
-    return body
+    return body.replace("</head>", f"<style>{PAGE_CSS}</style>\n</head>", 1)
+
+
+def markdown(text, inline=False):
+    """Markdown -> HTML with mistune (nbconvert's own Markdown renderer). `inline`: one line
+    without the enclosing paragraph, and a leading "6." is text, not a numbered list."""
+    import mistune
+    if inline:
+        text = re.sub(r"^(\d+)\.", r"\1\\.", text.strip())
+    out = mistune.html(text).strip()
+    if inline and out.startswith("<p>") and out.endswith("</p>"):
+        out = out[3:-4]
+    return out
 
 
 def _index(rows):
-    items = "\n".join(
-        f'<li><a href="{html.escape(name)}.html">{html.escape(name)}</a> &mdash; {html.escape(title)} '
-        f'({secs:.1f} s{"" if ok else ", <b>FAILED</b>"})</li>' for name, title, secs, ok in rows)
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>collabc notebooks</title></head>\n"
-            f"<body><h1>collabc: the collaborative-filtering lesson</h1>\n<ul>\n{items}\n</ul></body></html>\n")
+    "The index page: one entry per notebook (rows of name, title, summary, seconds, ok)."
+    items = []
+    for name, title, summary, secs, ok in rows:
+        cls, status = ('', '') if ok else (' class="failed"', ', <b>failed</b>')
+        desc = markdown(summary) if summary else ''
+        items.append(f'<li{cls}><a class="title" href="{html.escape(name)}.html">{markdown(title, inline=True)}</a>'
+                     f'<span class="meta">{html.escape(name)} &middot; {secs:.1f} s{status}</span>\n{desc}</li>')
+    body = "\n".join(items)
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            f"<title>collabc notebooks</title>\n<style>{INDEX_CSS}</style></head>\n<body>\n"
+            "<h1>collabc: the collaborative-filtering lesson</h1>\n"
+            "<p class=\"lead\">fastai's Lesson 7 (fastbook chapter 8) rebuilt with collabc, in the lesson's "
+            "order. Each page is the notebook executed top to bottom in a fresh kernel.</p>\n"
+            f"<ol class=\"notebooks\">\n{body}\n</ol>\n</body></html>\n")
 
 
 def _last_line(error):
@@ -72,12 +125,15 @@ def _last_line(error):
 
 
 def _title(nb, default):
+    "The notebook's heading (its first '# ' line) and the paragraph after it, as Markdown."
     for c in nb.cells:
         if c.cell_type == "markdown":
-            for line in c.source.splitlines():
+            lines = c.source.splitlines()
+            for k, line in enumerate(lines):
                 if line.startswith("# "):
-                    return line[2:].strip()
-    return default
+                    rest = "\n".join(lines[k + 1:]).strip()
+                    return line[2:].strip(), rest.split("\n\n")[0].strip()
+    return default, ""
 
 
 def main(argv=None):
@@ -98,13 +154,13 @@ def main(argv=None):
         nb, secs, error = execute(path, timeout=args.timeout)
         name = path.stem
         (args.out / f"{name}.html").write_text(to_html(nb), encoding="utf-8")
-        rows.append((name, _title(nb, name), secs, error is None))
+        rows.append((name, *_title(nb, name), secs, error is None))
         status = "ok" if error is None else "FAILED: " + _last_line(error)
         print(f"{name:24s} {secs:6.1f} s  {status}", flush=True)
         if error is not None:
             failed.append(name)
     (args.out / "index.html").write_text(_index(rows), encoding="utf-8")
-    print(f"wrote {len(rows)} notebooks to {args.out}/ (open index.html); total {sum(r[2] for r in rows):.1f} s")
+    print(f"wrote {len(rows)} notebooks to {args.out}/ (open index.html); total {sum(r[3] for r in rows):.1f} s")
     return 1 if failed else 0
 
 

@@ -1,6 +1,7 @@
 """Shared fixtures: MovieLens-100k from the folder named by COLLABC_DATA (CI points it at
-shared/data; tests that need it skip with the reason when it is unset), and small synthetic
-ratings that need no files."""
+shared/data; tests that need it skip with the reason when it is unset), fastai's recorded epochs
+(from COLLABC_REFERENCE, or rebuilt from the committed row numbers and COLLABC_DATA), and small
+synthetic ratings that need no files."""
 import os
 import pathlib
 import sys
@@ -48,26 +49,33 @@ def synth_ratings():
 
 
 # ---------------------------------------------------------------- fastai's recorded trajectories
-def _golden(name):
+def _golden(model):
+    """fastai's recorded epoch of `model` ('dot' or 'nn'): the shared recording
+    $COLLABC_REFERENCE/fastai_golden_<model>.npz when COLLABC_REFERENCE is set, else rebuilt from
+    the committed tests/data/fastai_replay.npz and $COLLABC_DATA/ml-100k/u.data (tests/replay.py)."""
     folder = os.environ.get("COLLABC_REFERENCE")
-    if not folder:
-        pytest.skip("COLLABC_REFERENCE is not set (point it at shared/reference to run the fastai replay)")
-    f = pathlib.Path(folder) / name
-    if not f.exists():
-        pytest.skip(f"{f} does not exist")
-    return np.load(f)
+    if folder:
+        f = pathlib.Path(folder) / f"fastai_golden_{model}.npz"
+        if not f.exists():
+            pytest.skip(f"{f} does not exist (COLLABC_REFERENCE must be the folder of fastai_golden_*.npz)")
+        return np.load(f)
+    if not os.environ.get("COLLABC_DATA"):
+        pytest.skip("COLLABC_DATA is not set: the fastai replay rebuilds fastai's batches from "
+                    "ml-100k/u.data (point COLLABC_DATA at a folder holding ml-100k/)")
+    from replay import rebuild
+    return rebuild(model, ml100k_path())
 
 
 @pytest.fixture(scope="session")
 def golden_dot():
     "fastai_golden_dot.npz: one recorded epoch of collab_learner(n_factors=8)."
-    return _golden("fastai_golden_dot.npz")
+    return _golden("dot")
 
 
 @pytest.fixture(scope="session")
 def golden_nn():
     "fastai_golden_nn.npz: one recorded epoch of collab_learner(use_nn=True, layers=[16, 8])."
-    return _golden("fastai_golden_nn.npz")
+    return _golden("nn")
 
 
 @pytest.fixture
@@ -80,7 +88,7 @@ def golden_dls():
         x = d["batch_x"].reshape(-1, 2).astype(np.int32)
         y = d["batch_y"].reshape(-1).astype(np.float32)
         train = DataLoader(x, y, bs=64, shuffle=True)
-        train.order = lambda: np.arange(len(y), dtype=np.int64)  # fastai's recorded batch order
+        train.order = lambda rng=None: np.arange(len(y), dtype=np.int64)  # fastai's recorded batch order
         valid = DataLoader(d["valid_x"].astype(np.int32), d["valid_y"].astype(np.float32), bs=64)
         classes = {"user": CategoryMap(range(1, nu)), "title": CategoryMap(range(1, ni))}
         return DataLoaders(train, valid, classes, "user", "title", "rating")

@@ -42,11 +42,8 @@ from collabc import (SGD, CollabDataLoaders, DotProduct, EmbeddingNN, Learner, T
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import test_binding as tb  # noqa: E402  (good arguments of the dot entry points)
 
-try:
-    from collabc import load_learner
-    from collabc.persist import CollabcFileError
-except ImportError:  # persistence not there yet
-    load_learner = CollabcFileError = None
+from collabc import load_learner
+from collabc.persist import FORMAT_VERSION, CollabcFileError
 
 needs_persist = pytest.mark.skipif(load_learner is None, reason="collabc.persist is not available")
 
@@ -135,6 +132,15 @@ def good_args(fn):
                     order=np.random.default_rng(0).permutation(NN_R).astype(np.int64),
                     lrs=np.full(NN_J, 1e-3), moms=np.full(NN_J, 0.9), bs=4, opt="adam", wd=0.01,
                     n_wd=47, sqr_mom=0.99, eps=1e-5, decouple_wd=True, step=0, seed=3, **_nn_net())
+    if fn in ("tensor_gather_forward", "tensor_gather_backward"):  # ids: a column of a batch, strided
+        ids = np.stack([np.arange(B) % 5, np.arange(B)[::-1] % 5], 1).astype(np.int64)[:, 1]
+        if fn == "tensor_gather_forward":
+            return dict(out=np.zeros((B, 3), np.float32), table=_f32(5, 3), idx=ids, wrap=False)
+        return dict(dtable=np.zeros((5, 3), np.float32), dout=_f32(B, 3), idx=ids, wrap=True)
+    if fn == "tensor_zero_rows":
+        return dict(table=_f32(5, 3), idx=np.stack([np.arange(B) % 5, -(np.arange(B) % 5) - 1], 1)[:, 1], wrap=True)
+    if fn == "tensor_sum_rows_forward":
+        return dict(out=np.zeros(B, np.float32), x=_f32(B, 7))
     if fn == "rank_pack":
         return dict(cw=_f32(21, 3))
     if fn == "rank_dot_topk":
@@ -158,7 +164,9 @@ def good_args(fn):
                     n_users=tb.NU, n_items=tb.NI, n_factors=tb.K, has_bias=True, y_range=(0.0, 5.5),
                     opt="adam", m=np.zeros(P, np.float32), v=np.zeros(P, np.float32),
                     pow1=np.ones(tb.NU + tb.NI, np.float32), pow2=np.ones(tb.NU + tb.NI, np.float32),
-                    wd=0.01, mom=0.9, sqr_mom=0.99, eps=1e-8, n_threads=1)
+                    moms=np.full(4, 0.9), wd=0.01, sqr_mom=0.99, eps=1e-8, n_threads=1)
+    if fn == "dot_layout":
+        return dict(n_users=tb.NU, n_items=tb.NI, n_factors=tb.K, has_bias=True)
     raise KeyError(fn)
 
 
@@ -170,6 +178,10 @@ def _failing(fn, kw):
     for name, a in kw.items():
         if isinstance(a, np.ndarray):
             kw[name] = a.astype(np.float64 if a.dtype != np.float64 else np.float32)
+            return kw
+    for name, a in kw.items():   # no array argument: a string for a number
+        if isinstance(a, int) and not isinstance(a, bool):
+            kw[name] = "1"
             return kw
     raise AssertionError(fn)
 
@@ -313,7 +325,7 @@ def test_1000_fit_predict_cycles_keep_memory_and_reference_counts_flat(use_nn):
     cycles(100)
     gc.collect()
     objs = {"params": learn.model.params, "stats": learn.model.stats, "train.x": learn.dls.train.x,
-            "train.y": learn.dls.train.y, "valid.x": dl.x, "opt.m": learn.opt.m, "grads": learn._grads}
+            "train.y": learn.dls.train.y, "valid.x": dl.x, "opt.m": learn.opt.m, "grads": learn._path.grads}
     refs = {n: sys.getrefcount(a) for n, a in objs.items()}
     rss0 = _rss()
     cycles(1000)
@@ -793,7 +805,8 @@ def test_hostile_headers_raise_collabc_file_error_within_bounded_memory(exported
                             lambda h: b'{"format": "collabc", "x": ' + b"[" * 100000 + b"]" * 100000 + b"}")
     elif case == "huge_int":
         p = _hostile_header(exported, tmp_path, "int.npz",
-                            lambda h: json.dumps(h).replace('"format_version": 1', '"format_version": 1' + "0" * 5000).encode())
+                            lambda h: json.dumps(h).replace(f'"format_version": {FORMAT_VERSION}',
+                                                            f'"format_version": {FORMAT_VERSION}' + "0" * 5000).encode())
     elif case == "names_not_strings":
         p = _hostile_header(exported, tmp_path, "names.npz", lambda h: {**h, "names": {**h["names"], "user": [1, 2]}})
     else:
@@ -817,7 +830,7 @@ _HEADER_EDITS = {
     "string_y_range": lambda h: {**h, "model": {**h["model"], "args": {**h["model"]["args"], "y_range": "ab"}}},
     "reversed_y_range": lambda h: {**h, "model": {**h["model"], "args": {**h["model"]["args"], "y_range": [5, 0]}}},
     "wrong_kind": lambda h: {**h, "kind": "checkpoint"},
-    "future_version": lambda h: {**h, "format_version": 2},
+    "future_version": lambda h: {**h, "format_version": FORMAT_VERSION + 1},
     "bool_version": lambda h: {**h, "format_version": True},
     "no_names": lambda h: {k: v for k, v in h.items() if k != "names"},
     "names_list": lambda h: {**h, "names": ["a", "b"]},

@@ -7,7 +7,8 @@ import pytest
 
 from collabc import (CollabDataLoaders, DotProduct, EmbeddingNN, FoldIn, Learner, collab_learner,
                      map_at_k, ndcg_at_k, precision_at_k, recall_at_k, set_seed)
-from collabc.inference import _generic_top_n, seen_csr, top_n
+from collabc.csr import csr_rows, seen_csr
+from collabc.topn import _generic_top_n, top_n
 from collabc.ranking import ranking_scores
 
 
@@ -184,8 +185,7 @@ def test_recommend_bad_input(learn):
 def test_generic_path_agrees_with_the_c_path(learn):
     users = np.arange(1, learn.model.n_users, dtype=np.int64)
     fast = top_n(learn, users, 6)
-    from collabc.inference import _csr_rows, _seen
-    slow = _generic_top_n(learn.model, users.astype(np.int32), 6, _csr_rows(_seen(learn), users), 1,
+    slow = _generic_top_n(learn.model, users.astype(np.int32), 6, csr_rows(learn.seen(), users), 1,
                           learn.model.n_items)
     np.testing.assert_array_equal(fast[0], slow[0])
     np.testing.assert_array_equal(fast[1], slow[1])
@@ -294,7 +294,7 @@ def test_fold_in_without_y_range_is_exact_ridge():
     learn.fit(2, 5e-3)
     ratings = {1: 4.0, 2: 2.0, 5: 5.0, 7: 3.0}
     new = learn.fold_in_user(ratings, noise_var=0.5)
-    from collabc.inference import _prior
+    from collabc.foldin import _prior
     mu, var = _prior(learn, False)
     o2i = dls.classes["item"].o2i
     ii = [o2i[k] for k in ratings]

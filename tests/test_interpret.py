@@ -82,6 +82,8 @@ def test_plot_pca_draws_the_lessons_labelled_scatter(learn):
     proj = pca(learn.model.weight(titles), 3)
     xy = ax.collections[0].get_offsets()
     np.testing.assert_allclose(np.asarray(xy), proj[:20][:, [0, 2]], rtol=1e-5)
+    from collabc.plotting import label_overlaps
+    assert label_overlaps(ax) == []                              # labels placed apart
     with pytest.raises(KeyError, match="not a film"):
         plot_pca(learn, ["not a film"])
     with pytest.raises(ValueError, match="components"):

@@ -249,9 +249,9 @@ def test_bad_nn_arguments(synth_ratings):
     emb = [(10, 3), (20, 4)]
     with pytest.raises(ValueError, match="at least one hidden layer"):
         EmbeddingNN(emb, [])
-    with pytest.raises(ValueError, match=r"layers\[1\] must be >= 1"):
+    with pytest.raises(ValueError, match=r"layers\[1\] must be an integer in \[1, "):
         EmbeddingNN(emb, [4, 0])
-    with pytest.raises(ValueError, match=r"emb_szs\[0\]\[1\] must be >= 1"):
+    with pytest.raises(ValueError, match=r"emb_szs\[0\]\[1\] must be an integer in \[1, "):
         EmbeddingNN([(10, 0), (20, 4)], [4])
     with pytest.raises(ValueError, match="ps has 1 probabilities but layers has 2"):
         EmbeddingNN(emb, [4, 4], ps=[0.1])

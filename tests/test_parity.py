@@ -2,8 +2,10 @@
 collabc's C core: same initial parameters, same batches, same lr/mom per step. Every parameter
 snapshot (steps 1, 2, 10, 100, 1250) and the final valid MSE must match within 1e-5.
 
-The file is found through COLLABC_REFERENCE (a folder holding fastai_golden_dot.npz), which
-.ci/run sets; without it the tests skip and say why.
+The recording is the shared file in COLLABC_REFERENCE (a folder holding fastai_golden_dot.npz)
+when that is set, as in .ci/run; otherwise it is rebuilt from the committed row numbers
+(tests/data/fastai_replay.npz) and COLLABC_DATA's ml-100k/u.data (tests/replay.py). With neither
+the tests skip and say why.
 """
 
 import numpy as np

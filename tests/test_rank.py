@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from collabc import _core
-from collabc.inference import rank_vectors
+from collabc.topn import rank_vectors
 
 
 def reference_topk(qw, qb, cw, cb, n, excl=None, first=0):

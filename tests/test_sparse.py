@@ -87,7 +87,8 @@ def test_fit_blocks_matches_reference(opt, has_bias, y_range, wd):
                                           y_range, opt, wd)
     bad = _core.dot_fit_blocks(params, losses, x, y, starts, blocks, lrs, n_users=nu, n_items=ni,
                                n_factors=k, has_bias=has_bias, y_range=y_range, opt=opt, m=m, v=v,
-                               pow1=p1, pow2=p2, wd=wd, mom=0.9, sqr_mom=0.999, eps=1e-8, n_threads=1)
+                               pow1=p1, pow2=p2, wd=wd, moms=np.full(len(blocks), 0.9), sqr_mom=0.999, eps=1e-8,
+                               n_threads=1)
     assert bad == -1
     np.testing.assert_allclose(params, want, rtol=1e-4, atol=1e-5, err_msg=f"{opt} bias={has_bias} {y_range}")
     np.testing.assert_allclose(losses, want_losses, rtol=1e-4, atol=1e-5)
@@ -105,8 +106,8 @@ def run_threads(n_threads, seed=3):
     losses = np.zeros(len(blocks))
     _core.dot_fit_blocks(params, losses, x, y, starts, blocks, np.full(len(blocks), 0.05),
                          n_users=nu, n_items=ni, n_factors=k, has_bias=True, y_range=(0.0, 5.5),
-                         opt="adagrad", m=None, v=v, pow1=None, pow2=None, wd=0.02, mom=0.0,
-                         sqr_mom=0.0, eps=1e-8, n_threads=n_threads)
+                         opt="adagrad", m=None, v=v, pow1=None, pow2=None, wd=0.02,
+                         moms=np.zeros(len(blocks)), sqr_mom=0.0, eps=1e-8, n_threads=n_threads)
     return params, losses
 
 
@@ -129,13 +130,13 @@ def test_bad_arguments():
     base = dict(params=np.zeros(P, np.float32), losses=np.zeros(4), x=x, y=y, starts=starts,
                 blocks=np.array([0, 5, 10, 15], np.int64), lrs=np.full(4, 0.01), n_users=nu,
                 n_items=ni, n_factors=k, has_bias=True, y_range=(0, 5.5), opt="sgd", m=None,
-                v=None, pow1=None, pow2=None, wd=0.0, mom=0.0, sqr_mom=0.0, eps=1e-8, n_threads=2)
+                v=None, pow1=None, pow2=None, wd=0.0, moms=np.zeros(4), sqr_mom=0.0, eps=1e-8, n_threads=2)
     _core.dot_fit_blocks(**base)
     with pytest.raises(ValueError, match="share a user or item group"):
         _core.dot_fit_blocks(**{**base, "blocks": np.array([0, 1, 10, 15], np.int64)})
     with pytest.raises(ValueError, match="whole strata"):
         _core.dot_fit_blocks(**{**base, "blocks": np.array([0, 5], np.int64), "lrs": np.full(2, .01),
-                                "losses": np.zeros(2)})
+                                "moms": np.zeros(2), "losses": np.zeros(2)})
     with pytest.raises(IndexError, match="'blocks' holds 16"):
         _core.dot_fit_blocks(**{**base, "blocks": np.array([0, 5, 10, 16], np.int64)})
     with pytest.raises(ValueError, match="'starts' must be the block starts"):
@@ -174,7 +175,7 @@ def test_divergence_is_reported_and_not_applied():
     bad = _core.dot_fit_blocks(params, np.zeros(16), x, y, starts, strata(nb, np.random.default_rng(0)),
                                np.full(16, 1e6), n_users=nu, n_items=ni, n_factors=k, has_bias=False,
                                y_range=None, opt="sgd", m=None, v=None, pow1=None, pow2=None,
-                               wd=0.0, mom=0.0, sqr_mom=0.0, eps=1e-8, n_threads=1)
+                               wd=0.0, moms=np.zeros(16), sqr_mom=0.0, eps=1e-8, n_threads=1)
     assert bad >= 0
 
 
@@ -248,7 +249,7 @@ def test_ctrl_c_stops_cleanly_between_segments(synth_ratings, mode, step):
     learn.fit(3, 1e-2)
     assert len(calls) == 2 and any("interrupted" in str(m) for m in logs)
     rec = learn.recorder
-    n_iter = learn._iters_per_epoch()
+    n_iter = learn._path.n_iter
     assert len(rec.losses) == len(rec.lrs) and 0 < len(rec.losses) < 3 * n_iter
     assert len(rec.values) == len(rec.losses) // n_iter       # only whole epochs get a table row
     assert np.all(np.isfinite(learn.model.params))

@@ -1467,7 +1467,7 @@ static void test_dot_fit_blocks_vs_naive(void) {
         sparse_state s = sparse_make(&d, kind, 0.01);
         int64_t bad = 5;
         CHECK(cf_dot_fit_blocks(d.params, &s.opt, loss, &bad, d.x, d.y, d.R, starts, nb, blocks, n_sel,
-                                lrs, &d.cfg, 1) == CF_OK);
+                                lrs, NULL, &d.cfg, 1) == CF_OK);
         CHECK(bad == -1);
         ref_sparse(p, m, v, pw1, pw2, kind, &d, starts, blocks, n_sel, lrs, 0.01, 0.9, 0.99, 1e-8, rloss);
         for (int64_t k = 0; k < n_sel; k++) NEAR(loss[k], rloss[k], 1e-4);
@@ -1477,7 +1477,7 @@ static void test_dot_fit_blocks_vs_naive(void) {
         for (int64_t n = 0; n < d.P; n++) d.params[n] = (float)init[n];
         sparse_state s2 = sparse_make(&d, kind, 0.01);
         CHECK(cf_dot_fit_blocks(d.params, &s2.opt, loss, &bad, d.x, d.y, d.R, starts, nb, blocks, n_sel,
-                                lrs, &d.cfg, 1) == CF_OK);
+                                lrs, NULL, &d.cfg, 1) == CF_OK);
         CHECK(fsame(d.params, once, d.P));
         free(p), free(m), free(v), free(pw1), free(pw2), free(once), free(init);
         sparse_free(&s), sparse_free(&s2);
@@ -1500,37 +1500,58 @@ static void test_dot_fit_blocks_threads_errors_and_nan(void) {
         sparse_state s = sparse_make(&d, CF_SPARSE_ADAM, 0.01);
         for (int k = 0; k < 16; k++) loss[k] = NAN;
         CHECK(cf_dot_fit_blocks(d.params, &s.opt, loss, &bad, d.x, d.y, d.R, starts, nb, blocks, NB, lrs,
-                                &d.cfg, t) == CF_OK && bad == -1);
+                                NULL, &d.cfg, t) == CF_OK && bad == -1);
         for (int k = 0; k < 16; k++) CHECK(isfinite(loss[k]));
         for (int64_t n = 0; n < d.P; n++) CHECK(isfinite(d.params[n]));
         CHECK(!fsame(d.params, p0, d.P));
         sparse_free(&s);
     }
+    /* Adam's momentum per block: moms all equal to beta1 is the scalar beta1 bit for bit; a
+     * schedule changes the result, and the same schedule repeats it for any thread count */
+    {
+        double same[16], sched[16];
+        for (int k = 0; k < 16; k++) same[k] = 0.9, sched[k] = 0.95 - 0.1 * k / 15.0;
+        float *ref = NULL, *run = NULL;
+        for (int v = 0; v < 4; v++) {
+            memcpy(d.params, p0, sizeof(float) * (size_t)d.P);
+            sparse_state sa = sparse_make(&d, CF_SPARSE_ADAM, 0.01);
+            sa.opt.beta1 = 0.9;
+            const double *moms = v == 0 ? NULL : v == 1 ? same : sched;
+            CHECK(cf_dot_fit_blocks(d.params, &sa.opt, loss, &bad, d.x, d.y, d.R, starts, nb, blocks, NB,
+                                    lrs, moms, &d.cfg, v == 3 ? 3 : 1) == CF_OK);
+            if (v == 0) ref = fcopy(d.params, d.P);
+            else if (v == 1) CHECK(fsame(d.params, ref, d.P));
+            else if (v == 2) { CHECK(!fsame(d.params, ref, d.P)); run = fcopy(d.params, d.P); }
+            else CHECK(fsame(d.params, run, d.P));
+            sparse_free(&sa);
+        }
+        free(ref), free(run);
+    }
     sparse_state s = sparse_make(&d, CF_SPARSE_SGD, 0.0);
     memcpy(d.params, p0, sizeof(float) * (size_t)d.P);
     /* argument and index errors: nothing trained */
     CHECK(cf_dot_fit_blocks(d.params, &s.opt, loss, &bad, d.x, d.y, d.R + 1, starts, nb, blocks, NB, lrs,
-                            &d.cfg, 1) == CF_ERR_ARG);
+                            NULL, &d.cfg, 1) == CF_ERR_ARG);
     CHECK(cf_dot_fit_blocks(d.params, &s.opt, loss, &bad, d.x, d.y, d.R, starts, nb, blocks, NB, lrs,
-                            &d.cfg, 0) == CF_ERR_ARG);
+                            NULL, &d.cfg, 0) == CF_ERR_ARG);
     sparse_state no_m = sparse_make(&d, CF_SPARSE_ADAM, 0.0);
     no_m.opt.m = NULL;
     CHECK(cf_dot_fit_blocks(d.params, &no_m.opt, loss, &bad, d.x, d.y, d.R, starts, nb, blocks, NB, lrs,
-                            &d.cfg, 1) == CF_ERR_ARG);
+                            NULL, &d.cfg, 1) == CF_ERR_ARG);
     no_m.opt.m = no_m.m;
     int64_t keep = blocks[5];
     blocks[5] = NB;
     CHECK(cf_dot_fit_blocks(d.params, &s.opt, loss, &bad, d.x, d.y, d.R, starts, nb, blocks, NB, lrs,
-                            &d.cfg, 1) == CF_ERR_INDEX && bad == 5);
+                            NULL, &d.cfg, 1) == CF_ERR_INDEX && bad == 5);
     blocks[5] = -1;
     CHECK(cf_dot_fit_blocks(d.params, &s.opt, loss, &bad, d.x, d.y, d.R, starts, nb, blocks, NB, lrs,
-                            &d.cfg, 1) == CF_ERR_INDEX && bad == 5);
+                            NULL, &d.cfg, 1) == CF_ERR_INDEX && bad == 5);
     blocks[5] = keep;
     int64_t row = starts[blocks[7]];
     int32_t keep_id = d.x[2 * row];
     d.x[2 * row] = 40;
     CHECK(cf_dot_fit_blocks(d.params, &s.opt, loss, &bad, d.x, d.y, d.R, starts, nb, blocks, NB, lrs,
-                            &d.cfg, 1) == CF_ERR_INDEX && bad == row);
+                            NULL, &d.cfg, 1) == CF_ERR_INDEX && bad == row);
     d.x[2 * row] = keep_id;
     CHECK(fsame(d.params, p0, d.P));
     /* a NaN rating in block position 9: CF_ERR_NONFINITE at 9, blocks 0..8 trained, with any
@@ -1541,14 +1562,14 @@ static void test_dot_fit_blocks_threads_errors_and_nan(void) {
         memcpy(d.params, p0, sizeof(float) * (size_t)d.P);
         for (int k = 0; k < 16; k++) loss[k] = NAN;
         CHECK(cf_dot_fit_blocks(d.params, &s.opt, loss, &bad, d.x, d.y, d.R, starts, nb, blocks, NB,
-                                lrs, &d.cfg, t) == CF_ERR_NONFINITE && bad == 9);
+                                lrs, NULL, &d.cfg, t) == CF_ERR_NONFINITE && bad == 9);
         for (int64_t n = 0; n < d.P; n++) CHECK(isfinite(d.params[n]));
         for (int k = 0; k < 9; k++) CHECK(isfinite(loss[k]));
     }
     /* zero blocks selected: nothing happens */
     memcpy(d.params, p0, sizeof(float) * (size_t)d.P);
     CHECK(cf_dot_fit_blocks(d.params, &s.opt, loss, &bad, d.x, d.y, d.R, starts, nb, blocks, 0, lrs,
-                            &d.cfg, 2) == CF_OK && bad == -1);
+                            NULL, &d.cfg, 2) == CF_OK && bad == -1);
     CHECK(fsame(d.params, p0, d.P));
     sparse_free(&s), sparse_free(&no_m);
     free(blocks), free(p0);

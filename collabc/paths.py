@@ -1,0 +1,134 @@
+"""The training paths: how one epoch of a model is trained, in segments the loop asks for.
+
+A `Learner` has one path for its life (`train_mode`), and its loop (`Learner.fit`) only talks
+to it through this interface:
+
+* `unit` - what one iteration is ('batch', 'block'), for messages and the progress bar;
+* `n_iter` - iterations per epoch (the schedule's resolution);
+* `granularity` - segments hold a multiple of this many iterations;
+* `prepare_opt(opt)` - makes the optimizer buffers the path needs (the optimizer owns them);
+* `begin_fit()` / `begin_epoch(rng)` - per-fit and per-epoch set-up (the epoch's order comes
+  from the learner's own stream `rng`);
+* `run(start, lrs, moms, losses)` - trains iterations [start, start + len(lrs)) of this epoch
+  at the given per-iteration lr and momentum, writes each one's loss, and returns -1, or the
+  position (within the segment) of the first iteration whose loss was not finite (nothing from
+  it on was applied on the exact path);
+* `diverged(epoch, it, loss, lr)` - the message for that case.
+
+`ExactPath` is fastai's training, step for step: mini-batches, dense optimizer updates (the
+model's fused C driver). `SparsePath` is the fast path for large data: rating by rating over a
+grid of n_blocks x n_blocks blocks whose strata threads train at once (dot-product models).
+"""
+import numpy as np
+
+__all__ = ["TrainingPath", "ExactPath", "SparsePath", "make_path"]
+
+
+class TrainingPath:
+    "The interface the loop uses (see the module docstring); subclasses fill it in."
+    unit = "batch"
+    granularity = 1
+
+    def __init__(self, learn):
+        self.learn = learn
+
+    @property
+    def n_iter(self):
+        raise NotImplementedError
+
+    def prepare_opt(self, opt):
+        "Make the optimizer buffers this path needs (default: none beyond the optimizer's own)."
+
+    def begin_fit(self):
+        "Set-up at the start of a fit."
+
+    def begin_epoch(self, rng):
+        "Set-up at the start of an epoch; `rng` is the learner's stream of epoch orders."
+
+    def run(self, start, lrs, moms, losses):
+        raise NotImplementedError
+
+    def diverged(self, epoch, it, loss, lr):
+        return (f"training diverged: the loss of epoch {epoch}, {self.unit} {it} is {loss} (lr={lr:.3g}); "
+                f"the model keeps its parameters from before that {self.unit}. Try a lower learning rate.")
+
+
+class ExactPath(TrainingPath):
+    """fastai's dense training through the model's fused C driver (`model._fit_epoch`): batches
+    of `bs` rows of the loader in the epoch's shuffled order."""
+    unit = "batch"
+
+    @property
+    def n_iter(self):
+        return len(self.learn.dls.train)
+
+    grads = None
+
+    def begin_fit(self):
+        m = self.learn.model
+        if self.grads is None or self.grads.size != m.n_params:   # scratch, kept between fits
+            self.grads = np.zeros(m.n_params, np.float32)
+
+    def begin_epoch(self, rng):
+        self.order = self.learn.dls.train.order(rng)
+
+    def run(self, start, lrs, moms, losses):
+        learn, dl = self.learn, self.learn.dls.train
+        bs = dl.bs
+        n_wd = learn.model.n_params if learn.wd_bn_bias else None
+        return learn.model._fit_epoch(learn.opt, self.grads, dl.x, dl.y,
+                                      self.order[start * bs:(start + len(lrs)) * bs], bs,
+                                      lrs, moms, losses, n_wd=n_wd)
+
+
+class SparsePath(TrainingPath):
+    """Rating by rating (`model._fit_blocks`, csrc/sparse.c) over the loader's block layout
+    (`DataLoader.block_layout(n_blocks)`): each epoch visits the n_blocks x n_blocks blocks as
+    n_blocks random strata of n_blocks blocks sharing no user or item group, which the learner's
+    `n_threads` threads train at once. The result depends on the data, the seed and n_blocks,
+    never on n_threads."""
+    unit = "block"
+
+    def __init__(self, learn):
+        super().__init__(learn)
+        self.nb = learn.n_blocks
+        self.granularity = self.nb
+
+    @property
+    def n_iter(self):
+        return self.nb * self.nb
+
+    def prepare_opt(self, opt):
+        m = self.learn.model
+        rows = m.n_users + m.n_items
+        if opt.kind == "adam":
+            opt.buffer("m", m.n_params)
+            opt.buffer("v", m.n_params)
+            opt.buffer("pow1", rows, 1.0)
+            opt.buffer("pow2", rows, 1.0)
+        elif opt.kind == "adagrad":
+            opt.buffer("v", 2 * rows)
+
+    def begin_fit(self):
+        self.x, self.y, self.starts = self.learn.dls.train.block_layout(self.nb, self.learn.n_threads)
+
+    def begin_epoch(self, rng):
+        nb = self.nb
+        strata, groups = rng.permutation(nb), rng.permutation(nb)
+        self.blocks = np.array([g * nb + (g + s) % nb for s in strata for g in groups], dtype=np.int64)
+
+    def run(self, start, lrs, moms, losses):
+        learn = self.learn
+        return learn.model._fit_blocks(learn.opt, self.x, self.y, self.starts,
+                                       self.blocks[start:start + len(lrs)], lrs, moms, losses,
+                                       learn.n_threads)
+
+    def diverged(self, epoch, it, loss, lr):
+        return (f"training diverged: a rating in block {it} of epoch {epoch} gave a non-finite error "
+                f"(lr={lr:.3g}); the rating that gave it was not applied, earlier ones were. "
+                f"Try a lower learning rate.")
+
+
+def make_path(learn, train_mode):
+    "The path object for `train_mode` ('exact' or 'sparse')."
+    return {"exact": ExactPath, "sparse": SparsePath}[train_mode](learn)
