@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "status.h"
+#include "threads.h"
 
 /* ---------------------------------------------------------------- random draws
  * A draw's stream is SplitMix64 started at key(seed, sweep, slot): the sampler's result does
@@ -244,23 +245,29 @@ int cf_bfm_check(char *msg, size_t msg_len, const cf_bfm_model *m, const cf_bfm_
 
 /* ---------------------------------------------------------------- a pool of threads
  * The driver's passes are split into fixed chunks (of rows or block rows); whoever takes a
- * chunk, the chunk's result is the same, so the sweep does not depend on the thread count. */
+ * chunk, the chunk's result is the same, so the sweep does not depend on the thread count.
+ * The threads are started by cf_run_threads (threads.h): the calling thread leads (runs the
+ * driver's sequential code, handing each pass to the pool), the others serve the passes. */
 
 typedef void (*task_fn)(void *ctx, int64_t chunk);
 
-typedef struct {
+typedef struct bfm_pool bfm_pool;
+typedef void (*lead_fn)(bfm_pool *pool, void *ctx);
+
+struct bfm_pool {
     pthread_mutex_t lock;
     pthread_cond_t go, done;
-    pthread_t tid[63];
-    int n_started, quit, busy;
+    int n_started, quit, busy; /* n_started: workers asked for (0: every pass runs inline) */
     uint64_t gen;
     task_fn fn;
     void *ctx;
     int64_t n_chunks, next;
-} bfm_pool;
+    pthread_t caller;          /* the leader */
+    lead_fn lead;
+    void *lead_ctx;
+};
 
-static void *pool_worker(void *arg) {
-    bfm_pool *p = arg;
+static void *pool_worker(bfm_pool *p) {
     uint64_t seen = 0;
     pthread_mutex_lock(&p->lock);
     for (;;) {
@@ -280,36 +287,47 @@ static void *pool_worker(void *arg) {
     return NULL;
 }
 
-/* starts up to n_threads - 1 workers (fewer if the system refuses: still correct) */
-static int pool_start(bfm_pool *p, int n_threads) {
-    memset(p, 0, sizeof *p);
-    if (pthread_mutex_init(&p->lock, NULL)) return -1;
-    if (pthread_cond_init(&p->go, NULL)) {
-        pthread_mutex_destroy(&p->lock);
-        return -1;
-    }
-    if (pthread_cond_init(&p->done, NULL)) {
-        pthread_cond_destroy(&p->go);
-        pthread_mutex_destroy(&p->lock);
-        return -1;
-    }
-    if (n_threads > 64) n_threads = 64;
-    for (int t = 1; t < n_threads; t++) {
-        if (pthread_create(&p->tid[p->n_started], NULL, pool_worker, p) != 0) break;
-        p->n_started++;
-    }
-    return 0;
-}
-
-static void pool_stop(bfm_pool *p) {
+/* every thread of cf_run_threads: the caller leads, then lets the workers go */
+static void *pool_thread(void *arg) {
+    bfm_pool *p = arg;
+    if (!pthread_equal(pthread_self(), p->caller)) return pool_worker(p);
+    p->lead(p, p->lead_ctx);
     pthread_mutex_lock(&p->lock);
     p->quit = 1;
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->lock);
-    for (int t = 0; t < p->n_started; t++) pthread_join(p->tid[t], NULL);
-    pthread_cond_destroy(&p->done);
-    pthread_cond_destroy(&p->go);
-    pthread_mutex_destroy(&p->lock);
+    return NULL;
+}
+
+/* runs lead(pool, ctx) on the calling thread with n_threads - 1 workers serving its passes
+ * (fewer if the system refuses threads, none if the pool's locks cannot be made: the result
+ * is the same) */
+static void with_pool(int n_threads, lead_fn lead, void *ctx) {
+    bfm_pool p;
+    memset(&p, 0, sizeof p);
+    if (n_threads < 2 || pthread_mutex_init(&p.lock, NULL)) {
+        lead(NULL, ctx);
+        return;
+    }
+    if (pthread_cond_init(&p.go, NULL)) {
+        pthread_mutex_destroy(&p.lock);
+        lead(NULL, ctx);
+        return;
+    }
+    if (pthread_cond_init(&p.done, NULL)) {
+        pthread_cond_destroy(&p.go);
+        pthread_mutex_destroy(&p.lock);
+        lead(NULL, ctx);
+        return;
+    }
+    p.n_started = (n_threads > CF_MAX_THREADS ? CF_MAX_THREADS : n_threads) - 1;
+    p.caller = pthread_self();
+    p.lead = lead;
+    p.lead_ctx = ctx;
+    cf_run_threads(n_threads, pool_thread, &p);
+    pthread_cond_destroy(&p.done);
+    pthread_cond_destroy(&p.go);
+    pthread_mutex_destroy(&p.lock);
 }
 
 /* a pass of fewer chunks runs on the calling thread: waking the workers would cost more than
@@ -488,23 +506,32 @@ static double *alloc_caches(const cf_bfm_model *m, double **lin, double **qk, do
 
 #define MAX_BLOCKS 16
 
+typedef struct {
+    pred_job *j;
+    const double *thetas;
+    int64_t S, P;
+} predict_lead_ctx;
+
+/* the mean prediction over the S parameter vectors */
+static void predict_lead(bfm_pool *pool, void *arg) {
+    predict_lead_ctx *c = arg;
+    for (int64_t s = 0; s < c->S; s++) {
+        c->j->theta = c->thetas + s * c->P;
+        block_caches(pool, c->j);
+        pool_run(pool, predict_task, c->j, n_chunks_of(c->j->rows->n, ROW_CHUNK));
+    }
+}
+
 int cf_bfm_predict(double *out, const double *thetas, int64_t S, const cf_bfm_model *m,
                    const cf_bfm_rows *rows, int n_threads) {
     if (S < 1 || m->n_blocks > MAX_BLOCKS || n_threads < 1 || rows->n < 0) return CF_ERR_ARG;
     double *lin[MAX_BLOCKS], *qk[MAX_BLOCKS], *sk[MAX_BLOCKS];
     double *buf = alloc_caches(m, lin, qk, sk);
     if (!buf) return CF_ERR_NOMEM;
-    bfm_pool pool;
-    const int have_pool = pool_start(&pool, n_threads) == 0;
-    const int64_t P = cf_bfm_n_params(m);
     for (int64_t n = 0; n < rows->n; n++) out[n] = 0.0;
     pred_job j = {m, NULL, lin, qk, sk, 0, rows, out, 1.0 / (double)S, NULL, NULL, NULL};
-    for (int64_t s = 0; s < S; s++) {
-        j.theta = thetas + s * P;
-        block_caches(have_pool ? &pool : NULL, &j);
-        pool_run(have_pool ? &pool : NULL, predict_task, &j, n_chunks_of(rows->n, ROW_CHUNK));
-    }
-    if (have_pool) pool_stop(&pool);
+    predict_lead_ctx c = {&j, thetas, S, cf_bfm_n_params(m)};
+    with_pool(n_threads, predict_lead, &c);
     free(buf);
     return CF_OK;
 }
@@ -1003,6 +1030,83 @@ factors:
  * between, they are kept up to date in place, and rounding does not build up */
 #define RESYNC 16
 
+typedef struct {
+    sweep_job *j;
+    pred_job *pj;
+    double *rmse, *theta, *hyper, *theta_mean, *hyper_mean, *eval_mean, *samples;
+    int64_t samples_cap;
+    int64_t *counters;
+    const cf_bfm_rows *ev;
+    const cf_bfm_prior *prior;
+    int64_t n_sweeps, burn_in;
+    uint64_t seed;
+    int flags;
+    const int64_t *stop;
+    double *acc;
+    int status;
+} run_lead_ctx;
+
+/* the sweeps of cf_bfm_run, on the leading thread */
+static void run_lead(bfm_pool *pool, void *arg) {
+    run_lead_ctx *c = arg;
+    sweep_job *j = c->j;
+    pred_job *pj = c->pj;
+    const int64_t k = j->k, nrc = n_chunks_of(j->n, ROW_CHUNK);
+    const int64_t P = cf_bfm_n_params(j->m), H = cf_bfm_n_hyper(j->m);
+    for (int64_t s = 0; s < c->n_sweeps; s++) {
+        const int64_t sweep = c->counters[0], f0 = c->counters[3];
+        if (s > 0 && stop_requested(c->stop)) {
+            c->status = CF_BFM_STOPPED;
+            break;
+        }
+        double se = 0.0, se2 = 0.0;
+        if (f0 == 0) {
+            if (!c->counters[2] || sweep % RESYNC == 0) {
+                block_caches(pool, pj);
+                pool_run(pool, resid_task, pj, nrc);
+                c->counters[2] = 1;
+            }
+            pool_run(pool, esum_task, j, nrc);
+            se = chunk_sum(j->part, nrc, 2, 0);
+            se2 = chunk_sum(j->part, nrc, 2, 1);
+        }
+        const int64_t f_end = sweep_once(j, c->hyper, pool, c->prior, c->seed, sweep, c->flags,
+                                         se, se2, c->acc, f0, c->stop);
+        if (f_end < k) {
+            c->counters[3] = f_end;
+            c->status = CF_BFM_STOPPED;
+            break;
+        }
+        c->counters[3] = 0;
+        pool_run(pool, esum_task, j, nrc);
+        const double sse = chunk_sum(j->part, nrc, 2, 1);
+        c->rmse[s] = sqrt(sse / (double)j->n);
+        if (!isfinite(sse) || !isfinite(c->hyper[0])) {
+            c->counters[2] = 0;
+            c->status = CF_ERR_NONFINITE;
+            break;
+        }
+        c->counters[0] = sweep + 1;
+        if (sweep >= c->burn_in) {
+            const int64_t kept = ++c->counters[1];
+            const double wgt = 1.0 / (double)kept;
+            for (int64_t i = 0; i < P; i++) c->theta_mean[i] += (c->theta[i] - c->theta_mean[i]) * wgt;
+            for (int64_t i = 0; i < H; i++) c->hyper_mean[i] += (c->hyper[i] - c->hyper_mean[i]) * wgt;
+            if (c->samples && kept <= c->samples_cap)
+                memcpy(c->samples + (kept - 1) * P, c->theta, sizeof(double) * (size_t)P);
+            if (c->ev && c->ev->n > 0) {
+                /* eval_mean += (yhat - eval_mean) / kept, as out += wgt * yhat after scaling */
+                for (int64_t i = 0; i < c->ev->n; i++) c->eval_mean[i] *= 1.0 - wgt;
+                pred_job ej = *pj;
+                ej.rows = c->ev;
+                ej.out = c->eval_mean;
+                ej.scale = wgt;
+                pool_run(pool, predict_task, &ej, n_chunks_of(c->ev->n, ROW_CHUNK));
+            }
+        }
+    }
+}
+
 int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
                double *hyper_mean, double *eval_mean, double *samples, int64_t samples_cap,
                double *cache, int64_t *counters, const cf_bfm_model *m, const cf_bfm_train *t,
@@ -1013,8 +1117,7 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
         counters[3] >= (m->k > 0 ? m->k : 1))
         return CF_ERR_ARG;
     if (n_sweeps == 0) return CF_OK;
-    const int64_t n = t->rows.n, k = m->k, d = n_features(m), P = cf_bfm_n_params(m),
-                  H = cf_bfm_n_hyper(m);
+    const int64_t n = t->rows.n, k = m->k, d = n_features(m);
     const int64_t G = m->n_groups, nrc = n_chunks_of(n, ROW_CHUNK);
     int64_t maxM = 0, sumM = 0;
     for (int64_t r = 0; r < m->n_blocks; r++) {
@@ -1041,8 +1144,6 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
     }
     double *resid = cache, *lin[MAX_BLOCKS], *qk[MAX_BLOCKS], *sk[MAX_BLOCKS];
     lay_caches(m, cache + 2 * n, lin, qk, sk);
-    bfm_pool pool;
-    bfm_pool *pp = pool_start(&pool, n_threads) == 0 ? &pool : NULL;
 
     sweep_job j;
     memset(&j, 0, sizeof j);
@@ -1072,59 +1173,11 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
     }
 
     pred_job pj = {m, theta, lin, qk, sk, 0, &t->rows, NULL, 1.0, t->y, resid, j.part};
-    int status = CF_OK;
-    for (int64_t s = 0; s < n_sweeps; s++) {
-        const int64_t sweep = counters[0], f0 = counters[3];
-        if (s > 0 && stop_requested(stop)) {
-            status = CF_BFM_STOPPED;
-            break;
-        }
-        double se = 0.0, se2 = 0.0;
-        if (f0 == 0) {
-            if (!counters[2] || sweep % RESYNC == 0) {
-                block_caches(pp, &pj);
-                pool_run(pp, resid_task, &pj, nrc);
-                counters[2] = 1;
-            }
-            pool_run(pp, esum_task, &j, nrc);
-            se = chunk_sum(j.part, nrc, 2, 0);
-            se2 = chunk_sum(j.part, nrc, 2, 1);
-        }
-        const int64_t f_end = sweep_once(&j, hyper, pp, prior, seed, sweep, flags, se, se2, acc,
-                                         f0, stop);
-        if (f_end < k) {
-            counters[3] = f_end;
-            status = CF_BFM_STOPPED;
-            break;
-        }
-        counters[3] = 0;
-        pool_run(pp, esum_task, &j, nrc);
-        const double sse = chunk_sum(j.part, nrc, 2, 1);
-        rmse[s] = sqrt(sse / (double)n);
-        if (!isfinite(sse) || !isfinite(hyper[0])) {
-            counters[2] = 0;
-            status = CF_ERR_NONFINITE;
-            break;
-        }
-        counters[0] = sweep + 1;
-        if (sweep >= burn_in) {
-            const int64_t c = ++counters[1];
-            const double wgt = 1.0 / (double)c;
-            for (int64_t i = 0; i < P; i++) theta_mean[i] += (theta[i] - theta_mean[i]) * wgt;
-            for (int64_t i = 0; i < H; i++) hyper_mean[i] += (hyper[i] - hyper_mean[i]) * wgt;
-            if (samples && c <= samples_cap) memcpy(samples + (c - 1) * P, theta, sizeof(double) * (size_t)P);
-            if (ev && ev->n > 0) {
-                /* eval_mean += (yhat - eval_mean) / c, as out += wgt * yhat after scaling */
-                for (int64_t i = 0; i < ev->n; i++) eval_mean[i] *= 1.0 - wgt;
-                pred_job ej = pj;
-                ej.rows = ev;
-                ej.out = eval_mean;
-                ej.scale = wgt;
-                pool_run(pp, predict_task, &ej, n_chunks_of(ev->n, ROW_CHUNK));
-            }
-        }
-    }
-    if (pp) pool_stop(pp);
+    run_lead_ctx c = {&j, &pj, rmse, theta, hyper, theta_mean, hyper_mean, eval_mean, samples,
+                      samples_cap, counters, ev, prior, n_sweeps, burn_in, seed, flags, stop, acc,
+                      CF_OK};
+    with_pool(n_threads, run_lead, &c);
+    const int status = c.status;
     free(stripes);
     free(br);
     free(buf);

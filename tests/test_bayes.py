@@ -2,6 +2,8 @@
 float64 reference with the sampler's own draws, the rank-0 chain against the closed-form
 Bayesian linear regression, reproducibility (seed, thread count, segments), the collab builder
 (implicit sets, dates, metadata, fold-in), and bad input."""
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -193,11 +195,17 @@ def test_ctrl_c_stops_inside_a_sweep_and_the_chain_resumes_unchanged():
     import threading
     m = generic_model(1)
     m.run_sweeps(1)
-    timer = threading.Timer(0.002, _thread.interrupt_main)   # Ctrl-C while the sampler runs
-    timer.start()
+
+    def ctrl_c_while_sampling():       # once sweeps advance inside the next call
+        while m.counters[0] < 3:
+            time.sleep(0.0005)
+        _thread.interrupt_main()
+
+    poller = threading.Thread(target=ctrl_c_while_sampling)
+    poller.start()
     with pytest.raises(KeyboardInterrupt):
         m.run_sweeps(10 ** 6)
-    timer.join()
+    poller.join()
     stopped = m.sweeps_done
     assert 1 <= stopped < 10 ** 6 and m.train_rmse.size == stopped
     m.run_sweeps(2)                     # finishes the interrupted sweep, then one more

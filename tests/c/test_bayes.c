@@ -355,10 +355,12 @@ static void test_blocks_match_flat_model(void) {
     free_problem(&p);
 }
 
-/* bit for bit the same chain for 1, 2 and 3 threads, and for 4 + 3 sweeps as for 7 */
+/* bit for bit the same chain for 1, 2 and 3 threads, and for 4 + 3 sweeps as for 7, with every
+ * pass of the sweep run by the pool */
 static void test_threads_and_segments(void) {
     g_rs = 11;
-    problem p = make_problem(40000, 3000, 2500, 50, 2);
+    /* enough ratings and block rows for every pass to be shared out (>= 16 chunks each) */
+    problem p = make_problem(140000, 17000, 2500, 50, 2);
     views v;
     make_views(&v, &p);
     const int64_t S = 7;
