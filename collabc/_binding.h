@@ -180,6 +180,7 @@ static inline int check_finite(const char *fn, const char *name, double v) {
 
 /* ---------------------------------------------------------------- family method tables
  * Each family binding file defines one NULL-terminated table; _core.c adds them all. */
+extern PyMethodDef cf_bayes_methods[]; /* _core_bayes.c: the Bayesian factorization machine */
 
 extern PyMethodDef cf_tensor_methods[]; /* _core_tensor.c: the generic tensor layer */
 extern PyMethodDef cf_implicit_methods[]; /* _core_implicit.c: implicit ALS and BPR */

@@ -1634,7 +1634,8 @@ static PyMethodDef core_methods[] = {
 static int core_exec(PyObject *m) {
     import_array1(-1);
     /* the kernel families whose wrappers live in their own binding files (see _binding.h) */
-    static PyMethodDef *family_tables[] = {cf_tensor_methods, cf_implicit_methods, NULL};
+    static PyMethodDef *family_tables[] = {cf_tensor_methods, cf_implicit_methods, cf_bayes_methods,
+                                           NULL};
     for (PyMethodDef **t = family_tables; *t; t++)
         if (PyModule_AddFunctions(m, *t) < 0) return -1;
     if (PyModule_AddStringConstant(m, "__version__", CF_VERSION) < 0) return -1;

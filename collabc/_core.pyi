@@ -100,3 +100,17 @@ def bpr_fit_blocks(U: F32, V: F32, b: F32, acc: Optional[F32], losses: F64, stat
                    n_threads: int) -> int: ...
 def bpr_fold_in(x: F32, V: F32, b: Optional[F32], items: I32, n_steps: int, lr: float, reg: float,
                 seed: int) -> None: ...
+# the Bayesian factorization machine (issue 19; collabc/_core_bayes.c, csrc/bfm.h)
+BfmBlock = Tuple[I64, I32, F32, I64, I32, F32, I64]
+BfmRows = Tuple[Optional[I64], Optional[I32], Optional[F32], I32]
+def bfm_run(rmse: F64, theta: F64, hyper: F64, theta_mean: F64, hyper_mean: F64,
+            eval_mean: Optional[F64], cache: F64, counters: I64, k: int, d0: int, group: I32,
+            blocks: Tuple[BfmBlock, ...],
+            train: Tuple[F32, Optional[I64], Optional[I32], Optional[F32], Optional[I64],
+                         Optional[I32], Optional[F32], I32, I64, I32],
+            eval: Optional[BfmRows], prior: Tuple[float, float, float, float, float],
+            n_sweeps: int, burn_in: int, seed: int, flags: int = ..., n_threads: int = ...,
+            samples: Optional[F64] = ..., stop: Optional[I64] = ...) -> int: ...
+def bfm_predict(out: F64, thetas: F64, k: int, d0: int, group: I32, blocks: Tuple[BfmBlock, ...],
+                rows: BfmRows, n_threads: int = ...) -> None: ...
+def bfm_random(out: F64, seed: int, sweep: int, slots: I64, shape: Optional[float] = ...) -> None: ...

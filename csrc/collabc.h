@@ -31,5 +31,6 @@
 #include "tensorops.h"
 #include "als.h"
 #include "bpr.h"
+#include "bfm.h"
 
 #endif

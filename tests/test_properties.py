@@ -267,7 +267,10 @@ def build(fn, draw, rng):
                "optimizer_step": ["params", "m", "v"],
                "als_csr": [], "als_transpose": [], "als_gramian": ["G"], "als_solve": ["X"],
                "bpr_blocks": [], "bpr_fit_blocks": ["U", "V", "b", "acc", "losses", "stats", "triples"],
-               "bpr_fold_in": ["x"]}[fn]
+               "bpr_fold_in": ["x"],
+               "bfm_run": ["rmse", "theta", "hyper", "theta_mean", "hyper_mean", "eval_mean", "cache",
+                           "counters"],
+               "bfm_predict": ["out"], "bfm_random": ["out"]}[fn]
     ids = {"dot_fit_epoch": {"x": (th.tb.NU, th.tb.NI), "order": th.tb.R}, "nn_predict": {"x": (5, 4)},
            "nn_fit_epoch": {"x": (5, 4), "order": th.NN_R}, "dot_fit_blocks": {"blocks": 4},
            "als_csr": {"rows": th.IM_NU, "cols": th.IM_NI}, "als_transpose": {"indices": th.IM_NI},

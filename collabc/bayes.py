@@ -1,0 +1,865 @@
+"""Bayesian factorization machines fitted by Gibbs sampling (issue 19), standalone for now.
+
+`BayesianFM` is the sampler over grouped sparse features (row-local features and relation
+blocks, see csrc/bfm.h); `bayes_fm(dls, ...)` builds one from collabc's data: the user and item
+one-hots as the first groups, optionally the items each user rated and the users who rated each
+item (SVD++-style implicit features, 1/sqrt(count)), the rating's day, and user and item
+metadata. The sampler keeps its state between `run_sweeps(n)` calls, so a training loop can run
+it in short segments; predictions and parameters are running means over the sweeps after
+burn-in.
+"""
+import numbers
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+
+from . import _core
+from .seed import get_rng
+
+__all__ = ["BayesianFM", "CollabBayesFM", "bayes_fm"]
+
+_FIX = {'alpha': 1, 'groups': 2}
+
+
+# ---------------------------------------------------------------------------------------------
+# sparse helpers (CSR as (indptr int64, indices int32, data float32, n_cols))
+
+def _csr(indptr, indices, data, n_cols, name):
+    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+    indices = np.ascontiguousarray(indices, dtype=np.int32)
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    if indptr.ndim != 1 or indptr.size < 1 or indptr[0] != 0 or indptr[-1] != indices.size \
+            or np.any(np.diff(indptr) < 0):
+        raise ValueError(f"{name}: indptr must rise from 0 to len(indices)")
+    if data.shape != indices.shape:
+        raise ValueError(f"{name}: data and indices must have the same length")
+    if indices.size and (indices.min() < 0 or indices.max() >= n_cols):
+        raise ValueError(f"{name}: column indices must lie in [0, {n_cols})")
+    if not np.all(np.isfinite(data)):
+        raise ValueError(f"{name}: values must be finite")
+    if indices.size:
+        rows = np.repeat(np.arange(indptr.size - 1, dtype=np.int64), np.diff(indptr))
+        key = np.sort(rows * int(n_cols) + indices)
+        if np.any(key[1:] == key[:-1]):
+            r = int(key[1:][key[1:] == key[:-1]][0] // int(n_cols))
+            raise ValueError(f"{name}: row {r} lists a column twice (sum the duplicates first)")
+    return indptr, indices, data, int(n_cols)
+
+
+def _as_csr(m, name):
+    "A CSR from a (indptr, indices, data, n_cols) tuple or anything with .indptr/.indices/.data/.shape."
+    if hasattr(m, 'indptr') and hasattr(m, 'shape'):
+        m = m.tocsr() if hasattr(m, 'tocsr') else m
+        if hasattr(m, 'sum_duplicates'):
+            m = m.copy()
+            m.sum_duplicates()
+        return _csr(m.indptr, m.indices, m.data, m.shape[1], name)
+    if not isinstance(m, (tuple, list)) or len(m) != 4:
+        raise TypeError(f"{name} must be a CSR matrix or a tuple (indptr, indices, data, n_cols)")
+    return _csr(*m, name=name)
+
+
+def _transpose(indptr, indices, data, n_cols):
+    "The CSC of a CSR (rows of each column in increasing order)."
+    n_rows = indptr.size - 1
+    rows = np.repeat(np.arange(n_rows, dtype=np.int32), np.diff(indptr))
+    order = np.argsort(indices, kind='stable')
+    tptr = np.zeros(n_cols + 1, dtype=np.int64)
+    np.cumsum(np.bincount(indices, minlength=n_cols), out=tptr[1:])
+    return tptr, np.ascontiguousarray(rows[order]), np.ascontiguousarray(data[order])
+
+
+def _group(idx, M):
+    "Ratings grouped by block row: (gptr [M+1], grow [n]) with rows in increasing order."
+    gptr = np.zeros(M + 1, dtype=np.int64)
+    np.cumsum(np.bincount(idx, minlength=M), out=gptr[1:])
+    return gptr, np.argsort(idx, kind='stable').astype(np.int32)
+
+
+def _rows_from_lists(lists, n_cols, values=None):
+    "CSR from a list of index arrays (one per row), values 1 or the given per-row values."
+    lens = np.fromiter((len(a) for a in lists), dtype=np.int64, count=len(lists))
+    indptr = np.zeros(len(lists) + 1, dtype=np.int64)
+    np.cumsum(lens, out=indptr[1:])
+    indices = np.concatenate([np.asarray(a, dtype=np.int32) for a in lists]) if lists else \
+        np.zeros(0, np.int32)
+    data = np.ones(indices.size, np.float32) if values is None else \
+        np.repeat(np.asarray(values, np.float32), lens)
+    return indptr, indices.astype(np.int32), data, n_cols
+
+
+def _hstack(parts, n_rows):
+    "Column-wise concatenation of CSRs with the same rows."
+    if not parts:
+        return np.zeros(n_rows + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), 0
+    off, cols, vals, rows = 0, [], [], []
+    for ptr, ind, dat, nc in parts:
+        rows.append(np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(ptr)))
+        cols.append(ind.astype(np.int64) + off)
+        vals.append(dat)
+        off += nc
+    r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+    order = np.lexsort((c, r))
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(r, minlength=n_rows), out=indptr[1:])
+    return indptr, c[order].astype(np.int32), v[order].astype(np.float32), off
+
+
+def _default_threads(n_threads):
+    if n_threads is None:
+        return max(1, min(os.cpu_count() or 1, 64))
+    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral) or n_threads < 1:
+        raise ValueError(f"n_threads must be a positive integer or None, got {n_threads!r}")
+    return int(n_threads)
+
+
+def _int_arg(v, name, lo):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    return int(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# the sampler
+
+class BayesianFM:
+    """A factorization machine fitted by Gibbs sampling over grouped sparse features.
+
+    y: (n,) ratings. blocks: relation blocks, each a CSR (M_r rows x D_r features); idx: (R, n)
+    the block row of each rating in each block. x: the row-local features (n x d0 CSR) or None.
+    group: (d,) the group of every feature, d = d0 + sum D_r, row-local features first, then each
+    block's in order. eval_rows: (x, idx) of rows whose predictions are averaged during sampling.
+    Prior as myFM: alpha, lambda ~ Gamma(alpha_0/2, beta_0/2), mu ~ N(mu_0, 1/(gamma_0 lambda)),
+    w0 ~ N(0, 1/reg_0); V starts at N(0, init_std^2), w at 0, alpha at 1, lambda at 1e-5.
+    fix: None, or 'alpha' and/or 'groups' to keep those hyperparameters at `hyper`'s values.
+    """
+
+    def __init__(self, y, blocks=(), idx=None, x=None, group=None, *, n_factors=10,
+                 n_samples=500, burn_in=50, seed=None, n_threads=None, keep_samples=False,
+                 init_std=0.1, alpha_0=1.0, beta_0=1.0, gamma_0=1.0, mu_0=0.0, reg_0=1.0,
+                 eval_rows=None, group_names=None, fix=None, hyper=None):
+        self.n_factors = _int_arg(n_factors, 'n_factors', 0)
+        self.n_samples = _int_arg(n_samples, 'n_samples', 1)
+        self.burn_in = _int_arg(burn_in, 'burn_in', 0)
+        if self.burn_in >= self.n_samples:
+            raise ValueError(f"burn_in ({burn_in}) must be smaller than n_samples ({n_samples})")
+        self.n_threads = _default_threads(n_threads)
+        self.keep_samples = bool(keep_samples)
+        prior = (alpha_0, beta_0, gamma_0, mu_0, reg_0)
+        for name, v in zip(('alpha_0', 'beta_0', 'gamma_0', 'mu_0', 'reg_0'), prior):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v):
+                raise ValueError(f"{name} must be a finite number, got {v!r}")
+        if min(alpha_0, beta_0, gamma_0) <= 0 or reg_0 < 0:
+            raise ValueError("alpha_0, beta_0 and gamma_0 must be > 0 and reg_0 >= 0")
+        self.prior = tuple(float(v) for v in prior)
+        if not isinstance(init_std, numbers.Real) or not np.isfinite(init_std) or init_std < 0:
+            raise ValueError(f"init_std must be a finite number >= 0, got {init_std!r}")
+        flags = 0
+        for f in ([fix] if isinstance(fix, str) else (fix or ())):
+            if f not in _FIX:
+                raise ValueError(f"fix must hold 'alpha' and/or 'groups', got {f!r}")
+            flags |= _FIX[f]
+        self.flags = flags
+
+        y = np.asarray(y)
+        if y.ndim != 1 or y.size == 0:
+            raise ValueError(f"y must be a non-empty 1-d array of ratings, got shape {y.shape}")
+        if not np.issubdtype(y.dtype, np.number):
+            raise TypeError(f"y must hold numbers, got dtype {y.dtype}")
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y holds NaN or infinite ratings")
+        self.y = np.ascontiguousarray(y, dtype=np.float32)
+        n = self.y.size
+        self.blocks = []
+        for r, b in enumerate(blocks):
+            ptr, ind, dat, nc = _as_csr(b, f"blocks[{r}]")
+            self.blocks.append((ptr, ind, dat) + _transpose(ptr, ind, dat, nc)
+                               + (np.array([nc], np.int64),))
+        R = len(self.blocks)
+        self.d0 = 0
+        self.x = None
+        if x is not None:
+            self.x = _as_csr(x, 'x')
+            if self.x[0].size != n + 1:
+                raise ValueError(f"x must have one row per rating ({n}), got {self.x[0].size - 1}")
+            self.d0 = self.x[3]
+        self.d = self.d0 + sum(int(b[6][0]) for b in self.blocks)
+        self.idx = self._check_idx(idx, n, 'idx')
+        if R and np.any(self.idx[0, 1:] < self.idx[0, :-1]):
+            # the sampler's passes over the first block's rows read the ratings in order when
+            # they are grouped by it (the users): a private copy of the rows in that order
+            order = np.argsort(self.idx[0], kind='stable')
+            self.y = np.ascontiguousarray(self.y[order])
+            self.idx = np.ascontiguousarray(self.idx[:, order])
+            if self.x is not None:
+                ptr, ind, dat, nc = self.x
+                lens = np.diff(ptr)[order]
+                take = np.repeat(ptr[:-1][order] - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) \
+                    + np.arange(lens.sum())
+                nptr = np.zeros(n + 1, np.int64)
+                np.cumsum(lens, out=nptr[1:])
+                self.x = (nptr, np.ascontiguousarray(ind[take]), np.ascontiguousarray(dat[take]), nc)
+        if group is None:
+            group = np.zeros(self.d, np.int32)
+        group = np.asarray(group)
+        if group.shape != (self.d,) or not np.issubdtype(group.dtype, np.integer) or \
+                (group.size and group.min() < 0):
+            raise ValueError(f"group must be {self.d} non-negative integers (one per feature)")
+        self.group = np.ascontiguousarray(group, dtype=np.int32)
+        self.n_groups = int(self.group.max()) + 1 if self.group.size else 1
+        self.group_names = list(group_names) if group_names is not None else \
+            [f"group{g}" for g in range(self.n_groups)]
+        if len(self.group_names) != self.n_groups:
+            raise ValueError(f"group_names must name {self.n_groups} groups")
+        gptr, grow = [], []
+        for r, b in enumerate(self.blocks):
+            p, g = _group(self.idx[r], b[0].size - 1)
+            gptr.append(p)
+            grow.append(g)
+        xt = _transpose(*self.x) if self.x is not None else (None, None, None)
+        self._train = (self.y,) + (self.x[:3] if self.x is not None else (None, None, None)) + xt + (
+            self.idx, np.concatenate(gptr) if gptr else np.zeros(0, np.int64),
+            np.ascontiguousarray(np.stack(grow)) if grow else np.zeros((0, n), np.int32))
+        self._blocks = tuple(self.blocks)
+
+        K, d, G = self.n_factors, self.d, self.n_groups
+        self.n_params = 1 + d * (1 + K)
+        self.n_hyper = 1 + 2 * G * (1 + K)
+        if seed is None:
+            seed = int(get_rng().integers(0, 2**63 - 1))
+        self.seed = _int_arg(seed, 'seed', 0)
+        rng = np.random.default_rng(self.seed)
+        self.theta = np.zeros(self.n_params)
+        self.theta[1 + d:] = rng.normal(0.0, float(init_std), d * K)
+        if hyper is None:
+            hyper = np.empty(self.n_hyper)
+            hyper[0] = 1.0
+            hyper[1:1 + G] = 0.0
+            hyper[1 + G:1 + 2 * G] = 1e-5
+            hyper[1 + 2 * G:1 + 2 * G + G * K] = 0.0
+            hyper[1 + 2 * G + G * K:] = 1e-5
+        self.hyper = np.array(hyper, dtype=np.float64)
+        if self.hyper.shape != (self.n_hyper,) or not np.all(np.isfinite(self.hyper)) or self.hyper[0] <= 0:
+            raise ValueError(f"hyper must be {self.n_hyper} finite numbers with hyper[0] (alpha) > 0")
+        self.theta_mean = np.zeros(self.n_params)
+        self.hyper_mean = np.zeros(self.n_hyper)
+        # the sampler's residual, q and block caches, kept between calls (counters[2]: valid)
+        self.cache = np.zeros(2 * n + sum((b[0].size - 1) * (1 + 2 * K) for b in self.blocks))
+        self.counters = np.zeros(4, np.int64)   # sweeps done, kept, cache valid, resume factor
+        self.samples = None
+        self.train_rmse = np.zeros(0)
+        self._eval = None
+        self.eval_mean = np.zeros(0)
+        if eval_rows is not None:
+            self._set_eval(*eval_rows)
+
+    # ------------------------------------------------------------------ rows
+    def _check_idx(self, idx, n, name):
+        R = len(self.blocks)
+        if idx is None:
+            if R:
+                raise ValueError(f"{name}: the block rows of every rating are needed ({R} blocks)")
+            return np.zeros((0, n), np.int32)
+        idx = np.asarray(idx)
+        if idx.shape != (R, n) or not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"{name} must be an integer array of shape ({R}, {n}), got "
+                             f"{idx.dtype} {idx.shape}")
+        for r, b in enumerate(self.blocks):
+            M = b[0].size - 1
+            if n and (idx[r].min() < 0 or idx[r].max() >= M):
+                raise IndexError(f"{name}[{r}] must lie in [0, {M}) (the rows of block {r})")
+        return np.ascontiguousarray(idx, dtype=np.int32)
+
+    def rows(self, idx, x=None):
+        "The (x_ptr, x_col, x_val, idx) tuple of new rows: block rows idx (R, n), row-local x."
+        idx = np.asarray(idx)
+        n = idx.shape[1] if idx.ndim == 2 else (idx.shape[0] if idx.ndim == 1 and not self.blocks else -1)
+        if n < 0:
+            raise ValueError(f"idx must have shape ({len(self.blocks)}, n), got {idx.shape}")
+        idx = self._check_idx(idx.reshape(len(self.blocks), n), n, 'idx')
+        if self.d0:
+            if x is None:
+                raise ValueError(f"x: the rows' row-local features (n x {self.d0}) are needed")
+            x = _as_csr(x, 'x')
+            if x[0].size != n + 1 or x[3] != self.d0:
+                raise ValueError(f"x must be {n} x {self.d0}, got {x[0].size - 1} x {x[3]}")
+            return x[:3] + (idx,)
+        return (None, None, None, idx)
+
+    def _set_eval(self, idx, x=None):
+        if self.counters[1] > 0:
+            raise RuntimeError("eval rows must be set before the first kept sweep")
+        self._eval = self.rows(idx, x)
+        self.eval_mean = np.zeros(self._eval[3].shape[1])
+
+    # ------------------------------------------------------------------ sampling
+    @property
+    def sweeps_done(self):
+        "Sweeps run so far (burn-in included)."
+        return int(self.counters[0])
+
+    @property
+    def n_kept(self):
+        "Sweeps averaged in so far (those after burn-in)."
+        return int(self.counters[1])
+
+    def run_sweeps(self, n):
+        """Runs n Gibbs sweeps from the current state; returns their training RMSE (n,) float64.
+
+        The state (parameters, hyperparameters, running means, sweep counter) stays in the object,
+        so calling run_sweeps(a) then run_sweeps(b) gives exactly run_sweeps(a + b). Called from
+        the main thread, the sampler runs in a worker thread and Ctrl-C stops it after the factor
+        in progress (a fraction of a sweep; the call's own SIGINT handler asks it to), then
+        KeyboardInterrupt is raised with the sweeps completed recorded; the next call resumes inside
+        the interrupted sweep, the chain unchanged bit for bit. A second Ctrl-C raises at once
+        (the worker still ends after its factor)."""
+        n = _int_arg(n, 'n', 0)
+        rmse = np.zeros(n)
+        if n == 0:
+            return rmse
+        if self.keep_samples:
+            need = self.n_kept + n
+            if self.samples is None or self.samples.shape[0] < need:
+                grown = np.zeros((max(need, self.n_samples - self.burn_in), self.n_params))
+                if self.samples is not None:
+                    grown[:self.samples.shape[0]] = self.samples
+                self.samples = grown
+        stop = np.zeros(1, np.int64)
+        done, error = [], []
+
+        def call():
+            try:
+                done.append(_core.bfm_run(
+                    rmse, self.theta, self.hyper, self.theta_mean, self.hyper_mean,
+                    self.eval_mean if self._eval is not None else None, self.cache,
+                    self.counters, self.n_factors, self.d0, self.group, self._blocks, self._train,
+                    self._eval, self.prior, n, self.burn_in, self.seed, self.flags,
+                    self.n_threads, self.samples, stop))
+            except BaseException as e:   # re-raised in the calling thread
+                error.append(e)
+
+        try:
+            previous = signal.getsignal(signal.SIGINT) \
+                if threading.current_thread() is threading.main_thread() else None
+        except ValueError:       # not the main interpreter: no signal handling here
+            previous = None
+        if previous is None:     # another thread, or a handler not set from Python
+            call()
+        else:
+            # the first Ctrl-C only asks the worker to stop (the handler never raises inside
+            # Thread.start or join, so the worker is always waited for); a second one raises
+            interrupts = []
+
+            def on_sigint(signum, frame):
+                stop[0] = 1
+                interrupts.append(signum)
+                if len(interrupts) > 1:
+                    raise KeyboardInterrupt
+
+            previous = signal.signal(signal.SIGINT, on_sigint)
+            try:
+                worker = threading.Thread(target=call, name='collabc-bayes', daemon=True)
+                worker.start()
+                while worker.is_alive():
+                    worker.join(0.05)
+            finally:
+                signal.signal(signal.SIGINT, previous)
+            if interrupts:
+                self._record(rmse, done)
+                raise KeyboardInterrupt
+        if error:
+            raise error[0]
+        return self._record(rmse, done)
+
+    def _record(self, rmse, done):
+        rmse = rmse[:int(done[0]) if done else 0]
+        self.train_rmse = np.concatenate([self.train_rmse, rmse])
+        return rmse
+
+    def run_for(self, seconds, max_sweeps=None):
+        """Runs whole sweeps for about `seconds` (at least one; at most max_sweeps, default the
+        sweeps left to n_samples); returns their training RMSE. For a training loop's segments."""
+        if not isinstance(seconds, numbers.Real) or not seconds > 0:
+            raise ValueError(f"seconds must be a number > 0, got {seconds!r}")
+        left = max(0, self.n_samples - self.sweeps_done) if max_sweeps is None else \
+            _int_arg(max_sweeps, 'max_sweeps', 0)
+        out, t0 = [], time.perf_counter()
+        while left > 0:
+            t = time.perf_counter()
+            out.append(self.run_sweeps(1 if not out else min(left, step)))
+            left -= out[-1].size
+            per = (time.perf_counter() - t) / out[-1].size
+            remaining = seconds - (time.perf_counter() - t0)
+            if remaining < per:
+                break
+            step = max(1, int(remaining / per))
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def fit(self, n=None):
+        "Runs the sweeps left to reach n_samples (or n more); returns their training RMSE."
+        return self.run_sweeps(max(0, self.n_samples - self.sweeps_done) if n is None else n)
+
+    # ------------------------------------------------------------------ predictions
+    def _need_kept(self):
+        if self.n_kept == 0:
+            raise RuntimeError(f"no sample is averaged yet: run at least burn_in + 1 = "
+                               f"{self.burn_in + 1} sweeps (done: {self.sweeps_done})")
+
+    def predict_rows(self, rows, how='auto'):
+        """Predictions for rows (from `rows()`): the mean over the kept samples.
+
+        how: 'samples' averages the stored samples (keep_samples=True); 'mean' plugs the
+        posterior-mean parameters in (exact for the linear terms, an approximation of the
+        average of the factor terms, poor with implicit features); 'auto' is 'samples' when they
+        are stored, else 'mean'; 'current' is the chain's current sample alone (burn-in
+        monitoring: needs no kept sample)."""
+        if how not in ('auto', 'samples', 'mean', 'current'):
+            raise ValueError(f"how must be 'auto', 'samples', 'mean' or 'current', got {how!r}")
+        if how == 'current':
+            out = np.zeros(rows[3].shape[1])
+            if out.size:
+                _core.bfm_predict(out, self.theta.reshape(1, -1), self.n_factors, self.d0,
+                                  self.group, self._blocks, rows, self.n_threads)
+            return out
+        self._need_kept()
+        if how == 'samples' and self.samples is None:
+            raise ValueError("how='samples' needs keep_samples=True")
+        n = rows[3].shape[1]
+        out = np.zeros(n)
+        if n == 0:
+            return out
+        if how != 'mean' and self.samples is not None:
+            thetas = np.ascontiguousarray(self.samples[:self.n_kept])
+        else:
+            thetas = self.theta_mean.reshape(1, -1)
+        _core.bfm_predict(out, thetas, self.n_factors, self.d0, self.group, self._blocks, rows,
+                          self.n_threads)
+        return out
+
+    def eval_predictions(self):
+        "The running mean over the kept sweeps of the eval rows' predictions (exact sample average)."
+        self._need_kept()
+        if self._eval is None:
+            raise ValueError("no eval rows were given")
+        return self.eval_mean.copy()
+
+    # ------------------------------------------------------------------ state
+    _STATE = ('theta', 'hyper', 'theta_mean', 'hyper_mean', 'eval_mean', 'cache', 'counters',
+              'train_rmse')
+
+    def get_state(self):
+        """The sampler's state as a dict of NumPy arrays (copies): parameters, hyperparameters,
+        running means, caches, counters, the training RMSE so far, the seed, and the kept samples
+        when stored. `set_state` on a model built from the same data and options continues the
+        chain exactly."""
+        st = {k: getattr(self, k).copy() for k in self._STATE}
+        st['seed'] = np.array(self.seed, np.uint64)
+        if self.samples is not None:
+            st['samples'] = self.samples[:self.n_kept].copy()
+        return st
+
+    def set_state(self, state):
+        "Restores a `get_state()` dict (shapes and dtypes checked)."
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict from get_state(), got {type(state).__name__}")
+        missing = [k for k in self._STATE + ('seed',) if k not in state]
+        if missing:
+            raise KeyError(f"state lacks {missing}")
+        new = {}
+        for k in self._STATE:
+            cur, a = getattr(self, k), np.asarray(state[k])
+            if k != 'train_rmse' and (a.shape != cur.shape or a.dtype != cur.dtype):
+                raise ValueError(f"state[{k!r}] is {a.dtype} {a.shape}, this model needs "
+                                 f"{cur.dtype} {cur.shape} (built from other data or options?)")
+            new[k] = np.array(a, dtype=cur.dtype)
+        c = new['counters']
+        if c[2] not in (0, 1) or c[1] > c[0] or not 0 <= c[3] < max(self.n_factors, 1):
+            raise ValueError("state['counters'] is inconsistent")
+        for k, a in new.items():
+            setattr(self, k, a)
+        self.seed = int(np.asarray(state['seed']))
+        self.samples = None
+        if 'samples' in state:
+            smp = np.asarray(state['samples'], np.float64)
+            if smp.ndim != 2 or smp.shape[1] != self.n_params:
+                raise ValueError(f"state['samples'] must have {self.n_params} columns")
+            self.samples = np.ascontiguousarray(smp)
+            self.keep_samples = True
+
+    # ------------------------------------------------------------------ parameters
+    def _split(self, theta):
+        d, K = self.d, self.n_factors
+        return theta[0], theta[1:1 + d], theta[1 + d:].reshape(d, K)
+
+    @property
+    def w0(self):
+        "Posterior mean of the global bias."
+        self._need_kept()
+        return float(self.theta_mean[0])
+
+    @property
+    def w(self):
+        "Posterior means of the linear weights (d,)."
+        self._need_kept()
+        return self._split(self.theta_mean)[1]
+
+    @property
+    def V(self):
+        "Posterior means of the factors (d, n_factors)."
+        self._need_kept()
+        return self._split(self.theta_mean)[2]
+
+    def hyper_means(self):
+        "Posterior means of the hyperparameters: dict alpha, mu_w, lambda_w, mu_V, lambda_V."
+        self._need_kept()
+        G, K, h = self.n_groups, self.n_factors, self.hyper_mean
+        return {'alpha': float(h[0]), 'mu_w': h[1:1 + G], 'lambda_w': h[1 + G:1 + 2 * G],
+                'mu_V': h[1 + 2 * G:1 + 2 * G + G * K].reshape(G, K),
+                'lambda_V': h[1 + 2 * G + G * K:].reshape(G, K)}
+
+
+# ---------------------------------------------------------------------------------------------
+# collaborative filtering: the builder from CollabDataLoaders
+
+def _days(col, name):
+    "Days since the epoch (int64) of a date column: datetime64, or integer Unix seconds."
+    if pd.api.types.is_datetime64_any_dtype(col.dtype):
+        if col.isna().any():
+            raise ValueError(f"date_name={name!r}: the column has missing dates")
+        return (col.dt.tz_localize(None) if getattr(col.dt, 'tz', None) is not None else col) \
+            .to_numpy(dtype='datetime64[D]').astype(np.int64)
+    if pd.api.types.is_integer_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+        return np.floor_divide(col.to_numpy(dtype=np.int64), 86400)
+    raise TypeError(f"date_name={name!r}: the column must hold dates (datetime64) or integer Unix "
+                    f"timestamps in seconds, got dtype {col.dtype}"
+                    + (" (convert strings with pd.to_datetime)" if col.dtype == object else ""))
+
+
+def _meta_features(meta, classes, side):
+    """The metadata of each class as (CSR [n_classes x n_feat], groups [n_feat], group names,
+    feature names). Categorical columns (object, category, bool, string) become one-hot features,
+    one group per column; numeric columns one feature each (0/1 columns as they are, others
+    standardised), together in one group."""
+    arg = f"{side}_meta"
+    if not isinstance(meta, pd.DataFrame):
+        raise TypeError(f"{arg} must be a pandas DataFrame indexed by the raw {side} ids, got "
+                        f"{type(meta).__name__}")
+    if not meta.index.is_unique:
+        raise ValueError(f"{arg}: its index (the {side} ids) has duplicates")
+    if meta.shape[1] == 0:
+        raise ValueError(f"{arg} has no columns")
+    ids = list(classes[1:])
+    missing = [i for i in ids if i not in meta.index]
+    if missing:
+        raise KeyError(f"{arg} has no row for {len(missing)} {side}s of the training data, e.g. "
+                       f"{missing[:5]}")
+    rows = meta.loc[ids]
+    n = len(classes)
+    parts, groups, gnames, fnames = [], [], [], []
+    numeric = []
+    for c in meta.columns:
+        col = rows[c]
+        if col.isna().any():
+            bad = col.index[col.isna().to_numpy()][:5].tolist()
+            raise ValueError(f"{arg}: column {c!r} has missing values (NaN) for {side}s {bad}")
+        if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+            v = col.to_numpy(dtype=np.float64)
+            if not np.all(np.isfinite(v)):
+                raise ValueError(f"{arg}: column {c!r} has infinite values")
+            if not np.isin(v, (0.0, 1.0)).all():
+                sd = v.std()
+                if sd == 0:
+                    raise ValueError(f"{arg}: numeric column {c!r} is constant")
+                v = (v - v.mean()) / sd
+            numeric.append((c, v))
+            continue
+        codes, uniq = pd.factorize(col, sort=True)
+        lists = [[]] + [[int(k)] for k in codes]
+        parts.append(_rows_from_lists(lists, len(uniq)))
+        g = len(gnames)
+        gnames.append(f"{side}_{c}")
+        groups.append(np.full(len(uniq), g, np.int32))
+        fnames += [f"{c}={u}" for u in uniq]
+    if numeric:
+        vals = np.zeros((n, len(numeric)))
+        for t, (c, v) in enumerate(numeric):
+            vals[1:, t] = v
+        nz = vals != 0
+        lists = [np.flatnonzero(nz[r]) for r in range(n)]
+        ptr, ind, _, _ = _rows_from_lists(lists, len(numeric))
+        parts.append((ptr, ind, vals[nz].astype(np.float32), len(numeric)))
+        groups.append(np.full(len(numeric), len(gnames), np.int32))
+        gnames.append(f"{side}_numeric")
+        fnames += [c for c, _ in numeric]
+    csr = _hstack(parts, n)
+    return csr, (np.concatenate(groups) if groups else np.zeros(0, np.int32)), gnames, fnames
+
+
+class CollabBayesFM(BayesianFM):
+    """A `BayesianFM` over collabc's encoded (user, item) pairs; built by `bayes_fm(dls, ...)`.
+
+    Block 0 is the user side (one-hot user, optionally the items the user rated and metadata),
+    block 1 the item side; row-local features are the rating's day (`date_name`). The validation
+    rows of `dls` are watched: `valid_preds()` is their exact average over the kept samples."""
+
+    def predict(self, x, dates=None, how='auto'):
+        """Averaged predictions (n,) float64 for encoded pairs x (n, 2) [user index, item index].
+
+        The validation pairs of dls (same rows in the same order) get the running mean over the
+        kept samples; other pairs average the stored samples (keep_samples=True) or, without them,
+        use the posterior-mean parameters (how='mean'). dates: the rows' dates when the model uses
+        them (date_name)."""
+        x = self._check_x(x)
+        if how == 'auto' and self._eval is not None and self.n_kept and \
+                x.shape[0] == self._valid_x.shape[0] and np.array_equal(x, self._valid_x) and \
+                (self._date_cats is None or dates is None or
+                 np.array_equal(self._day_codes(dates, x.shape[0]), self._valid_days)):
+            return self.eval_predictions()
+        return self.predict_rows(self._pair_rows(x, dates), how=how)
+
+    def _check_x(self, x):
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != 2 or not np.issubdtype(x.dtype, np.integer):
+            raise ValueError(f"x must be an integer array of (user index, item index) pairs of "
+                             f"shape (n, 2), got {x.dtype} {x.shape}")
+        for c, (what, size) in enumerate((('user', self.n_users), ('item', self.n_items))):
+            if x.shape[0] and (x[:, c].min() < 0 or x[:, c].max() >= size):
+                raise IndexError(f"x[:, {c}] holds {what} indices outside [0, {size})")
+        return np.ascontiguousarray(x, dtype=np.int32)
+
+    def _day_codes(self, dates, n):
+        days = _days(pd.Series(dates), 'dates') if not isinstance(dates, pd.Series) else _days(dates, 'dates')
+        if days.shape[0] != n:
+            raise ValueError(f"dates must have one entry per row ({n}), got {days.shape[0]}")
+        pos = np.searchsorted(self._date_cats, days)
+        pos = np.minimum(pos, len(self._date_cats) - 1)
+        return np.where(self._date_cats[pos] == days, pos, -1)
+
+    def _date_csr(self, codes):
+        have = codes >= 0
+        ptr = np.zeros(codes.size + 1, np.int64)
+        np.cumsum(have, out=ptr[1:])
+        return (ptr, codes[have].astype(np.int32), np.ones(int(have.sum()), np.float32),
+                len(self._date_cats))
+
+    def _pair_rows(self, x, dates):
+        x = self._check_x(x)
+        xd = None
+        if self._date_cats is not None:
+            if dates is None:
+                raise ValueError(f"dates: the model uses the rating date ({self.date_name!r}); "
+                                 f"pass the rows' dates")
+            xd = self._date_csr(self._day_codes(dates, x.shape[0]))
+        return self.rows(np.ascontiguousarray(x.T), xd)
+
+    def valid_preds(self):
+        "Averaged predictions for the validation rows of dls, in their order (n_valid,) float64."
+        return self.eval_predictions()
+
+    def valid_mse(self, clip=None):
+        "Mean squared error of `valid_preds()` (clip=(lo, hi) clips the predictions first)."
+        p = self.valid_preds()
+        if clip is not None:
+            p = np.clip(p, *clip)
+        return float(np.mean((p - self._valid_y) ** 2))
+
+    # ------------------------------------------------------------------ tables
+    def _slice(self, name):
+        return self._feature_slices[name]
+
+    def bias(self, is_item=True):
+        "Posterior-mean biases (n_items,) or (n_users,) of the one-hot features (index 0 '#na#')."
+        return self.w[self._slice('item' if is_item else 'user')].copy()
+
+    def weight(self, is_item=True, effective=False):
+        """Posterior-mean factors (n, n_factors) of the item (or user) one-hot features.
+
+        effective=True adds the side's other features (implicit sets, metadata): the vector
+        that meets the other side's in the prediction."""
+        V = self.V
+        if not effective:
+            return V[self._slice('item' if is_item else 'user')].copy()
+        r = 1 if is_item else 0
+        ptr, ind, dat = self.blocks[r][:3]
+        off = self.d0 + (0 if r == 0 else int(self.blocks[0][6][0]))
+        rows = np.repeat(np.arange(ptr.size - 1), np.diff(ptr))
+        out = np.zeros((ptr.size - 1, self.n_factors))
+        np.add.at(out, rows, dat[:, None].astype(np.float64) * V[off + ind])
+        return out
+
+    def most_similar(self, i, n=10, is_item=True, effective=False):
+        """The n items (or users) whose posterior-mean factors are nearest to index i's by cosine
+        similarity, i itself and '#na#' left out: (indices (n,) int64, similarities (n,) float64)."""
+        W = self.weight(is_item, effective)
+        size = W.shape[0]
+        i = _int_arg(i, 'i', 1)
+        if i >= size:
+            raise IndexError(f"i must lie in [1, {size}), got {i}")
+        n = min(_int_arg(n, 'n', 1), size - 2)
+        norm = np.linalg.norm(W, axis=1)
+        sim = W @ W[i] / np.maximum(norm * norm[i], 1e-300)
+        sim[[0, i]] = -np.inf
+        top = np.argsort(-sim, kind='stable')[:n]
+        return top, sim[top]
+
+    # ------------------------------------------------------------------ fold-in
+    def fold_in_user(self, items, ratings):
+        """A new user from (item index, rating) pairs, everything else fixed at its posterior mean.
+
+        The user's bias and factors are the posterior mean of their conditional (a Bayesian linear
+        regression with the user group's prior mean and precision and the noise precision, all at
+        their posterior means); the user's implicit features are the given items. The user has no
+        metadata, and the ratings and scores no date features (an unknown day). Returns a dict
+        with 'bias', 'factors' and 'scores' (n_items,) float64, the predictions for every item."""
+        self._need_kept()
+        items = np.asarray(items)
+        ratings = np.asarray(ratings, dtype=np.float64)
+        if items.ndim != 1 or items.size == 0 or not np.issubdtype(items.dtype, np.integer):
+            raise ValueError("items must be a non-empty 1-d array of item indices (use "
+                             "model.average_user() for a user without ratings)")
+        if ratings.shape != items.shape:
+            raise ValueError(f"ratings must have one entry per item ({items.size}), got {ratings.shape}")
+        if not np.all(np.isfinite(ratings)):
+            raise ValueError("ratings holds NaN or infinite values")
+        if items.min() < 1 or items.max() >= self.n_items:
+            raise IndexError(f"items must lie in [1, {self.n_items}) (0 is '#na#')")
+        w0, w, V = self._split(self.theta_mean)
+        K = self.n_factors
+        # the new user's block row: its one-hot (the unknowns) + implicit items (known)
+        ub = self.blocks[0]
+        n_uf = int(ub[6][0])
+        lin_u, p_u, s_u = 0.0, np.zeros(K), np.zeros(K)
+        if 'user_implicit' in self._feature_slices:
+            sl = self._slice('user_implicit')
+            uniq = np.unique(items)
+            xv = 1.0 / np.sqrt(uniq.size)
+            j = sl.start + uniq
+            lin_u = xv * w[j].sum()
+            p_u = xv * V[j].sum(0)
+            s_u = xv * xv * (V[j] ** 2).sum(0)
+        S = self.weight(is_item=True, effective=True)                       # item block q
+        ib = self.blocks[1]
+        off_i = self.d0 + n_uf
+        rows = np.repeat(np.arange(ib[0].size - 1), np.diff(ib[0]))
+        lin_i = np.bincount(rows, weights=ib[2] * w[off_i + ib[1]], minlength=self.n_items)
+        sq_i = np.zeros((self.n_items, K))
+        np.add.at(sq_i, rows, (ib[2][:, None].astype(np.float64) ** 2) * V[off_i + ib[1]] ** 2)
+        z = p_u + S                                                         # (n_items, K)
+        c = w0 + lin_u + lin_i + 0.5 * ((z ** 2).sum(1) - s_u.sum() - sq_i.sum(1))
+        h = self.hyper_means()
+        g = int(self.group[self._slice('user').start])
+        prec = np.concatenate([[h['lambda_w'][g]], h['lambda_V'][g]])
+        mu = np.concatenate([[h['mu_w'][g]], h['mu_V'][g]])
+        Z = np.hstack([np.ones((items.size, 1)), z[items]])
+        A = h['alpha'] * Z.T @ Z + np.diag(prec)
+        b = h['alpha'] * Z.T @ (ratings - c[items]) + prec * mu
+        sol = np.linalg.solve(A, b)
+        scores = c + sol[0] + z @ sol[1:]
+        return {'bias': float(sol[0]), 'factors': sol[1:], 'scores': scores}
+
+
+def bayes_fm(dls, n_factors=10, n_samples=500, burn_in=50, implicit='both', date_name=None,
+             user_meta=None, item_meta=None, seed=None, n_threads=None, keep_samples=False,
+             **kwargs):
+    """A `CollabBayesFM` on the training rows of `dls` (a CollabDataLoaders), watching its
+    validation rows. implicit: 'both' (the items each user rated and the users who rated each
+    item, from the training rows, 1/sqrt(count)), 'user' (the first only) or 'none'. date_name:
+    a column of the rows (datetime64 or integer Unix seconds) whose day becomes a one-hot feature.
+    user_meta / item_meta: DataFrames indexed by the raw ids. Other keyword arguments go to
+    `BayesianFM` (init_std, alpha_0, beta_0, gamma_0, mu_0, reg_0)."""
+    if implicit not in ('both', 'user', 'none'):
+        raise ValueError(f"implicit must be 'both', 'user' or 'none', got {implicit!r}")
+    un, iname = dls.user_name, dls.item_name
+    ucls, icls = dls.classes[un], dls.classes[iname]
+    NU, NI = len(ucls), len(icls)
+    xt, yt = dls.train.x, dls.train.y
+    xv, yv = dls.valid.x, dls.valid.y
+    if xt.shape[0] == 0:
+        raise ValueError("dls has no training rows")
+
+    def side(is_user):
+        n, other = (NU, NI) if is_user else (NI, NU)
+        a, b = (0, 1) if is_user else (1, 0)
+        name = 'user' if is_user else 'item'
+        parts = [(np.arange(n + 1, dtype=np.int64), np.arange(n, dtype=np.int32),
+                  np.ones(n, np.float32), n)]
+        groups = [np.zeros(n, np.int32)]
+        gnames, slices, off = [name], {name: slice(0, n)}, n
+        if implicit == 'both' or (implicit == 'user' and is_user):
+            # the set of items each user rated (users who rated each item): a pair rated twice
+            # counts once
+            key = np.unique(xt[:, a].astype(np.int64) * other + xt[:, b])
+            own, oth = key // other, (key % other).astype(np.int32)
+            cnt_set = np.bincount(own, minlength=n)
+            ptr = np.zeros(n + 1, np.int64)
+            np.cumsum(cnt_set, out=ptr[1:])
+            vals = np.repeat(1.0 / np.sqrt(np.maximum(cnt_set, 1)), cnt_set).astype(np.float32)
+            parts.append((ptr, oth, vals, other))
+            groups.append(np.full(other, 1, np.int32))
+            gnames.append(f"{name}_implicit")
+            slices[f"{name}_implicit"] = slice(off, off + other)
+            off += other
+        meta = user_meta if is_user else item_meta
+        if meta is not None:
+            csr, g, gn, _ = _meta_features(meta, ucls if is_user else icls, name)
+            parts.append(csr)
+            groups.append(g + len(gnames))
+            gnames += gn
+            slices[f"{name}_meta"] = slice(off, off + csr[3])
+            off += csr[3]
+        return _hstack(parts, n), np.concatenate(groups), gnames, slices
+
+    ublock, ug, ugn, usl = side(True)
+    iblock, ig, ign, isl = side(False)
+    groups, names, slices = [], [], {}
+    xd = xdv = None
+    date_cats = valid_days = None
+    d0 = 0
+    if date_name is not None:
+        df_t, df_v = dls.train.df, dls.valid.df
+        if df_t is None or date_name not in df_t.columns:
+            raise KeyError(f"date_name={date_name!r} is not a column of the ratings")
+        dt = _days(df_t[date_name], date_name)
+        dv = _days(df_v[date_name], date_name)
+        date_cats = np.unique(dt)
+        d0 = date_cats.size
+        groups.append(np.zeros(d0, np.int32))
+        names.append('date')
+        slices['date'] = slice(0, d0)
+    goff = len(names)
+    groups.append(ug + goff)
+    names += ugn
+    for k_, s in usl.items():
+        slices[k_] = slice(d0 + s.start, d0 + s.stop)
+    goff = len(names)
+    groups.append(ig + goff)
+    names += ign
+    for k_, s in isl.items():
+        slices[k_] = slice(d0 + ublock[3] + s.start, d0 + ublock[3] + s.stop)
+
+    model = CollabBayesFM.__new__(CollabBayesFM)
+    model.n_users, model.n_items = NU, NI
+    model.date_name = date_name
+    model._date_cats = date_cats
+    model._feature_slices = slices
+    model.classes = {un: ucls, iname: icls}
+    if date_cats is not None:
+        model._valid_days = None
+        codes_t = model._day_codes(pd.Series(dt.astype('datetime64[D]')), dt.size)
+        xd = model._date_csr(codes_t)
+        valid_days = model._day_codes(pd.Series(dv.astype('datetime64[D]')), dv.size)
+        xdv = model._date_csr(valid_days)
+    model._valid_days = valid_days
+    model._valid_x = np.ascontiguousarray(xv, dtype=np.int32)
+    model._valid_y = np.asarray(yv, dtype=np.float64)
+    BayesianFM.__init__(model, yt, blocks=(ublock, iblock), idx=np.ascontiguousarray(xt.T), x=xd,
+                        group=np.concatenate(groups), n_factors=n_factors, n_samples=n_samples,
+                        burn_in=burn_in, seed=seed, n_threads=n_threads,
+                        keep_samples=keep_samples, group_names=names,
+                        eval_rows=(np.ascontiguousarray(xv.T), xdv) if xv.shape[0] else None,
+                        **kwargs)
+    return model
