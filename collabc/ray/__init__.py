@@ -25,5 +25,8 @@ except ImportError as e:   # the optional extra is missing: say how to get it
 
 from ._cluster import ensure_ray
 from .distributed import fit_distributed
+from .batch import recommend_all
+from .sweep import SweepResult, cross_validate, fold_dls, kfold, split_config, tune_collab
 
-__all__ = ["ensure_ray", "fit_distributed"]
+__all__ = ["ensure_ray", "fit_distributed", "recommend_all", "tune_collab", "cross_validate", "kfold", "fold_dls",
+           "split_config", "SweepResult"]
