@@ -60,7 +60,7 @@ def _users_source(users, column, batch_size):
         for p in paths:
             if not os.path.exists(p):
                 raise FileNotFoundError(f"users: no Parquet file or folder at {p!r}")
-        return ray.data.read_parquet(paths, columns=[column]), None
+        return ray.data.read_parquet(paths).select_columns([column]), None
     if isinstance(users, pd.DataFrame):
         if column not in users.columns:
             raise KeyError(f"users has no column {column!r} (the model's user column); it has "

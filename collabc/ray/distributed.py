@@ -152,6 +152,8 @@ class RayPath(TrainingPath):
         if only_empty:
             workers = [w for w, ok in zip(workers, ray.get([w.loaded.remote() for w in self.workers])) if not ok]
         ray.get([self.workers[w].load.remote(**self.loads[w]) for w in workers])
+        if not only_empty:
+            self.stats["nodes"] = len({i["node"] for i in ray.get([w.info.remote() for w in self.workers])})
 
     def _grid(self):
         m, opt = self.learn.model, self.learn.opt
@@ -460,6 +462,8 @@ def fit_distributed(data, *, n_workers=2, n_blocks=8, epochs, lr, wd=None, opt_f
     After the fit `learn.ray_stats` holds per epoch the seconds, the bytes moved between workers
     and the bytes gathered by the driver, and the number of worker restarts."""
     _check_workers(n_workers, n_blocks)
+    if isinstance(cpus_per_worker, bool) or not isinstance(cpus_per_worker, (int, float)) or not cpus_per_worker > 0:
+        raise ValueError(f"cpus_per_worker must be a positive number, got {cpus_per_worker!r}")
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     if side not in ("auto", "user", "item"):
@@ -491,7 +495,7 @@ def fit_distributed(data, *, n_workers=2, n_blocks=8, epochs, lr, wd=None, opt_f
                         f"{type(data).__name__}")
     learn = collab_learner(dls, n_factors=n_factors, y_range=y_range, opt_func=opt_func,
                            train_mode="sparse", n_blocks=n_blocks, metrics=metrics, cbs=cbs,
-                           n_threads=cpus_per_worker, **learner_kwargs)
+                           n_threads=max(1, int(cpus_per_worker)), **learner_kwargs)
     m = learn.model
     if side == "auto":
         side = "user" if m.n_users >= m.n_items else "item"
@@ -499,7 +503,7 @@ def fit_distributed(data, *, n_workers=2, n_blocks=8, epochs, lr, wd=None, opt_f
     learn.create_opt()
     spec = {"nb": n_blocks, "side": side, "n_users": m.n_users, "n_items": m.n_items,
             "n_factors": m.n_factors, "has_bias": m.has_bias, "y_range": m.y_range,
-            "kind": learn.opt.kind, "n_threads": cpus_per_worker}
+            "kind": learn.opt.kind, "n_threads": max(1, int(cpus_per_worker))}
     actor = ShardActor.options(num_cpus=cpus_per_worker, max_restarts=max_failures,
                                max_task_retries=0, scheduling_strategy="SPREAD")
     workers, loads = [], []
