@@ -12,6 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+if os.environ.get("COLLABC_REQUIRE_RAY"):     # CI: the extra is installed, so these tests must run
+    import ray.data  # noqa: F401
+    import ray.tune  # noqa: F401
 pytest.importorskip("ray", reason='collabc[ray] is not installed (pip install "collabc[ray]")')
 pytest.importorskip("ray.tune", reason='collabc[ray] is not installed (pip install "collabc[ray]")')
 
