@@ -9,14 +9,17 @@ through a callback, so Tune's schedulers (ASHA...) stop poor trials early. A tri
     set_seed(seed); learn = collab_learner(dls, **learner_config)
     learn.<method>(epochs, **fit_config)
 
-with `dls` the loaders built from `data` (the same seeds, hence the same batch order) - the
-same fit run locally gives the same numbers. With `cv=k` a trial trains the k folds of
+with `dls` the given CollabDataLoaders (the same seeds, hence the same batch order), or for a
+DataFrame `set_seed(seed); dls = CollabDataLoaders.from_df(data, valid_pct=valid_pct,
+seed=seed, bs=bs)` - the same fit run locally gives the same numbers. With `cv=k` a trial trains the k folds of
 `kfold(n, k, seed)` in lockstep (threads; the C training releases the GIL) and reports the mean
 and the standard deviation over the folds each epoch.
 """
 import collections
+import contextlib
 import inspect
 import queue
+import random
 import threading
 
 import numpy as np
@@ -86,6 +89,19 @@ def kfold(n, k, seed=0):
     return [np.sort(f) for f in np.array_split(perm, k)]
 
 
+@contextlib.contextmanager
+def _seeded(seed):
+    "Within: `set_seed(seed)`; after: collabc's, Python's and NumPy's global generators as they were."
+    py, legacy = random.getstate(), np.random.get_state()
+    with preserve_rng():
+        set_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(legacy)
+
+
 def _loader(x, y, bs, shuffle, seed=None):
     with preserve_rng():
         dl = DataLoader(x, y, bs=bs, shuffle=shuffle)
@@ -100,7 +116,7 @@ def _payload(data, cv, seed, valid_pct, bs, names):
     if isinstance(data, pd.DataFrame):
         u, i, r = names
         if cv is None:
-            with preserve_rng():
+            with _seeded(seed):     # the loaders' seeds too: set_seed(seed); from_df(data, seed=seed, ...)
                 dls = CollabDataLoaders.from_df(data, valid_pct=valid_pct, seed=seed, bs=bs,
                                                 user_name=u, item_name=i, rating_name=r)
         else:
@@ -333,8 +349,7 @@ def _cv_fold(payload, spec, fold):
 
 def _one_fold(payload, fold, seed):
     "A plain-split payload for fold `fold` (its training loader seeded as cv trials seed it)."
-    with preserve_rng():
-        set_seed(seed + fold)
+    with _seeded(seed + fold):
         dls = fold_dls(payload, fold)
     return {"cv": None, "train": (dls.train.x, dls.train.y, dls.train.seed), "bs": dls.train.bs,
             "valid": (dls.valid.x, dls.valid.y), "val_bs": dls.valid.bs, "classes": dls.classes,
