@@ -1047,14 +1047,15 @@ def scale_notebook():
             assert np.array_equal(dist.model.params, local.model.params)
         """),
         md("""
-            What it cost: the bytes that crossed the object store per epoch are about `n_blocks` times
-            the moving table with its optimizer rows (here 944 users x (50 factors + bias + 2 Adagrad
-            sums) x 4 bytes x 4 blocks), plus the model once for the driver's checkpoint.
+            What it cost: the bytes that crossed from worker to worker per epoch are at most `n_blocks`
+            times the moving table with its optimizer rows (here 944 users x (50 factors + bias + 2
+            Adagrad sums) x 4 bytes x 4 blocks; a group whose next block is on the same worker stays,
+            so with 2 workers about half of that), plus the model once for the driver's checkpoint.
         """),
         code("""
             st = dist.ray_stats
             moving = 944 * (50 + 1 + 2) * 4
-            assert st['side'] == 'item' and abs(np.mean(st['bytes_moved']) / (4 * moving) - 1) < 0.3
+            assert st['side'] == 'item' and 0 < np.mean(st['bytes_moved']) <= 4 * moving
             pd.DataFrame({'seconds': st['epoch_seconds'], 'MiB moved': np.array(st['bytes_moved']) / 2**20,
                           'MiB to the driver': np.array(st['bytes_synced']) / 2**20})
         """),
