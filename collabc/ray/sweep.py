@@ -304,7 +304,8 @@ def tune_collab(data, param_space, *, epochs, metric="valid_loss", mode="min", n
     tuner = tune.Tuner(trainable, param_space=param_space,
                        tune_config=tune.TuneConfig(metric=metric, mode=mode, num_samples=num_samples,
                                                    scheduler=scheduler, search_alg=search_alg,
-                                                   max_concurrent_trials=max_concurrent_trials),
+                                                   max_concurrent_trials=max_concurrent_trials,
+                                                   reuse_actors=True),   # no process start per trial
                        run_config=tune.RunConfig(name=name, storage_path=storage_path, verbose=verbose))
     results = tuner.fit()
     errors = [r.error for r in results if r.error is not None]
