@@ -15,25 +15,14 @@ On 2 cores no speed-up is expected: the numbers show the overhead (Ray start-up 
     python bench/bench_ray.py --small          # the distributed part on the 1M shape instead
 """
 import argparse
-import platform
 import time
 
 import numpy as np
 
 from collabc import (Adagrad, CategoryMap, DataLoader, DataLoaders, collab_learner, set_seed)
 
+from bench_autograd import cpu_model
 from bench_large import build
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def loaders(n_users, n_items, n_ratings, bs=4096):
