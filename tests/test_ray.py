@@ -156,17 +156,24 @@ def test_fit_distributed_checks_its_arguments(ratings):
 # ---------------------------------------------------------------------------- on Ray
 
 @pytest.fixture(scope="module")
-def cluster():
-    "One Ray session for the module: two fake nodes of one CPU each (objects cross nodes)."
+def cluster(tmp_path_factory):
+    """One Ray session for the module: two fake nodes of one CPU each (objects cross nodes).
+    Started from an empty folder: Ray puts the driver's working directory on its workers' path,
+    and from a source checkout they would import the uncompiled ./collabc, not the installed one."""
     from ray.cluster_utils import Cluster
     if ray.is_initialized():
         ray.shutdown()
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    c.add_node(num_cpus=1)
-    ray.init(address=c.address, log_to_driver=False)
-    yield c
-    ray.shutdown()
-    c.shutdown()
+    cwd = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("ray_driver"))
+    try:
+        c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        c.add_node(num_cpus=1)
+        ray.init(address=c.address, log_to_driver=False)
+        yield c
+        ray.shutdown()
+        c.shutdown()
+    finally:
+        os.chdir(cwd)
 
 
 @pytest.mark.parametrize("n_workers, opt, method, cpus", [(2, "adagrad", "fit_one_cycle", 1),
