@@ -153,7 +153,7 @@ class Learner:
         self.seg_max = None
         self._lock = threading.RLock()
         self._interrupted = False
-        self._path_obj = None
+        self._path_obj, self._path_override = None, None
         self.data_rng = dls.train.new_rng() if hasattr(dls.train, "new_rng") else np.random.default_rng()
         self._check_model_fits_data()
         self.cbs = []
@@ -161,11 +161,25 @@ class Learner:
         self.add_cbs(cbs)
         self("after_create")
 
+    @contextlib.contextmanager
+    def trained_by(self, path):
+        """Within this context the learner trains through `path` (a `collabc.paths.TrainingPath`)
+        instead of the one it picks itself: how an outside driver (`collabc.ray`'s workers)
+        runs the same loop, schedules, callbacks and recorder."""
+        old = self._path_override
+        self._path_override = path
+        try:
+            yield self
+        finally:
+            self._path_override = old
+
     @property
     def _path(self):
         """The training path for the model as it is now: its fused C driver while it is a
         built-in model, autograd otherwise (a built-in whose forward a subclass changed, a
-        model the user wrote), or the sparse path."""
+        model the user wrote), or the sparse path (or the one `trained_by` sets)."""
+        if self._path_override is not None:
+            return self._path_override
         kind = path_kind(self.model, self.train_mode)
         if self._path_obj is None or self._path_obj.kind != kind:
             self._path_obj = make_path(self, kind)

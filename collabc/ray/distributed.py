@@ -525,15 +525,14 @@ def fit_distributed(data, *, n_workers=2, n_blocks=8, epochs, lr, wd=None, opt_f
             workers.append(actor.remote(dict(spec, groups=groups)))
             loads.append({"blocks": ray.put(shard_blocks(x, y, starts, n_blocks, side, groups))})
     path = RayPath(learn, workers, loads, owner, side, max_failures)
-    saved = learn._path        # the hook: see docs/ray.md ("what collabc.ray needs from the Learner")
-    learn._path = path
     learn.ray_workers = workers
     extra = [_Sync(path)] + ([_RemoteValid(path)] if remote_rows else [])
     try:
         path.load()
         kwargs = dict(fit_kwargs)
         kwargs["wd"] = wd
-        getattr(learn, method)(epochs, lr, cbs=extra, **kwargs)
+        with learn.trained_by(path):   # the Learner's own loop, through the workers
+            getattr(learn, method)(epochs, lr, cbs=extra, **kwargs)
         if remote_rows and (with_seen is True):
             pairs = np.concatenate(ray.get([w.seen_pairs.remote() for w in workers]))
             seen = seen_csr(pairs, m.n_users, m.n_items)
@@ -541,7 +540,6 @@ def fit_distributed(data, *, n_workers=2, n_blocks=8, epochs, lr, wd=None, opt_f
         else:
             seen = None
     finally:
-        learn._path = saved
         del learn.ray_workers
         for w in workers:
             ray.kill(w)
