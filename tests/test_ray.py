@@ -163,7 +163,7 @@ def cluster(tmp_path_factory):
     from ray.cluster_utils import Cluster
     if ray.is_initialized():
         ray.shutdown()
-    cwd = os.getcwd()
+    cwd, env = os.getcwd(), os.environ.get("RAY_ADDRESS")
     os.chdir(tmp_path_factory.mktemp("ray_driver"))
     try:
         c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
@@ -174,6 +174,11 @@ def cluster(tmp_path_factory):
         c.shutdown()
     finally:
         os.chdir(cwd)
+        # ray.init leaves RAY_ADDRESS naming the cluster, which is gone now
+        if env is None:
+            os.environ.pop("RAY_ADDRESS", None)
+        else:
+            os.environ["RAY_ADDRESS"] = env
 
 
 @pytest.mark.parametrize("n_workers, opt, method, cpus", [(2, "adagrad", "fit_one_cycle", 1),
