@@ -476,10 +476,12 @@ def fit_distributed(data, *, n_workers=2, n_blocks=8, epochs, lr, wd=None, opt_f
         if bad in learner_kwargs:
             raise TypeError(f"fit_distributed sets {bad!r} itself (sparse path, dot-product model)")
     learner_kwargs.pop("n_threads", None)
-    ensure_ray(address)
-
     remote_rows = isinstance(data, (str, os.PathLike)) or (
         isinstance(data, (list, tuple)) and data and all(isinstance(p, (str, os.PathLike)) for p in data))
+    if not (remote_rows or isinstance(data, (pd.DataFrame, DataLoaders))):
+        raise TypeError(f"data must be a DataFrame, a CollabDataLoaders or Parquet path(s), got "
+                        f"{type(data).__name__}")
+    ensure_ray(address)   # after every argument check: a bad call fails before connecting
     if seed is not None:
         set_seed(seed)
     if remote_rows:
