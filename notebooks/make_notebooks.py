@@ -758,6 +758,23 @@ NOTEBOOKS["06_collab_learner"] = [
         learn = collab_learner(dls, n_factors=50, y_range=(0, 5.5))
         learn.model
     """),
+    md("""
+        ## Choosing the learning rate
+
+        fastai's `lr_find` trains for 100 batches with a learning rate that grows exponentially
+        from 1e-7 to 10, plots the smoothed loss against it, and suggests a rate two thirds of
+        the way along the longest stretch where the loss keeps falling. The model and the
+        optimizer are put back as they were, so the fit below starts from scratch. The lesson's
+        5e-3 is inside that stretch, a little below the suggestion: one-cycle training warms up
+        to its maximum rate, so a maximum near the suggestion is the usual choice.
+    """),
+    code("""
+        before = learn.model.params.copy()
+        suggestion = learn.lr_find()
+        assert 1e-3 < suggestion.valley < 5e-2, suggestion
+        assert (learn.model.params == before).all()          # lr_find changed nothing
+        suggestion
+    """),
     code("""
         import time
         t = time.perf_counter()
