@@ -342,9 +342,11 @@ def export(learn, file, with_seen=True):
                         "loss_func": "MSELossFlat", "wd_bn_bias": bool(learn.wd_bn_bias),
                         "train_mode": learn.train_mode, "n_blocks": learn.n_blocks},
             "with_seen": bool(with_seen)}
-    for key in ("user", "item", "rating"):
-        if not isinstance(meta["names"][key], (str, int)):
-            raise TypeError(f"the {key} column name {meta['names'][key]!r} must be a string to export")
+    for key in ("user", "item", "rating"):   # JSON gives these back exactly (a tuple would come back a list)
+        v = meta["names"][key]
+        if not (isinstance(v, (str, int)) or (isinstance(v, float) and math.isfinite(v))):
+            raise TypeError(f"the {key} column name {v!r} cannot be exported: column names must be strings, "
+                            f"integers, booleans or finite floats; rename the column before from_df")
     for what, col, rows in (("user", d.user_name, learn.model.n_users), ("item", d.item_name, learn.model.n_items)):
         if len(d.classes[col]) != rows:   # load_learner refuses such a file: each row needs a label
             raise ValueError(f"cannot export {file}: the model has {rows} {what} rows but the data has "
@@ -397,7 +399,7 @@ def _learner_meta(header, fname):
     cols = []
     for key in ("user", "item", "rating"):
         v = names.get(key)
-        if not isinstance(v, (str, int)):  # what export_learner accepts
+        if not (isinstance(v, (str, int)) or (isinstance(v, float) and math.isfinite(v))):  # what export writes
             raise bad(f"incomplete learner metadata: the {key} column name must be a string, got {_brief(v)}")
         cols.append(v)
     if cols[0] == cols[1]:

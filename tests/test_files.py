@@ -320,6 +320,17 @@ def test_labels_round_trip_exactly_with_their_types(tmp_path, kind, column):
         assert new.model.bias([some]).tolist() == learn.model.bias([some]).tolist()
 
 
+@pytest.mark.parametrize("names", [("u\x00", 7, 2.5), ("user", "item", True)])
+def test_column_names_round_trip_exactly(tmp_path, names):
+    df = frame().rename(columns=dict(zip(["user", "item", "rating"], names)))
+    set_seed(0)
+    learn = quiet(collab_learner(CollabDataLoaders.from_df(df, bs=32, seed=0, path=tmp_path), n_factors=4))
+    new = load_learner(learn.export())
+    got = (new.dls.user_name, new.dls.item_name, new.dls.rating_name)
+    assert got == names and [type(v) for v in got] == [type(v) for v in names]
+    pd.testing.assert_frame_equal(new.recommend(df[names[0]].iloc[0], n=3), learn.recommend(df[names[0]].iloc[0], n=3))
+
+
 def test_mixed_labels_are_refused_at_export_naming_the_column(tmp_path):
     df = frame(items=[1, 2.5, 3, 4.25, 5, 6.5, 7, 8.5, 9, 10.5, 11, 12.5, 13, 14.5, 15])
     learn = learner(tmp_path, df)
