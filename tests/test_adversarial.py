@@ -227,7 +227,7 @@ import numpy as np
 from collabc import _core
 
 rng = np.random.default_rng(0)
-NU, NI, K, B = 400, 300, 16, 200_000
+NU, NI, K, B = 400, 300, 16, 50_000
 f32 = lambda *s: rng.normal(size=s).astype(np.float32)
 users = rng.integers(0, NU, B).astype(np.int32)
 items = rng.integers(0, NI, B).astype(np.int32)
@@ -311,7 +311,7 @@ def scribble():
         flat[i:i + 64] = -7 if r.integers(0, 2) else 2**30
         time.sleep(0.0002)
         flat[i:i + 64] = old
-        time.sleep(0.002)            # mostly good data: most checks before a call pass
+        time.sleep(0.001 + 0.01 * r.random())   # mostly good data: most checks before a call pass
 
 same = lambda a, b: all(np.array_equal(u, v) for u, v in zip(a, b)) if isinstance(a, list) else np.array_equal(a, b)
 t = threading.Thread(target=scribble)
@@ -338,7 +338,7 @@ print("survived")
 
 
 def test_every_entry_point_survives_ids_written_during_the_call():
-    rc, out, err = run_py(SCRIBBLE_CORE.replace("N_CALLS", "25"), timeout=300)
+    rc, out, err = run_py(SCRIBBLE_CORE.replace("N_CALLS", "20"), timeout=300)
     assert_survived(rc, out, err)
     assert out.strip().endswith("survived"), out
 
