@@ -114,7 +114,7 @@ def _host_tag():
 
 def _alive(pid):
     "Whether process `pid` of this machine may still be writing (when unsure: yes)."
-    if pid == os.getpid():
+    if pid == os.getpid() or os.name == "nt":   # Windows' os.kill(pid, 0) would terminate it
         return True
     try:
         os.kill(pid, 0)
