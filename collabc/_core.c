@@ -1255,7 +1255,7 @@ static PyObject *py_rank_pack(PyObject *self, PyObject *args, PyObject *kw) {
                      (long long)NC);
         return NULL;
     }
-    npy_intp size = (npy_intp)cf_rank_panel_size(NC, K);
+    npy_intp size = (npy_intp)cf_rank_panel_size(NC, K); /* fits: cw holds NC x K floats */
     PyObject *out = PyArray_SimpleNew(1, &size, NPY_FLOAT32);
     if (!out) return NULL;
     Py_BEGIN_ALLOW_THREADS
@@ -1357,6 +1357,11 @@ static PyObject *py_rank_dot_topk(PyObject *self, PyObject *args, PyObject *kw) 
     if (check_shape2(fn, &a[2], -1, -1) < 0) return NULL;
     int64_t Q = DIM(a[2], 0), K = DIM(a[2], 1);
     if (positive(fn, "qw.shape[1]", K) < 0 || check_shape2(fn, &a[0], Q, -1) < 0) return NULL;
+    if (cf_rank_panel_size(NC, K) < 0) { /* a -1 would match any panel shape below */
+        PyErr_Format(PyExc_ValueError, "%s(): n_candidates x qw.shape[1] = %lld x %lld is too large",
+                     fn, NC, (long long)K);
+        return NULL;
+    }
     int64_t n = DIM(a[0], 1);
     if (positive(fn, "top_idx.shape[1]", n) < 0 || check_shape2(fn, &a[1], Q, n) < 0 ||
         check_shape1(fn, &a[3], Q) < 0 || check_shape1(fn, &a[4], cf_rank_panel_size(NC, K)) < 0 ||

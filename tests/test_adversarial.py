@@ -149,6 +149,14 @@ except MemoryError as e:
     assert "smaller bs" in out
 
 
+def test_a_panel_size_that_overflows_is_refused_not_matched_to_any_panel():
+    "cf_rank_panel_size returns -1 when NC x K does not fit; -1 must not mean 'any size' here."
+    q = np.zeros((0, 2**60), np.float32)   # no rows: a 0-byte array of a huge width
+    with pytest.raises(ValueError, match="too large"):
+        _core.rank_dot_topk(np.zeros((0, 1), np.int32), np.zeros((0, 1), np.float32), q, None,
+                            np.zeros(16, np.float32), None, None, None, 1000, 0, None)
+
+
 # ---------------------------------------------------------------- 3. ids that change under a call
 
 SCRIBBLE_FIT = """
