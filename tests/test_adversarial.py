@@ -14,6 +14,7 @@ runs in a subprocess, so a regression fails one test instead of killing the run.
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -27,8 +28,10 @@ def run_py(code, timeout=180, env=None):
     "Runs `code` in a fresh interpreter; returns (exit code, stdout, stderr)."
     e = dict(os.environ)
     e.update(env or {})
+    # cwd: `python -c` puts the working directory first on sys.path, and a source checkout's
+    # collabc/ (no built extension) would shadow the installed package
     p = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                       text=True, timeout=timeout, env=e)
+                       text=True, timeout=timeout, env=e, cwd=tempfile.gettempdir())
     return p.returncode, p.stdout, p.stderr
 
 

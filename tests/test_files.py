@@ -70,12 +70,6 @@ def temporaries(folder):
     return sorted(p.name for p in pathlib.Path(folder).iterdir() if p.name.endswith(".collabc-tmp"))
 
 
-def run_py(code, timeout=120):
-    p = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                       timeout=timeout)
-    return p.returncode, p.stdout, p.stderr
-
-
 # ---------------------------------------------------------------- 4. atomic, concurrent writers
 
 def test_exports_to_one_path_from_threads_never_fail_or_corrupt(tmp_path):
@@ -125,7 +119,7 @@ def test_exports_to_one_path_from_processes_never_fail_or_corrupt(tmp_path):
         print("ok")
     """
     procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+                              stderr=subprocess.PIPE, text=True, cwd=tmp_path) for _ in range(4)]
     results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
     assert all(rc == 0 and out.strip() == "ok" for out, err, rc in results), results
     np.testing.assert_array_equal(load_learner(target).model.params, learn.model.params)
@@ -473,8 +467,8 @@ def test_a_killed_writer_leaves_the_target_and_the_next_write_removes_its_tempor
 
 def test_only_dead_writers_temporaries_of_our_naming_are_removed(tmp_path):
     host = persist._host_tag()
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    dead_pid = subprocess.Popen([sys.executable, "-c", "pass"])
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd=tmp_path)
+    dead_pid = subprocess.Popen([sys.executable, "-c", "pass"], cwd=tmp_path)
     dead_pid.wait()   # reaped: its pid names no process (until the system reuses it)
     try:
         names = {

@@ -8,8 +8,6 @@
   every read is a complete file;
 * writers killed (SIGKILL) at random moments: the target is always the old or a new complete
   file, never a torn one, and the next write leaves no temporaries behind."""
-import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -19,9 +17,8 @@ import time
 
 import numpy as np
 import pandas as pd
-import pytest
 
-from collabc import CollabcFileError, CollabDataLoaders, collab_learner, load_learner, set_seed
+from collabc import CollabDataLoaders, collab_learner, load_learner, set_seed
 
 SEED = 1414
 
