@@ -1637,10 +1637,11 @@ static PyObject *py_dot_fit_blocks(PyObject *self, PyObject *args, PyObject *kw)
                          " (if it was checked before the call, another thread wrote it during "
                          "the call, which stopped there)");
         else
-            PyErr_Format(PyExc_IndexError, "%s(): row %lld of argument 'x' (user %d, item %d) is "
-                         "not in the block that 'starts' puts it in: pass the rows and starts "
-                         "that block_sort returned, and do not write to them during the call "
-                         "(it stopped there)", fn, (long long)bad, (int)u, (int)i);
+            PyErr_Format(PyExc_IndexError, "%s(): row %lld of argument 'x' (user %d, item %d now) "
+                         "held ids outside the tables or outside the block that 'starts' puts it "
+                         "in when the call read it: pass the rows and starts that block_sort "
+                         "returned, and let no other thread write to them during the call (it "
+                         "stopped there)", fn, (long long)bad, (int)u, (int)i);
         return NULL;
     }
     if (st == CF_ERR_INDEX || st == CF_ERR_ARG) {
