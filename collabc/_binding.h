@@ -164,6 +164,17 @@ static inline int check_ids(const char *fn, argspec *a, int64_t col, int64_t str
     return -1;
 }
 
+/* The kernel found an id outside its table that check_ids did not: the array was written by
+ * another thread while the GIL was released (kernels read every id once and check it where
+ * they use it, so this stops the call, never sends it outside a table). Raises IndexError. */
+static inline PyObject *ids_changed(const char *fn, const char *name) {
+    PyErr_Format(PyExc_IndexError,
+                 "%s(): argument '%s' holds an id outside its table that was not there when the "
+                 "call checked it: another thread wrote to it during the call, which stopped "
+                 "there (its outputs are incomplete)", fn, name);
+    return NULL;
+}
+
 static inline int positive(const char *fn, const char *name, long long v) {
     if (v >= 1) return 0;
     PyErr_Format(PyExc_ValueError, "%s(): argument '%s' must be >= 1, got %lld", fn, name, v);

@@ -27,9 +27,11 @@ static PyObject *py_embedding_forward(PyObject *self, PyObject *args, PyObject *
     if (check_shape1(fn, &a[2], -1) < 0) return NULL;
     int64_t B = DIM(a[2], 0);
     if (check_shape2(fn, &a[0], B, K) < 0 || check_ids(fn, &a[2], 0, 1, B, N, NULL) < 0) return NULL;
+    int st;
     Py_BEGIN_ALLOW_THREADS
-    cf_embedding_forward(F32(a[0]), CF32(a[1]), I32(a[2]), B, K, N);
+    st = cf_embedding_forward(F32(a[0]), CF32(a[1]), I32(a[2]), B, K, N);
     Py_END_ALLOW_THREADS
+    if (st != CF_OK) return ids_changed(fn, "idx");
     Py_RETURN_NONE;
 }
 
@@ -49,9 +51,11 @@ static PyObject *py_embedding_backward(PyObject *self, PyObject *args, PyObject 
     if (check_shape1(fn, &a[2], -1) < 0) return NULL;
     int64_t B = DIM(a[2], 0);
     if (check_shape2(fn, &a[1], B, K) < 0 || check_ids(fn, &a[2], 0, 1, B, N, NULL) < 0) return NULL;
+    int st;
     Py_BEGIN_ALLOW_THREADS
-    cf_embedding_backward(F32(a[0]), CF32(a[1]), I32(a[2]), B, K, N);
+    st = cf_embedding_backward(F32(a[0]), CF32(a[1]), I32(a[2]), B, K, N);
     Py_END_ALLOW_THREADS
+    if (st != CF_OK) return ids_changed(fn, "idx");
     Py_RETURN_NONE;
 }
 
@@ -102,10 +106,12 @@ static PyObject *py_dotbias_forward(PyObject *self, PyObject *args, PyObject *kw
     if (check_args(fn, a, 7) < 0 || check_dot_tables(fn, &a[1], &a[2], &a[3], &a[4], &NU, &NI, &K) < 0 ||
         check_pairs(fn, &a[5], &a[6], NU, NI, &B) < 0 || check_shape1(fn, &a[0], B) < 0)
         return NULL;
+    int st;
     Py_BEGIN_ALLOW_THREADS
-    cf_dotbias_forward(F32(a[0]), CF32(a[1]), CF32(a[2]), OPTF32(a[3]), OPTF32(a[4]), I32(a[5]),
-                       I32(a[6]), B, K, NU, NI);
+    st = cf_dotbias_forward(F32(a[0]), CF32(a[1]), CF32(a[2]), OPTF32(a[3]), OPTF32(a[4]), I32(a[5]),
+                            I32(a[6]), B, K, NU, NI);
     Py_END_ALLOW_THREADS
+    if (st != CF_OK) return ids_changed(fn, "users' or 'items");
     Py_RETURN_NONE;
 }
 
@@ -130,10 +136,12 @@ static PyObject *py_dotbias_backward(PyObject *self, PyObject *args, PyObject *k
         check_shape2(fn, &a[0], NU, K) < 0 || check_shape2(fn, &a[1], NI, K) < 0 ||
         check_pairs(fn, &a[7], &a[8], NU, NI, &B) < 0 || check_shape1(fn, &a[4], B) < 0)
         return NULL;
+    int st;
     Py_BEGIN_ALLOW_THREADS
-    cf_dotbias_backward(F32(a[0]), F32(a[1]), OPTF32(a[2]), OPTF32(a[3]), CF32(a[4]), CF32(a[5]),
-                        CF32(a[6]), I32(a[7]), I32(a[8]), B, K, NU, NI);
+    st = cf_dotbias_backward(F32(a[0]), F32(a[1]), OPTF32(a[2]), OPTF32(a[3]), CF32(a[4]), CF32(a[5]),
+                             CF32(a[6]), I32(a[7]), I32(a[8]), B, K, NU, NI);
     Py_END_ALLOW_THREADS
+    if (st != CF_OK) return ids_changed(fn, "users' or 'items");
     Py_RETURN_NONE;
 }
 
@@ -510,6 +518,37 @@ static int64_t batches_fit(const char *fn, int64_t J, int64_t bs, int64_t L) {
     return L - start > bs ? start + bs : L;
 }
 
+/* The epoch driver stopped at order position pos (CF_ERR_INDEX) although check_order_rows
+ * passed before the call: order or x was written by another thread while the GIL was
+ * released. Raises an IndexError naming what is wrong now (read with bounds checks: the
+ * arrays may still be changing). */
+static PyObject *fit_index_error(const char *fn, argspec *order, argspec *x, int64_t pos,
+                                 int64_t R, int64_t E, const int64_t *limits) {
+    const int64_t L = DIM(*order, 0);
+    const int64_t r = pos >= 0 && pos < L ? ((const int64_t *)PyArray_DATA(order->arr))[pos] : -1;
+    const char *what = "'order' or 'x'";
+    char found[160] = "";
+    if (r < 0 || r >= R) {
+        what = "'order'";
+        snprintf(found, sizeof found, "holds %lld at position %lld, outside [0, %lld)",
+                 (long long)r, (long long)pos, (long long)R);
+    } else {
+        for (int64_t e = 0; e < E && !found[0]; e++) {
+            int32_t id = I32(*x)[r * E + e];
+            if (id < 0 || (int64_t)id >= limits[e]) {
+                what = "'x'";
+                snprintf(found, sizeof found, "holds %s id %d at row %lld, outside [0, %lld)",
+                         e == 0 ? "a user" : "an item", (int)id, (long long)r, (long long)limits[e]);
+            }
+        }
+        if (!found[0]) snprintf(found, sizeof found, "held a bad row or id at position %lld", (long long)pos);
+    }
+    PyErr_Format(PyExc_IndexError, "%s(): argument %s %s, which was not there when the call "
+                 "checked it: another thread wrote to it during the call, which stopped before "
+                 "the batch holding it (the batches before it were trained)", fn, what, found);
+    return NULL;
+}
+
 /* parses the model description shared by dot_predict and dot_fit_epoch */
 static int parse_dot_config(const char *fn, long long nu, long long ni, long long k, int has_bias,
                             PyObject *y_range, cf_dot_config *c) {
@@ -553,9 +592,11 @@ static PyObject *py_dot_predict(PyObject *self, PyObject *args, PyObject *kw) {
     if (check_shape1(fn, &a[0], N) < 0 || check_ids(fn, &a[2], 0, 2, N, c.n_users, "a user") < 0 ||
         check_ids(fn, &a[2], 1, 2, N, c.n_items, "an item") < 0)
         return NULL;
+    int st;
     Py_BEGIN_ALLOW_THREADS
-    cf_dot_predict(F32(a[0]), CF32(a[1]), I32(a[2]), N, &c);
+    st = cf_dot_predict(F32(a[0]), CF32(a[1]), I32(a[2]), N, &c);
     Py_END_ALLOW_THREADS
+    if (st != CF_OK) return ids_changed(fn, "x");
     Py_RETURN_NONE;
 }
 
@@ -668,6 +709,7 @@ static PyObject *py_dot_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) 
                           I32(a[5]), CF32(a[6]), order, L, R, bs, J, lrs, moms, &c);
     Py_END_ALLOW_THREADS
     if (st == CF_ERR_NOMEM) return PyErr_NoMemory();
+    if (st == CF_ERR_INDEX) return fit_index_error(fn, &a[7], &a[5], bad, R, 2, limits);
     if (st != CF_OK && st != CF_ERR_NONFINITE) {
         PyErr_Format(PyExc_RuntimeError, "%s(): internal error %d", fn, st);
         return NULL;
@@ -857,10 +899,19 @@ static PyObject *py_dropout_mask(PyObject *self, PyObject *args, PyObject *kw) {
     Py_RETURN_NONE;
 }
 
-/* tables: a sequence of E float32 (rows, dim) arrays, checked like any other argument */
+/* tables: a sequence of E float32 (rows, dim) arrays, checked like any other argument.
+ * On success every specs[e].obj is a new reference, held until release_tables: the kernel
+ * reads the arrays with the GIL released, and nothing else may be what keeps them alive - a
+ * sequence that is not a list or tuple (or an ndarray) makes its items on the fly, and
+ * another thread can take an item out of a list. On failure nothing is held. */
 #define CF_MAX_TABLES 64
+static void release_tables(argspec *specs, int64_t E) {
+    for (int64_t e = 0; e < E; e++) Py_CLEAR(specs[e].obj);
+}
+
 static int check_tables(const char *fn, const char *name, PyObject *seq_obj, int writable,
                         argspec *specs, int64_t *E) {
+    *E = 0;
     PyObject *seq = PySequence_Check(seq_obj) ? PySequence_Fast(seq_obj, name) : NULL;
     if (!seq) {
         PyErr_Clear();
@@ -876,17 +927,19 @@ static int check_tables(const char *fn, const char *name, PyObject *seq_obj, int
         return -1;
     }
     for (Py_ssize_t e = 0; e < n; e++) {
-        specs[e].obj = PySequence_Fast_GET_ITEM(seq, e); /* kept alive by the caller's sequence */
+        specs[e].obj = PySequence_Fast_GET_ITEM(seq, e);
+        Py_INCREF(specs[e].obj);
         specs[e].name = name;
         specs[e].type = NPY_FLOAT32;
         specs[e].writable = writable;
         specs[e].optional = 0;
-        if (check_one(fn, &specs[e]) < 0 || check_shape2(fn, &specs[e], -1, -1) < 0) {
-            Py_DECREF(seq);
-            return -1;
-        }
     }
     Py_DECREF(seq);
+    for (Py_ssize_t e = 0; e < n; e++)
+        if (check_one(fn, &specs[e]) < 0 || check_shape2(fn, &specs[e], -1, -1) < 0) {
+            release_tables(specs, n);
+            return -1;
+        }
     *E = n;
     return 0;
 }
@@ -901,15 +954,16 @@ static PyObject *py_embedding_concat_forward(PyObject *self, PyObject *args, PyO
     const char *fn = "embedding_concat_forward";
     argspec a[2] = {{0, "outT", NPY_FLOAT32, 1}, {0, "ids", NPY_INT32}};
     argspec t[CF_MAX_TABLES];
-    PyObject *tables;
-    int64_t E, rows[CF_MAX_TABLES], dims[CF_MAX_TABLES], D = 0;
+    PyObject *tables, *ret = NULL;
+    int64_t E = 0, rows[CF_MAX_TABLES], dims[CF_MAX_TABLES], D = 0, B;
     const float *ptr[CF_MAX_TABLES];
+    int st;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO", kwlist, &a[0].obj, &tables, &a[1].obj))
         return NULL;
-    if (check_args(fn, a, 2) < 0 || check_tables(fn, "tables", tables, 0, t, &E) < 0 ||
-        check_shape2(fn, &a[1], E, -1) < 0)
+    if (check_args(fn, a, 2) < 0 || check_tables(fn, "tables", tables, 0, t, &E) < 0)
         return NULL;
-    int64_t B = DIM(a[1], 1);
+    if (check_shape2(fn, &a[1], E, -1) < 0) goto done;
+    B = DIM(a[1], 1);
     for (int64_t e = 0; e < E; e++) {
         rows[e] = DIM(t[e], 0);
         dims[e] = DIM(t[e], 1);
@@ -917,16 +971,19 @@ static PyObject *py_embedding_concat_forward(PyObject *self, PyObject *args, PyO
         D += dims[e];
         if (overlaps(a[0].arr, t[e].arr)) {
             PyErr_Format(PyExc_ValueError, "%s(): 'outT' must not share memory with 'tables'", fn);
-            return NULL;
+            goto done;
         }
         if (check_ids(fn, &a[1], e * B, 1, B, rows[e], e == 0 ? "a user" : "an item") < 0)
-            return NULL;
+            goto done;
     }
-    if (check_shape2(fn, &a[0], D, B) < 0) return NULL;
+    if (check_shape2(fn, &a[0], D, B) < 0) goto done;
     Py_BEGIN_ALLOW_THREADS
-    cf_embedding_concat_forward(F32(a[0]), ptr, rows, dims, I32(a[1]), E, B);
+    st = cf_embedding_concat_forward(F32(a[0]), ptr, rows, dims, I32(a[1]), E, B);
     Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    ret = st != CF_OK ? ids_changed(fn, "ids") : (Py_INCREF(Py_None), Py_None);
+done:
+    release_tables(t, E);
+    return ret;
 }
 
 PyDoc_STRVAR(embedding_concat_backward_doc,
@@ -939,15 +996,16 @@ static PyObject *py_embedding_concat_backward(PyObject *self, PyObject *args, Py
     const char *fn = "embedding_concat_backward";
     argspec a[2] = {{0, "doutT", NPY_FLOAT32}, {0, "ids", NPY_INT32}};
     argspec t[CF_MAX_TABLES];
-    PyObject *tables;
-    int64_t E, rows[CF_MAX_TABLES], dims[CF_MAX_TABLES], D = 0;
+    PyObject *tables, *ret = NULL;
+    int64_t E = 0, rows[CF_MAX_TABLES], dims[CF_MAX_TABLES], D = 0, B;
     float *ptr[CF_MAX_TABLES];
+    int st;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO", kwlist, &tables, &a[0].obj, &a[1].obj))
         return NULL;
-    if (check_args(fn, a, 2) < 0 || check_tables(fn, "dtables", tables, 1, t, &E) < 0 ||
-        check_shape2(fn, &a[1], E, -1) < 0)
+    if (check_args(fn, a, 2) < 0 || check_tables(fn, "dtables", tables, 1, t, &E) < 0)
         return NULL;
-    int64_t B = DIM(a[1], 1);
+    if (check_shape2(fn, &a[1], E, -1) < 0) goto done;
+    B = DIM(a[1], 1);
     for (int64_t e = 0; e < E; e++) {
         rows[e] = DIM(t[e], 0);
         dims[e] = DIM(t[e], 1);
@@ -956,20 +1014,23 @@ static PyObject *py_embedding_concat_backward(PyObject *self, PyObject *args, Py
         for (int64_t f = 0; f < E; f++)
             if (f != e && overlaps(t[e].arr, t[f].arr)) {
                 PyErr_Format(PyExc_ValueError, "%s(): the tables of 'dtables' must not share memory", fn);
-                return NULL;
+                goto done;
             }
         if (overlaps(t[e].arr, a[0].arr) || overlaps(t[e].arr, a[1].arr)) {
             PyErr_Format(PyExc_ValueError, "%s(): 'dtables' must not share memory with 'doutT' or 'ids'", fn);
-            return NULL;
+            goto done;
         }
         if (check_ids(fn, &a[1], e * B, 1, B, rows[e], e == 0 ? "a user" : "an item") < 0)
-            return NULL;
+            goto done;
     }
-    if (check_shape2(fn, &a[0], D, B) < 0) return NULL;
+    if (check_shape2(fn, &a[0], D, B) < 0) goto done;
     Py_BEGIN_ALLOW_THREADS
-    cf_embedding_concat_backward(ptr, CF32(a[0]), rows, dims, I32(a[1]), E, B);
+    st = cf_embedding_concat_backward(ptr, CF32(a[0]), rows, dims, I32(a[1]), E, B);
     Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    ret = st != CF_OK ? ids_changed(fn, "ids") : (Py_INCREF(Py_None), Py_None);
+done:
+    release_tables(t, E);
+    return ret;
 }
 
 PyDoc_STRVAR(dropout_forward_doc,
@@ -1026,8 +1087,8 @@ static int parse_nn_config(const char *fn, argspec *tables, argspec *ops, argspe
         return -1;
     int64_t E = DIM(*tables, 0), K = DIM(*ops, 0);
     if (positive(fn, "len(tables)", E) < 0 || positive(fn, "len(ops)", K) < 0) return -1;
-    h->ops = PyMem_Malloc(sizeof(cf_nn_op) * (size_t)K);
-    h->emb = PyMem_Malloc(sizeof(int64_t) * (size_t)(3 * E));
+    h->ops = PyMem_Calloc((size_t)K, sizeof(cf_nn_op)); /* overflow-checked counts */
+    h->emb = E <= PY_SSIZE_T_MAX / 3 ? PyMem_Calloc((size_t)(3 * E), sizeof(int64_t)) : NULL;
     if (!h->ops || !h->emb) {
         nn_holder_free(h);
         PyErr_NoMemory();
@@ -1132,6 +1193,7 @@ static PyObject *py_nn_predict(PyObject *self, PyObject *args, PyObject *kw) {
     Py_END_ALLOW_THREADS
     nn_holder_free(&h);
     if (st == CF_ERR_NOMEM) return PyErr_NoMemory();
+    if (st == CF_ERR_INDEX) return ids_changed(fn, "x");
     if (st != CF_OK) {
         PyErr_Format(PyExc_RuntimeError, "%s(): internal error %d", fn, st);
         return NULL;
@@ -1198,9 +1260,17 @@ static PyObject *py_nn_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) {
     if (used < 0) goto done;
     int has_bn = 0;
     for (int64_t k = 0; k < h.c.n_ops; k++) has_bn |= h.ops[k].kind == CF_NN_BATCHNORM;
-    if (has_bn && J > 0 && (bs < 2 || used - (J - 1) * bs < 2)) {
+    if (has_bn && J > 0 && bs < 2) {
         PyErr_Format(PyExc_ValueError, "%s(): training-mode BatchNorm needs at least 2 rows in "
-                     "every batch (bs=%lld)", fn, bs);
+                     "every batch to compute batch statistics, got bs=%lld", fn, bs);
+        goto done;
+    }
+    if (has_bn && J > 0 && used - (J - 1) * bs < 2) {
+        PyErr_Format(PyExc_ValueError, "%s(): the last batch holds a single row (%lld order "
+                     "entries in batches of bs=%lld leave 1 over), and training-mode BatchNorm "
+                     "cannot compute the batch statistics of one row; drop the last partial "
+                     "batch (drop_last=True) or use a bs that does not leave one row over", fn,
+                     (long long)used, bs);
         goto done;
     }
     const double *lrs = (const double *)PyArray_DATA(a[9].arr);
@@ -1214,7 +1284,13 @@ static PyObject *py_nn_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) {
                          &bad, I32(a[6]), CF32(a[7]), order, L, R, bs, J, lrs, moms, (uint64_t)seed,
                          &h.c);
     Py_END_ALLOW_THREADS
-    if (st == CF_ERR_NOMEM) PyErr_NoMemory();
+    if (st == CF_ERR_NOMEM)
+        PyErr_Format(PyExc_MemoryError, "%s(): cannot allocate the scratch space of this network "
+                     "for batches of up to %lld rows (its activations times the batch size need "
+                     "more memory than can be allocated or addressed); use a smaller bs or "
+                     "narrower layers", fn, (long long)(bs < used ? bs : used));
+    else if (st == CF_ERR_INDEX)
+        fit_index_error(fn, &a[8], &a[6], bad, R, h.c.n_emb, h.c.emb_rows);
     else if (st != CF_OK && st != CF_ERR_NONFINITE)
         PyErr_Format(PyExc_RuntimeError, "%s(): internal error %d", fn, st);
     else ret = Py_BuildValue("LL", (long long)opt.step, (long long)bad);
@@ -1243,7 +1319,7 @@ static PyObject *py_rank_pack(PyObject *self, PyObject *args, PyObject *kw) {
                      (long long)NC);
         return NULL;
     }
-    npy_intp size = (npy_intp)cf_rank_panel_size(NC, K);
+    npy_intp size = (npy_intp)cf_rank_panel_size(NC, K); /* fits: cw holds NC x K floats */
     PyObject *out = PyArray_SimpleNew(1, &size, NPY_FLOAT32);
     if (!out) return NULL;
     Py_BEGIN_ALLOW_THREADS
@@ -1253,8 +1329,13 @@ static PyObject *py_rank_pack(PyObject *self, PyObject *args, PyObject *kw) {
 }
 
 /* excl_indptr (Q+1,) int64 from 0, non-decreasing, ending at len(excl_indices); every row of
- * excl_indices (int32) sorted ascending inside [0, NC) */
-static int check_csr(const char *fn, argspec *ptr, argspec *idx, int64_t Q, int64_t NC) {
+ * excl_indices (int32) sorted ascending inside [0, NC). The checks run on a copy of
+ * excl_indptr, returned in *own (PyMem_Free it; NULL without exclusions), which is what the
+ * kernel must read: another thread may write the caller's array while the GIL is released,
+ * and only a pointer array that cannot change keeps the kernel inside excl_indices. */
+static int check_csr(const char *fn, argspec *ptr, argspec *idx, int64_t Q, int64_t NC,
+                     int64_t **own) {
+    *own = NULL;
     if ((ptr->arr == NULL) != (idx->arr == NULL)) {
         PyErr_Format(PyExc_ValueError, "%s(): pass both '%s' and '%s' or neither", fn, ptr->name,
                      idx->name);
@@ -1262,7 +1343,13 @@ static int check_csr(const char *fn, argspec *ptr, argspec *idx, int64_t Q, int6
     }
     if (!ptr->arr) return 0;
     if (check_shape1(fn, ptr, Q + 1) < 0 || check_shape1(fn, idx, -1) < 0) return -1;
-    const int64_t *p = (const int64_t *)PyArray_DATA(ptr->arr);
+    int64_t *p = PyMem_Calloc((size_t)(Q + 1), sizeof(int64_t));
+    if (!p) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(p, PyArray_DATA(ptr->arr), sizeof(int64_t) * (size_t)(Q + 1));
+    *own = p;
     const int32_t *ix = I32(*idx);
     int64_t nnz = DIM(*idx, 0);
     if (p[0] != 0 || p[Q] != nnz) {
@@ -1334,15 +1421,27 @@ static PyObject *py_rank_dot_topk(PyObject *self, PyObject *args, PyObject *kw) 
     if (check_shape2(fn, &a[2], -1, -1) < 0) return NULL;
     int64_t Q = DIM(a[2], 0), K = DIM(a[2], 1);
     if (positive(fn, "qw.shape[1]", K) < 0 || check_shape2(fn, &a[0], Q, -1) < 0) return NULL;
+    if (cf_rank_panel_size(NC, K) < 0) { /* a -1 would match any panel shape below */
+        PyErr_Format(PyExc_ValueError, "%s(): n_candidates x qw.shape[1] = %lld x %lld is too large",
+                     fn, NC, (long long)K);
+        return NULL;
+    }
     int64_t n = DIM(a[0], 1);
     if (positive(fn, "top_idx.shape[1]", n) < 0 || check_shape2(fn, &a[1], Q, n) < 0 ||
         check_shape1(fn, &a[3], Q) < 0 || check_shape1(fn, &a[4], cf_rank_panel_size(NC, K)) < 0 ||
-        check_shape1(fn, &a[5], NC) < 0 || check_csr(fn, &a[6], &a[7], Q, NC) < 0)
+        check_shape1(fn, &a[5], NC) < 0)
         return NULL;
+    int64_t *ptr = NULL;
+    if (check_csr(fn, &a[6], &a[7], Q, NC, &ptr) < 0) {
+        PyMem_Free(ptr);
+        return NULL;
+    }
     int has_range;
     float lo, hi;
-    if (parse_y_range(fn, y_range, &has_range, &lo, &hi) < 0) return NULL;
-    const int64_t *ptr = a[6].arr ? (const int64_t *)PyArray_DATA(a[6].arr) : NULL;
+    if (parse_y_range(fn, y_range, &has_range, &lo, &hi) < 0) {
+        PyMem_Free(ptr);
+        return NULL;
+    }
     const int32_t *ex = a[7].arr ? I32(a[7]) : NULL;
     int st;
     Py_BEGIN_ALLOW_THREADS
@@ -1350,6 +1449,14 @@ static PyObject *py_rank_dot_topk(PyObject *self, PyObject *args, PyObject *kw) 
                           CF32(a[4]), OPTF32(a[5]), ptr, ex, Q, K, NC, n, first, has_range,
                           lo, hi);
     Py_END_ALLOW_THREADS
+    PyMem_Free(ptr);
+    if (st == CF_ERR_ARG && ex) {
+        /* the core checks the exclusion lists again: only a write during the call fails it */
+        PyErr_Format(PyExc_ValueError, "%s(): argument 'excl_indices' was written by another "
+                     "thread during the call (its rows are no longer sorted and inside [0, %lld))",
+                     fn, NC);
+        return NULL;
+    }
     if (st != CF_OK) {
         PyErr_Format(PyExc_RuntimeError, "%s(): internal error %d", fn, st);
         return NULL;
@@ -1403,8 +1510,13 @@ static PyObject *py_block_sort(PyObject *self, PyObject *args, PyObject *kw) {
     Py_END_ALLOW_THREADS
     if (st != CF_OK) {
         Py_DECREF(starts);
-        return st == CF_ERR_NOMEM ? PyErr_NoMemory()
-                                  : PyErr_Format(PyExc_RuntimeError, "%s(): internal error %d", fn, st);
+        if (st == CF_ERR_NOMEM) return PyErr_NoMemory();
+        if (st == CF_ERR_INDEX) return ids_changed(fn, "x");
+        if (st == CF_ERR_ARG)
+            return PyErr_Format(PyExc_ValueError, "%s(): argument 'x' was written by another thread "
+                                "while it was being sorted; its rows are permuted but not grouped "
+                                "into blocks", fn);
+        return PyErr_Format(PyExc_RuntimeError, "%s(): internal error %d", fn, st);
     }
     return starts;
 }
@@ -1577,12 +1689,30 @@ static PyObject *py_dot_fit_blocks(PyObject *self, PyObject *args, PyObject *kw)
     if (st == CF_ERR_NOMEM) return PyErr_NoMemory();
     if (st == CF_ERR_INDEX && bad >= 0 && bad < R) {
         /* the core checks the ids of the selected blocks' rows (only those are read) before
-         * any update; the blocks themselves were checked above */
+         * any update, and every rating's ids again as it reads them: inside the tables and
+         * in its block's user and item groups; the blocks themselves were checked above */
         const int32_t *xr = I32(a[2]) + 2 * bad;
-        int is_user = xr[0] < 0 || xr[0] >= c.n_users;
-        PyErr_Format(PyExc_IndexError, "%s(): argument 'x' holds %s id %d at row %lld, outside "
-                     "[0, %lld)", fn, is_user ? "a user" : "an item", (int)xr[is_user ? 0 : 1],
-                     (long long)bad, (long long)(is_user ? c.n_users : c.n_items));
+        const int32_t u = xr[0], i = xr[1];
+        int is_user = u < 0 || u >= c.n_users;
+        if (is_user || i < 0 || i >= c.n_items)
+            PyErr_Format(PyExc_IndexError, "%s(): argument 'x' holds %s id %d at row %lld, outside "
+                         "[0, %lld)%s", fn, is_user ? "a user" : "an item", (int)(is_user ? u : i),
+                         (long long)bad, (long long)(is_user ? c.n_users : c.n_items),
+                         " (if it was checked before the call, another thread wrote it during "
+                         "the call, which stopped there)");
+        else
+            PyErr_Format(PyExc_IndexError, "%s(): row %lld of argument 'x' (user %d, item %d now) "
+                         "held ids outside the tables or outside the block that 'starts' puts it "
+                         "in when the call read it: pass the rows and starts that block_sort "
+                         "returned, and let no other thread write to them during the call (it "
+                         "stopped there)", fn, (long long)bad, (int)u, (int)i);
+        return NULL;
+    }
+    if (st == CF_ERR_INDEX || st == CF_ERR_ARG) {
+        /* the core validates its own copies of starts and blocks: they differ from what was
+         * checked above only when another thread wrote to them during the call */
+        PyErr_Format(PyExc_ValueError, "%s(): argument 'starts' or 'blocks' was written by another "
+                     "thread during the call; nothing was trained", fn);
         return NULL;
     }
     if (st != CF_OK && st != CF_ERR_NONFINITE) {

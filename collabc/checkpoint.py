@@ -12,9 +12,17 @@ the format of `collabc.persist` (which checks the archive itself).
 
 Loading checks everything against the learner before anything changes: a file that does not
 fit raises `CollabcFileError` and leaves the model, the optimizer and the data order as they
-were.
+were; an export's classes must match its model's tables and its seen pairs must be sorted.
+
+Writing refuses, before the file is touched, what loading would refuse or could not give back
+exactly: parameters, optimizer buffers or hyperparameters that are NaN or infinite (a
+diverged fit: an existing good file is kept), and labels of mixed types. Labels round-trip
+exactly, types included: integers (int64, uint64, or any size as decimal text), floats,
+booleans and strings (`label_encoding` "str+1" stores strings with a trailing NUL, which
+NumPy's unicode arrays would drop, with one extra character).
 """
 import math
+import re
 import warnings
 from functools import partial
 
@@ -108,17 +116,74 @@ def _model_state(model, arrays, path, strict=True):
     return own
 
 
-def _labels_array(cmap, what):
+_LABEL_ENCODINGS = ("int-decimal", "str+1")   # beyond the array's own dtype (format 3)
+
+
+def _labels_array(cmap, what, column):
+    """The labels of `cmap` (without '#na#') as an array that gives them back exactly, and the
+    `label_encoding` needed to read it (None: the array's dtype says it all)."""
     items = list(cmap)[1:]
-    if all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in items):
-        return np.array(items, dtype=np.int64)
+    ints = [isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in items]
+    if all(ints):
+        items = [int(v) for v in items]
+        if all(-2**63 <= v < 2**63 for v in items):
+            return np.array(items, dtype=np.int64), None
+        if all(0 <= v < 2**64 for v in items):
+            return np.array(items, dtype=np.uint64), None
+        return np.array([str(v) for v in items], dtype=str), "int-decimal"
+    if all(isinstance(v, (bool, np.bool_)) for v in items):
+        return np.array(items, dtype=np.bool_), None
     if all(isinstance(v, str) for v in items):
-        return np.array(items, dtype=str) if items else np.zeros(0, "<U1")
+        if any(v.endswith("\x00") for v in items):   # NumPy's unicode arrays drop trailing NULs
+            return np.array([v + "." for v in items], dtype=str), "str+1"
+        return (np.array(items, dtype=str) if items else np.zeros(0, "<U1")), None
     if all(isinstance(v, (float, np.floating)) for v in items):
-        return np.array(items, dtype=np.float64)
+        return np.array(items, dtype=np.float64), None
     kinds = sorted({type(v).__name__ for v in items})
-    raise TypeError(f"the {what} labels are of types {kinds}; only all-integer, all-string or all-float "
-                    f"labels can be exported")
+    raise TypeError(f"the {what} column {column!r} has labels of types {kinds}; export stores labels "
+                    f"that are all integers, all floats, all booleans or all strings, so that they come "
+                    f"back exactly: convert the column before CollabDataLoaders.from_df (e.g. .astype(str))")
+
+
+def _labels_from(arr, encoding, what, fname):
+    "The labels stored by `_labels_array`, as Python values."
+    if encoding is None:
+        if arr.dtype.kind not in "biufU":
+            raise CollabcFileError(f"{fname}: the {what} classes must be a 1-d array of integers, floats, "
+                                   f"booleans or strings, got {arr.dtype.str} {list(arr.shape)}")
+        return arr.tolist()
+    if arr.dtype.kind != "U":
+        raise CollabcFileError(f"{fname}: the {what} classes are {encoding}-encoded but stored as "
+                               f"{arr.dtype.str}, not strings")
+    items = arr.tolist()
+    if encoding == "str+1":
+        if any(not v for v in items):
+            raise CollabcFileError(f"{fname}: the {what} classes are str+1-encoded but one is empty")
+        return [v[:-1] for v in items]
+    out = []
+    for v in items:   # int-decimal: ASCII digits with an optional sign, no more than Python parses
+        if not re.fullmatch(r"-?[0-9]{1,4300}", v):
+            raise CollabcFileError(f"{fname}: the {what} classes are int-decimal-encoded but hold "
+                                   f"{_brief(v)}")
+        out.append(int(v))
+    return out
+
+
+def _refuse_nonfinite(arrays, values, file, action):
+    """Raises a ValueError before anything is written when an array of `arrays` or a number of
+    `values` ({description: value}) is NaN or infinite: loading would refuse the file (or JSON
+    could not hold it), and a good file at `file` must not be replaced by it."""
+    bad = [n.split("/", 1)[-1] for n, a in arrays.items()   # tensors and optimizer buffers (not labels)
+           if n.startswith(("model/", "opt/")) and a.dtype.kind == "f" and not np.all(np.isfinite(a))]
+    if bad:
+        raise ValueError(f"cannot {action} {file}: {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''} "
+                         f"hold{'s' if len(bad) == 1 else ''} NaN or inf (did training diverge?); nothing "
+                         f"was written, so an existing file there is kept. Load a good checkpoint or "
+                         f"rebuild the model, and train with a lower learning rate")
+    for desc, v in values.items():
+        if isinstance(v, (float, np.floating)) and not math.isfinite(v):
+            raise ValueError(f"cannot {action} {file}: {desc} is {v}, not a finite number (did training "
+                             f"diverge?); nothing was written, so an existing file there is kept")
 
 
 def _opt_func_spec(f):
@@ -162,13 +227,16 @@ def save(learn, file, with_opt=True):
     and the learner's data order) to `file`. Returns the path."""
     meta = {"model": _model_config(learn.model), "has_opt": bool(with_opt and learn.opt is not None)}
     arrays = {f"model/{n}": np.asarray(v) for n, v in learn.model.state_dict().items()}
+    hypers = {}
     if meta["has_opt"]:
         sd = learn.opt.state_dict()
         meta["opt"] = {"kind": sd["kind"], "hypers": sd["hypers"], "step": int(sd["step"]),
                        "buffers": sorted(sd["buffers"])}
         arrays.update({f"opt/{k}": b for k, b in sd["buffers"].items()})
+        hypers = {f"the optimizer's {k}": v for k, v in sd["hypers"].items()}
     if with_opt:
         meta["data_rng"] = _rng_state(learn.data_rng)
+    _refuse_nonfinite(arrays, hypers, file, "save")
     return write_archive(file, "checkpoint", meta, arrays)
 
 
@@ -258,28 +326,48 @@ def export(learn, file, with_seen=True):
                         "loss_func": "MSELossFlat", "wd_bn_bias": bool(learn.wd_bn_bias),
                         "train_mode": learn.train_mode, "n_blocks": learn.n_blocks},
             "with_seen": bool(with_seen)}
-    for key in ("user", "item", "rating"):
-        if not isinstance(meta["names"][key], (str, int)):
-            raise TypeError(f"the {key} column name {meta['names'][key]!r} must be a string to export")
+    for key in ("user", "item", "rating"):   # JSON gives these back exactly (a tuple would come back a list)
+        v = meta["names"][key]
+        if not (isinstance(v, (str, int)) or (isinstance(v, float) and math.isfinite(v))):
+            raise TypeError(f"the {key} column name {v!r} cannot be exported: column names must be strings, "
+                            f"integers, booleans or finite floats; rename the column before from_df")
+    for what, col, rows in (("user", d.user_name, getattr(learn.model, "n_users", None)),
+                            ("item", d.item_name, getattr(learn.model, "n_items", None))):
+        if rows is not None and len(d.classes[col]) != rows:   # load_learner refuses such a file: each row needs a label
+            raise ValueError(f"cannot export {file}: the model has {rows} {what} rows but the data has "
+                             f"{len(d.classes[col])} {what} classes ('#na#' included); an exported learner "
+                             f"needs one class per row (build the model from the data: "
+                             f"collab_learner, or n_users=dls.n_users / n_items=dls.n_items)")
     arrays = {f"model/{n}": np.asarray(v) for n, v in learn.model.state_dict().items()}
-    arrays["classes/user"] = _labels_array(d.classes[d.user_name], "user")
-    arrays["classes/item"] = _labels_array(d.classes[d.item_name], "item")
+    encodings = {}
+    for what, col in (("user", d.user_name), ("item", d.item_name)):
+        arrays[f"classes/{what}"], enc = _labels_array(d.classes[col], what, col)
+        if enc is not None:
+            encodings[what] = enc
+    if encodings:
+        meta["label_encoding"] = encodings
+    values = {"the learner's lr": learn.lr, "the learner's wd": learn.wd,
+              **{f"the learner's moms[{k}]": m for k, m in enumerate(learn.moms)}}
+    _refuse_nonfinite(arrays, values, file, "export")
     if with_seen:
         indptr, indices = learn.seen()
         arrays["seen/indptr"], arrays["seen/indices"] = indptr, indices
         meta["noise_var"] = foldin.train_noise_var(learn)
+        _refuse_nonfinite({}, {"the model's training MSE (kept for fold-in)": meta["noise_var"]}, file, "export")
     return write_archive(file, "learner", meta, arrays)
 
 
-def _classes_from(arr, what, fname):
+def _classes_from(arr, encoding, what, fname):
     if arr is None:
         raise CollabcFileError(f"{fname}: the {what} classes (classes/{what}) are missing")
-    if arr.ndim != 1 or arr.dtype.kind not in "iufU":
-        raise CollabcFileError(f"{fname}: the {what} classes must be a 1-d array of integers, floats or "
-                               f"strings, got {arr.dtype.str} {list(arr.shape)}")
+    if arr.ndim != 1:
+        raise CollabcFileError(f"{fname}: the {what} classes must be a 1-d array, got {arr.dtype.str} "
+                               f"{list(arr.shape)}")
     try:
-        return CategoryMap._from_items(arr.tolist(), add_na=True, check=True)
+        return CategoryMap._from_items(_labels_from(arr, encoding, what, fname), add_na=True, check=True)
     except (TypeError, ValueError) as e:
+        if isinstance(e, CollabcFileError):
+            raise
         raise CollabcFileError(f"{fname}: the {what} classes are invalid ({e})") from None
 
 
@@ -296,7 +384,7 @@ def _learner_meta(header, fname):
     cols = []
     for key in ("user", "item", "rating"):
         v = names.get(key)
-        if not isinstance(v, (str, int)):  # what export_learner accepts
+        if not (isinstance(v, (str, int)) or (isinstance(v, float) and math.isfinite(v))):  # what export writes
             raise bad(f"incomplete learner metadata: the {key} column name must be a string, got {_brief(v)}")
         cols.append(v)
     if cols[0] == cols[1]:
@@ -376,8 +464,13 @@ def read_export(fname, model=None):
     model rebuilt from the file's configuration."""
     header, arrays = read_archive(fname, kind="learner")
     (u, i, r), y_dtype, kwargs = _learner_meta(header, fname)
-    classes = {u: _classes_from(arrays.get("classes/user"), "user", fname),
-               i: _classes_from(arrays.get("classes/item"), "item", fname)}
+    enc = header.get("label_encoding", {})
+    if not isinstance(enc, dict) or any(k not in ("user", "item") or v not in _LABEL_ENCODINGS
+                                        for k, v in enc.items()):
+        raise CollabcFileError(f"{fname}: its label_encoding must map 'user'/'item' to one of "
+                               f"{list(_LABEL_ENCODINGS)}, got {_brief(enc)}")
+    classes = {u: _classes_from(arrays.get("classes/user"), enc.get("user"), "user", fname),
+               i: _classes_from(arrays.get("classes/item"), enc.get("item"), "item", fname)}
     seen = None
     if "seen/indptr" in arrays or "seen/indices" in arrays:
         seen = arrays.get("seen/indptr"), arrays.get("seen/indices")
@@ -387,6 +480,10 @@ def read_export(fname, model=None):
     given = _user_model(header.get("model"), model, fname)
     model = given if given is not None else _build_model(header.get("model"), classes, arrays, fname)
     model.load_state_dict(_model_state(model, arrays, fname))
+    for what, col, rows in (("user", u, model.n_users), ("item", i, model.n_items)):
+        if len(classes[col]) != rows:   # every index the model can return must have a label
+            raise CollabcFileError(f"{fname}: it holds {len(classes[col])} {what} classes ('#na#' included) "
+                                   f"but its model has {rows} {what} rows; the file is inconsistent")
     empty = lambda: DataLoader(np.zeros((0, 2), np.int32), np.zeros(0, np.float32), bs=64)  # noqa: E731
     dls = DataLoaders(empty(), empty(), classes, u, i, r)
     dls._y_dtype = y_dtype
@@ -396,5 +493,12 @@ def read_export(fname, model=None):
         if (indptr.shape != (n_users + 1,) or indptr[0] != 0 or indptr[-1] != len(indices)
                 or np.any(np.diff(indptr) < 0) or (len(indices) and (indices.min() < 0 or indices.max() >= n_items))):
             raise CollabcFileError(f"{fname}: its seen-items structure does not fit the model")
+        # each user's items strictly increasing (sorted, unique), as the ranking kernel needs
+        step = np.diff(indices.astype(np.int64))
+        starts = np.zeros(len(indices), bool)
+        starts[indptr[1:-1][indptr[1:-1] < len(indices)]] = True
+        if len(step) and np.any((step <= 0) & ~starts[1:]):
+            raise CollabcFileError(f"{fname}: its seen-items structure is not sorted (each user's items must "
+                                   f"be strictly increasing)")
         dls.train.set_seen(indptr.astype(np.int64), indices.astype(np.int32))
     return dls, model, kwargs, {"noise_var": header.get("noise_var")}

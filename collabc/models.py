@@ -482,6 +482,20 @@ class _NNFused(_Fused):
         _core.nn_predict(out, self.params, self.stats, _as_ids(x), **self._net_args())
         return out
 
+    def _check_batches(self, n, bs, drop_last):
+        """Refuses, before training, batches that training-mode BatchNorm cannot normalise:
+        batches of one row (bs=1, or a last batch of one row when it is kept)."""
+        if not (self._ops[:, 0] == _BATCHNORM).any():
+            return
+        if bs < 2:
+            raise ValueError(f"this model has BatchNorm, which needs at least 2 rows per batch to compute "
+                             f"batch statistics, but bs={bs}: use a larger bs")
+        if not drop_last and n % bs == 1:
+            raise ValueError(f"the training set's last batch holds one row ({n} rows in batches of bs={bs} "
+                             f"leave 1 over), and BatchNorm cannot compute the batch statistics of a single "
+                             f"row: pass drop_last=True to the training DataLoader (shuffle=True drops it by "
+                             f"default) or choose a bs that does not leave one row over")
+
     def _fit_epoch(self, opt, grads, x, y, order, bs, lrs, moms, losses, n_wd=None):
         "Batches in C; returns the index of a batch whose loss was not finite, or -1."
         h = opt.hypers

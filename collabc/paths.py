@@ -80,18 +80,27 @@ class ExactPath(TrainingPath):
     grads = None
 
     def begin_fit(self):
-        m = self.learn.model
+        m, dl = self.learn.model, self.learn.dls.train
+        check = getattr(m, "_check_batches", None)   # e.g. BatchNorm: no batch of one row
+        if check is not None:
+            check(dl.n, dl.bs, dl.drop_last)
         if self.grads is None or self.grads.size != m.n_params:   # scratch, kept between fits
             self.grads = np.zeros(m.n_params, np.float32)
 
     def begin_epoch(self, rng):
-        self.order = self.learn.dls.train.order(rng)
+        dl = self.learn.dls.train
+        self.order = dl.order(rng)
+        # the epoch trains from a private copy of the rows: another thread writing to dl.x or
+        # dl.y meanwhile can neither change what the epoch trains on nor stop it between two
+        # batches (where the optimizer's step count would be lost); changes made between
+        # epochs (a callback's) are seen by the next epoch
+        self.x, self.y = dl.x.copy(), dl.y.copy()
 
     def run(self, start, lrs, moms, losses):
         learn, dl = self.learn, self.learn.dls.train
         bs = dl.bs
         n_wd = learn.model.n_params if learn.wd_bn_bias else None
-        return learn.model._fit_epoch(learn.opt, self.grads, dl.x, dl.y,
+        return learn.model._fit_epoch(learn.opt, self.grads, self.x, self.y,
                                       self.order[start * bs:(start + len(lrs)) * bs], bs,
                                       lrs, moms, losses, n_wd=n_wd)
 

@@ -4,7 +4,8 @@ each kind of file is `collabc.checkpoint`'s business; this module is the format 
 
 The file is a ZIP archive (stored, not compressed) that `np.load` can open too:
 
-* `collabc.json` - UTF-8 JSON: `format` ("collabc"), `format_version` (2; 1 is still read),
+* `collabc.json` - UTF-8 JSON: `format` ("collabc"), `format_version` (3; 1 and 2 are still
+  read; 3 added `label_encoding`, see `collabc.checkpoint`),
   `kind` ("checkpoint"
   or "learner"), `collabc_version`, `arrays` ({name: {"dtype", "shape"}}) and the metadata of that
   kind (model configuration from `model.get_config()`, classes' column names, optimizer kind and
@@ -32,11 +33,29 @@ to the file's size:
   a configuration claiming a huge model allocates nothing.
 
 Any failure raises `CollabcFileError` (a `ValueError`) naming the file and the problem.
+
+Writing is atomic and crash-safe, and never follows a link:
+
+* the archive is written to a new temporary file in the target's folder, created exclusively
+  (O_CREAT | O_EXCL | O_NOFOLLOW: never an existing file or a link planted at its name) under a
+  name of its own (`.<name>.<host>-<pid>-<random>.collabc-tmp`), so writers of the same target
+  at once never share one; it is flushed and fsync'ed, renamed over the target (rename replaces
+  a link at the target by the new file, never writes through it to the link's target), and the
+  folder is fsync'ed, so the target is at all times the old complete file or the new one;
+* a writer that fails removes its temporary; one killed outright leaves it, and the next write
+  in that folder removes every temporary of this naming whose writer (same host, by pid) is
+  gone - never another program's files, nor a live writer's;
+* nothing is written when the metadata holds a NaN or infinity (JSON cannot), and the error
+  names the field.
 """
+import hashlib
 import json
 import math
 import os
+import re
 import reprlib
+import secrets
+import socket
 import struct
 import zipfile
 import zlib
@@ -46,11 +65,11 @@ import numpy as np
 
 from . import _core
 
-__all__ = ["CollabcFileError", "write_archive", "read_archive", "FORMAT_VERSION", "brief",
-           "is_int", "is_number"]
+__all__ = ["CollabcFileError", "write_archive", "read_archive", "remove_stale_temporaries",
+           "FORMAT_VERSION", "brief", "is_int", "is_number"]
 
 FORMAT = "collabc"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _META = "collabc.json"
 _DTYPE_KINDS = "biufU"
 _MAX_META_BYTES = 2**20  # the metadata member: real ones are a few KB; parsed JSON can take ~20x its size
@@ -81,9 +100,84 @@ class CollabcFileError(ValueError):
 # ---------------------------------------------------------------------------------------------
 # the archive
 
+# temporaries: .<target name>.<host>-<pid>-<random>.collabc-tmp, in the target's folder
+_TMP_SUFFIX = ".collabc-tmp"
+_TMP_NAME = re.compile(r"\..+\.([0-9a-f]{8})-([0-9]+)-[0-9a-f]{16}" + re.escape(_TMP_SUFFIX), re.S)
+_OPEN_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+               | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+
+
+def _host_tag():
+    "8 hex digits naming this machine in temporaries' names (a pid means nothing elsewhere)."
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def _alive(pid):
+    "Whether process `pid` of this machine may still be writing (when unsure: yes)."
+    if pid == os.getpid() or os.name == "nt":   # Windows' os.kill(pid, 0) would terminate it
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder):
+    """Removes the temporaries of collabc's writers (this naming, this machine) in `folder`
+    whose writer is gone (killed before it could rename or remove them); never another
+    program's files, nor a live writer's. Returns the names removed."""
+    host, removed = _host_tag(), []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for e in entries:
+        m = _TMP_NAME.fullmatch(e.name)
+        if not m or m.group(1) != host or _alive(int(m.group(2))):
+            continue
+        try:
+            if e.is_file(follow_symlinks=False):
+                os.unlink(e.path)
+                removed.append(e.name)
+        except OSError:   # gone already, or not ours to remove
+            pass
+    return removed
+
+
+def _nonfinite(v, where=""):
+    "The path and value of the first NaN or infinity in JSON-able `v`, or None."
+    if isinstance(v, float) and not math.isfinite(v):
+        return where or "the value", v
+    items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, (list, tuple)) else ()
+    for k, x in items:
+        found = _nonfinite(x, f"{where}.{k}" if where else str(k))
+        if found:
+            return found
+    return None
+
+
+def _fsync_folder(folder):
+    "Makes a rename in `folder` durable (where the system allows opening a folder)."
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def write_archive(path, kind, meta, arrays):
     """Write `arrays` ({name: ndarray of numbers or unicode}) and the JSON-able `meta` to `path`
-    as a collabc archive of `kind`; written to a temporary file first, then renamed."""
+    as a collabc archive of `kind`, atomically (see the module docstring: a private temporary
+    in the same folder, fsync'ed, renamed over `path`, which is replaced even when it is a
+    link, never written through). Everything is checked before anything is written."""
     path = Path(path)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
               "collabc_version": _core.__version__, **meta, "arrays": {}}
@@ -96,19 +190,35 @@ def write_archive(path, kind, meta, arrays):
             raise TypeError(f"array {name!r} has dtype {a.dtype}; only numbers and unicode strings can be saved")
         clean[name] = a
         header["arrays"][name] = {"dtype": a.dtype.str, "shape": list(a.shape)}
+    bad = _nonfinite(meta)
+    if bad:
+        raise ValueError(f"cannot write {path}: {bad[0]} is {bad[1]}, not a finite number (a collabc file "
+                         f"stores finite numbers only); nothing was written")
     text = json.dumps(header, allow_nan=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    if path.is_dir() and not path.is_symlink():
+        raise IsADirectoryError(f"cannot write {path}: it is a directory")
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(folder)
+    tmp = folder / f".{path.name}.{_host_tag()}-{os.getpid()}-{secrets.token_hex(8)}{_TMP_SUFFIX}"
+    fd = os.open(tmp, _OPEN_FLAGS, 0o666)
     try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
-            z.writestr(_META, text)
-            for name, a in clean.items():
-                with z.open(name + ".npy", "w", force_zip64=True) as f:
-                    np.lib.format.write_array(f, a, allow_pickle=False)
+        with os.fdopen(fd, "wb") as f:
+            with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
+                z.writestr(_META, text)
+                for name, a in clean.items():
+                    with z.open(name + ".npy", "w", force_zip64=True) as member:
+                        np.lib.format.write_array(member, a, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_folder(folder)
     return path
 
 
@@ -129,11 +239,17 @@ def is_number(v):
 _is_int, _is_number = is_int, is_number
 
 
-def _check_zip_members(z, path, size, bad):
+def _check_zip_members(z, fh, size, bad):
     """Refuse what the writer never produces, from the central directory and each member's local
     header, before any member is read: compressed or encrypted members, local headers that
     disagree with the directory, and declared sizes that do not fit in the file."""
     infos = z.infolist()
+    names = set()
+    for info in infos:   # zipfile reads the last of several members of one name: refuse them all
+        if info.filename in names:
+            raise bad(f"member {_brief(info.filename)} appears more than once; collabc files name each "
+                      f"member once, so this file was not written by collabc or was tampered with")
+        names.add(info.filename)
     total = 0
     for info in infos:
         name = _brief(info.filename)
@@ -152,16 +268,15 @@ def _check_zip_members(z, path, size, bad):
     if total > size:
         raise bad(f"the file is corrupted: its members declare {total} bytes in all, more than the file's "
                   f"{size} bytes")
-    with open(path, "rb") as f:
-        for info in infos:
-            f.seek(info.header_offset)
-            local = f.read(30)
-            if len(local) < 30 or local[:4] != b"PK\x03\x04":
-                raise bad(f"the file is corrupted or truncated: member {_brief(info.filename)} has no local header")
-            flags, method = struct.unpack("<HH", local[6:10])
-            if method != zipfile.ZIP_STORED or flags & _ZIP_UNSUPPORTED_FLAGS:
-                raise bad(f"the file is corrupted: member {_brief(info.filename)}'s local header says compression "
-                          f"method {method}, flags {flags:#x} (collabc files store members uncompressed)")
+    for info in infos:   # through the one handle the archive was opened with (see read_archive)
+        fh.seek(info.header_offset)
+        local = fh.read(30)
+        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            raise bad(f"the file is corrupted or truncated: member {_brief(info.filename)} has no local header")
+        flags, method = struct.unpack("<HH", local[6:10])
+        if method != zipfile.ZIP_STORED or flags & _ZIP_UNSUPPORTED_FLAGS:
+            raise bad(f"the file is corrupted: member {_brief(info.filename)}'s local header says compression "
+                      f"method {method}, flags {flags:#x} (collabc files store members uncompressed)")
 
 
 def _read_metadata(z, bad):
@@ -246,7 +361,9 @@ def read_archive(path, kind=None):
     """`(header, arrays)` of a collabc archive, after checking it completely (see the module
     docstring). `kind` ("learner" or "checkpoint") must match when given. Raises
     `CollabcFileError` naming `path` for anything that is not a well-formed collabc archive,
-    whatever its bytes; `FileNotFoundError`/`IsADirectoryError` when there is no file."""
+    whatever its bytes; `FileNotFoundError`/`IsADirectoryError` when there is no file. The file
+    is opened once and read through that handle only, so a writer replacing it meanwhile
+    (atomically, as write_archive does) leaves this reading the old file whole."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
@@ -256,12 +373,21 @@ def read_archive(path, kind=None):
     def bad(why):
         return CollabcFileError(f"{path}: {why}")
 
-    size = path.stat().st_size
     try:
-        z = zipfile.ZipFile(path)
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such file: {path}") from None
+    with fh:
+        return _read_open_archive(fh, kind, bad)
+
+
+def _read_open_archive(fh, kind, bad):
+    size = os.fstat(fh.fileno()).st_size
+    try:
+        z = zipfile.ZipFile(fh)
     except zipfile.BadZipFile:
-        with open(path, "rb") as f:
-            head = f.read(4)
+        fh.seek(0)
+        head = fh.read(4)
         if head[:2] == b"\x80\x02" or head[:1] == b"\x80":
             raise bad("this looks like a pickle (a fastai .pkl/.pth?); collabc never loads pickles") from None
         if head == b"PK\x03\x04":
@@ -270,7 +396,7 @@ def read_archive(path, kind=None):
     except _ZIP_ERRORS as e:  # e.g. NotImplementedError for a corrupted "version needed" byte
         raise bad(f"the file is corrupted or truncated ({type(e).__name__}: {_brief(str(e))})") from None
     with z:
-        _check_zip_members(z, path, size, bad)
+        _check_zip_members(z, fh, size, bad)
         for info in z.infolist():  # every member's CRC, read in bounded chunks
             try:
                 with z.open(info) as f:

@@ -37,14 +37,13 @@ def ranking_scores(top_items, relevant, k):
     rel_keys = users * width + rel_items
     top_keys = np.arange(Q)[:, None] * width + np.where(top >= 0, top, width - 1)
     hits = np.isin(top_keys, rel_keys) & (top >= 0)
-    if top.shape[1] < k:
-        hits = np.pad(hits, ((0, 0), (0, k - top.shape[1])))
     h = hits.astype(np.float64)
+    c = h.shape[1]   # ranks past the list (at most the candidates there are) hold no hits
     n_hits = h.sum(1)
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = h @ disc
+    disc = 1.0 / np.log2(np.arange(2, max(c, int(np.minimum(n_rel, k).max())) + 2))
+    dcg = h @ disc[:c]
     ideal = np.cumsum(disc)[np.minimum(n_rel, k).astype(np.int64) - 1]
-    prec_at = np.cumsum(h, 1) / np.arange(1, k + 1)
+    prec_at = np.cumsum(h, 1) / np.arange(1, c + 1)
     ap = (prec_at * h).sum(1) / np.minimum(n_rel, k)
     return {f"precision@{k}": float(np.mean(n_hits / k)), f"recall@{k}": float(np.mean(n_hits / n_rel)),
             f"ndcg@{k}": float(np.mean(dcg / ideal)), f"map@{k}": float(np.mean(ap)), "n_users": int(Q)}

@@ -35,16 +35,19 @@ def rank_vectors(qw, qb, cw, cb, n, exclude=None, first=0, y_range=None, threads
     optional), as `(idx (Q, n) int32, scores (Q, n) float32)`, best first, ties to the smaller
     index; `exclude` is a per-query CSR `(indptr, indices)` of candidates to skip, `first` skips
     candidates below it; scores go through `sigmoid_range(*y_range)` when given. Rows with fewer
-    eligible candidates end with -1 / NaN. Runs in C, split over `threads` (default: by size)."""
+    eligible candidates end with -1 / NaN. `n` is clamped to the candidates there are (the
+    arrays have min(n, NC - first) columns), so a huge `n` allocates nothing extra. Runs in
+    C, split over `threads` (default: by size)."""
     n = check_n(n)
     qw = np.ascontiguousarray(qw, dtype=np.float32)
     cw = np.ascontiguousarray(cw, dtype=np.float32)
     qb = None if qb is None else np.ascontiguousarray(qb, dtype=np.float32)
     cb = None if cb is None else np.ascontiguousarray(cb, dtype=np.float32)
     Q, NC = qw.shape[0], cw.shape[0]
+    n = min(n, max(NC - first, 0))
     idx = np.empty((Q, n), np.int32)
     scores = np.empty((Q, n), np.float32)
-    if Q == 0:
+    if Q == 0 or n == 0:
         return idx, scores
     panel = _core.rank_pack(cw)
     y_range = None if y_range is None else tuple(y_range)
@@ -74,6 +77,7 @@ def rank_vectors(qw, qb, cw, cb, n, exclude=None, first=0, y_range=None, threads
 def _generic_top_n(model, users, n, exclude, first, n_items, chunk_pairs=2_000_000):
     "Top-n through the model's predictions over (user, every item) pairs, for models outside the dot family."
     Q = len(users)
+    n = min(n, max(n_items - first, 0))   # at most every candidate: a huge n allocates nothing
     idx = np.full((Q, n), -1, np.int32)
     scores = np.full((Q, n), np.nan, np.float32)
     rows = max(1, chunk_pairs // n_items)
@@ -103,7 +107,8 @@ def _generic_top_n(model, users, n, exclude, first, n_items, chunk_pairs=2_000_0
 
 def top_n(learn, queries, n=10, exclude_seen=True, is_item=False, threads=None):
     """The n best items for each user index in `queries` (or, with `is_item=True`, the n best
-    users for each item index, or for `FoldIn` objects), as `(idx (Q, n), scores (Q, n))`:
+    users for each item index, or for `FoldIn` objects), as `(idx (Q, n'), scores (Q, n'))`
+    with n' = min(n, the candidates other than '#na#'):
     the model's predictions, best first; '#na#' and, with `exclude_seen`, the pairs rated in
     training (or the ratings a `FoldIn` was made from) never appear."""
     n = check_n(n)

@@ -13,6 +13,7 @@
 #include "nn.h"
 #include "rng.h"
 #include "status.h"
+#include "checked.h"
 #include "fpmode.h"
 
 static int in_block(int64_t off, int64_t len, int64_t size) {
@@ -21,23 +22,25 @@ static int in_block(int64_t off, int64_t len, int64_t size) {
 
 int cf_nn_validate(const cf_nn_config *c) {
     if (c->n_emb < 1 || c->n_ops < 1) return CF_ERR_ARG;
-    int64_t width = 0;
+    int64_t width = 0, size;
     for (int64_t e = 0; e < c->n_emb; e++) {
-        if (c->emb_rows[e] < 1 || c->emb_dim[e] < 1 || c->emb_rows[e] > INT64_MAX / c->emb_dim[e]) return CF_ERR_ARG;
-        if (!in_block(c->emb_off[e], c->emb_rows[e] * c->emb_dim[e], c->n_params)) return CF_ERR_ARG;
-        width += c->emb_dim[e];
+        if (c->emb_rows[e] < 1 || c->emb_dim[e] < 1 || !cf_mul(c->emb_rows[e], c->emb_dim[e], &size))
+            return CF_ERR_ARG;
+        if (!in_block(c->emb_off[e], size, c->n_params) || !cf_add(width, c->emb_dim[e], &width))
+            return CF_ERR_ARG;
     }
     for (int64_t k = 0; k < c->n_ops; k++) {
         const cf_nn_op *op = &c->ops[k];
         if (op->n_in != width || op->n_out < 1) return CF_ERR_ARG;
         switch (op->kind) {
         case CF_NN_LINEAR:
-            if (op->n_out > INT64_MAX / op->n_in || !in_block(op->w, op->n_out * op->n_in, c->n_params)) return CF_ERR_ARG;
+            if (!cf_mul(op->n_out, op->n_in, &size) || !in_block(op->w, size, c->n_params)) return CF_ERR_ARG;
             if (op->b != -1 && !in_block(op->b, op->n_out, c->n_params)) return CF_ERR_ARG;
             break;
         case CF_NN_BATCHNORM:
             if (op->n_out != op->n_in || !in_block(op->w, op->n_in, c->n_params) ||
-                !in_block(op->b, op->n_in, c->n_params) || !in_block(op->stat, 2 * op->n_in, c->n_stats))
+                !in_block(op->b, op->n_in, c->n_params) || !cf_mul(2, op->n_in, &size) ||
+                !in_block(op->stat, size, c->n_stats))
                 return CF_ERR_ARG;
             break;
         case CF_NN_RELU:
@@ -77,36 +80,44 @@ static void nn_free(nn_scratch *s) {
     free(s->tables);
 }
 
+/* the scratch for batches of up to B rows; CF_ERR_NOMEM when it cannot be had, including
+ * when its size does not fit (every product below is overflow-checked: a network of many
+ * wide layers times a large B must be refused, never given a wrapped, too-small buffer) */
 static int nn_alloc(nn_scratch *s, const cf_nn_config *c, int64_t B, int with_grads) {
     memset(s, 0, sizeof *s);
     s->B = B;
-    s->slot_off = malloc(sizeof(int64_t) * (size_t)(2 * (c->n_ops + 1)));
+    int64_t n_off, slots = 0, aux = 0, act, n_ids, t;
+    if (!cf_add(c->n_ops, 1, &n_off) || !cf_mul(n_off, 2, &n_off)) return CF_ERR_NOMEM;
+    s->slot_off = cf_alloc(n_off, sizeof(int64_t));
     if (!s->slot_off) return CF_ERR_NOMEM;
     s->aux_off = s->slot_off + c->n_ops + 1;
-    int64_t slots = 0, aux = 0;
     for (int64_t k = 0; k <= c->n_ops; k++) {
         s->slot_off[k] = slots;
-        slots += k < c->n_ops ? c->ops[k].n_in : 1;
+        if (!cf_add(slots, k < c->n_ops ? c->ops[k].n_in : 1, &slots)) goto nomem;
         if (k < c->n_ops) {
             s->aux_off[k] = aux;
-            if (c->ops[k].kind == CF_NN_BATCHNORM) aux += 2 * c->ops[k].n_in;
-            if (c->ops[k].kind == CF_NN_DROPOUT) aux += c->ops[k].n_in * B;
+            t = 0;
+            if (c->ops[k].kind == CF_NN_BATCHNORM && !cf_mul(2, c->ops[k].n_in, &t)) goto nomem;
+            if (c->ops[k].kind == CF_NN_DROPOUT && !cf_mul(c->ops[k].n_in, B, &t)) goto nomem;
+            if (!cf_add(aux, t, &aux)) goto nomem;
         }
     }
-    s->act = malloc(sizeof(float) * (size_t)(slots * B));
-    s->dact = with_grads ? malloc(sizeof(float) * (size_t)(slots * B)) : NULL;
-    s->aux = malloc(sizeof(float) * (size_t)(aux > 0 ? aux : 1));
-    s->pred = malloc(sizeof(float) * (size_t)(3 * B));
-    s->ids = malloc(sizeof(int32_t) * (size_t)(c->n_emb * B));
-    s->tables = malloc(sizeof(float *) * (size_t)(2 * c->n_emb));
-    if (!s->act || (with_grads && !s->dact) || !s->aux || !s->pred || !s->ids || !s->tables) {
-        nn_free(s);
-        return CF_ERR_NOMEM;
-    }
+    if (!cf_mul(slots, B, &act) || !cf_mul(c->n_emb, B, &n_ids) || !cf_mul(3, B, &t)) goto nomem;
+    s->act = cf_alloc(act, sizeof(float));
+    s->dact = with_grads ? cf_alloc(act, sizeof(float)) : NULL;
+    s->aux = cf_alloc(aux, sizeof(float));
+    s->pred = cf_alloc(t, sizeof(float));
+    s->ids = cf_alloc(n_ids, sizeof(int32_t));
+    s->tables = c->n_emb <= INT64_MAX / 2 ? cf_alloc(2 * c->n_emb, sizeof(float *)) : NULL;
+    if (!s->act || (with_grads && !s->dact) || !s->aux || !s->pred || !s->ids || !s->tables)
+        goto nomem;
     s->dpred = s->pred + B;
     s->yb = s->pred + 2 * B;
     s->dtables = (float **)(s->tables + c->n_emb);
     return CF_OK;
+nomem:
+    nn_free(s);
+    return CF_ERR_NOMEM;
 }
 
 /* points the scratch's table pointers at the embedding tables of params and grads */
@@ -117,9 +128,12 @@ static void nn_bind_tables(nn_scratch *s, const float *params, float *grads, con
     }
 }
 
-static void nn_forward(nn_scratch *s, const float *params, float *stats, const cf_nn_config *c,
-                       int64_t B, int training, cf_rng *rng) {
-    cf_embedding_concat_forward(s->act, s->tables, c->emb_rows, c->emb_dim, s->ids, c->n_emb, B);
+/* CF_ERR_INDEX (nothing else computed) when an id of s->ids is outside its table */
+static int nn_forward(nn_scratch *s, const float *params, float *stats, const cf_nn_config *c,
+                      int64_t B, int training, cf_rng *rng) {
+    if (cf_embedding_concat_forward(s->act, s->tables, c->emb_rows, c->emb_dim, s->ids, c->n_emb,
+                                    B) != CF_OK)
+        return CF_ERR_INDEX;
     for (int64_t k = 0; k < c->n_ops; k++) {
         const cf_nn_op *op = &c->ops[k];
         const float *in = s->act + s->slot_off[k] * B;
@@ -157,6 +171,7 @@ static void nn_forward(nn_scratch *s, const float *params, float *stats, const c
     const float *z = s->act + s->slot_off[c->n_ops] * B;
     if (c->has_range) cf_sigmoid_range_forward(s->pred, z, B, c->lo, c->hi);
     else memcpy(s->pred, z, sizeof(float) * (size_t)B);
+    return CF_OK;
 }
 
 /* backward from s->dpred; accumulates into grads (which the caller zeroed) */
@@ -227,6 +242,27 @@ static int64_t nn_first_bad_id(const int32_t *x, int64_t N, const cf_nn_config *
     return -1;
 }
 
+/* copies the ids of rows rows[0..B) (or rows first..first+B when rows is NULL) of x into
+ * s->ids, feature-major, and their ratings (when y is not NULL) into s->yb, checking each
+ * row and id as it is read: x and rows may be changed by another thread while the GIL is
+ * released, and only the checked copies are used. Returns the position b of the first row
+ * that is outside [0, n_rows) or holds an id outside its table, or -1. */
+static int64_t nn_gather(nn_scratch *s, const int32_t *x, const float *y, const int64_t *rows,
+                         int64_t first, int64_t B, int64_t n_rows, const cf_nn_config *c) {
+    const int64_t E = c->n_emb;
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t r = rows ? rows[b] : first + b;
+        if (r < 0 || r >= n_rows) return b;
+        for (int64_t e = 0; e < E; e++) {
+            const int32_t id = x[r * E + e];
+            if (id < 0 || (int64_t)id >= c->emb_rows[e]) return b;
+            s->ids[e * B + b] = id;
+        }
+        if (y) s->yb[b] = y[r];
+    }
+    return -1;
+}
+
 int cf_nn_predict(float *out, const float *params, const float *stats, const int32_t *x,
                   int64_t N, const cf_nn_config *c) {
     enum { CHUNK = 256 };
@@ -235,15 +271,18 @@ int cf_nn_predict(float *out, const float *params, const float *stats, const int
     nn_scratch s;
     if (nn_alloc(&s, c, CHUNK, 0) != CF_OK) return CF_ERR_NOMEM;
     nn_bind_tables(&s, params, NULL, c);
+    int status = CF_OK;
     for (int64_t start = 0; start < N; start += CHUNK) {
         int64_t B = N - start < CHUNK ? N - start : CHUNK;
-        for (int64_t e = 0; e < c->n_emb; e++)
-            for (int64_t b = 0; b < B; b++) s.ids[e * B + b] = x[(start + b) * c->n_emb + e];
-        nn_forward(&s, params, (float *)stats, c, B, 0, NULL);
+        if (nn_gather(&s, x, NULL, NULL, start, B, N, c) >= 0 ||
+            nn_forward(&s, params, (float *)stats, c, B, 0, NULL) != CF_OK) {
+            status = CF_ERR_INDEX;
+            break;
+        }
         memcpy(out + start, s.pred, sizeof(float) * (size_t)B);
     }
     nn_free(&s);
-    return CF_OK;
+    return status;
 }
 
 int cf_nn_fit_epoch(float *params, float *grads, float *stats, cf_optimizer *opt,
@@ -279,12 +318,14 @@ int cf_nn_fit_epoch(float *params, float *grads, float *stats, cf_optimizer *opt
     for (int64_t j = 0; j < n_batches; j++) {
         int64_t start = j * bs;
         int64_t B = used - start < bs ? used - start : bs;
-        for (int64_t b = 0; b < B; b++) {
-            int64_t r = order[start + b];
-            for (int64_t e = 0; e < c->n_emb; e++) s.ids[e * B + b] = x[r * c->n_emb + e];
-            s.yb[b] = y[r];
+        /* the batch's rows and ids are checked again as they are copied (order and x may
+         * change under a call that released the GIL); only the copies are used */
+        int64_t b_bad = nn_gather(&s, x, y, order + start, 0, B, n_rows, c);
+        if (b_bad >= 0 || nn_forward(&s, params, stats, c, B, 1, &rng) != CF_OK) {
+            *bad_batch = start + (b_bad >= 0 ? b_bad : 0);
+            status = CF_ERR_INDEX;
+            break;
         }
-        nn_forward(&s, params, stats, c, B, 1, &rng);
         double loss = cf_mse_forward(s.pred, s.yb, B);
         losses[j] = loss;
         if (!isfinite(loss)) { *bad_batch = j; status = CF_ERR_NONFINITE; break; }

@@ -37,13 +37,19 @@ typedef struct {
 int cf_nn_validate(const cf_nn_config *c);
 
 /* out[N] = eval-mode predictions (running BatchNorm statistics, no dropout) for the rows of
- * x [N, n_emb]. Returns CF_ERR_INDEX for an id out of range, CF_ERR_NOMEM. */
+ * x [N, n_emb]. Returns CF_ERR_INDEX for an id out of range (checked first, and again as
+ * each chunk of ids is copied: out is then partly written), CF_ERR_NOMEM. */
 int cf_nn_predict(float *out, const float *params, const float *stats, const int32_t *x,
                   int64_t N, const cf_nn_config *c);
 
 /* One training epoch, as cf_dot_fit_epoch (train.h) but for this model: batch j is the rows
  * order[j*bs .. ) (order has n_order entries) of x [n_rows, n_emb] / y; BatchNorm uses batch statistics and updates the
- * running ones in stats; dropout masks come from a generator seeded with seed. */
+ * running ones in stats; dropout masks come from a generator seeded with seed.
+ * Every order entry and id is checked before the first step and again as each batch is
+ * copied to scratch (only the copies are used, so x or order changed by another thread
+ * during the call cannot make it index outside a table): CF_ERR_INDEX with *bad_batch = the
+ * order position, the model as it was after the batches before it. CF_ERR_NOMEM when the
+ * scratch cannot be allocated or its size does not fit (checked products). */
 int cf_nn_fit_epoch(float *params, float *grads, float *stats, cf_optimizer *opt,
                     double *losses, int64_t *bad_batch, const int32_t *x, const float *y,
                     const int64_t *order, int64_t n_order, int64_t n_rows, int64_t bs, int64_t n_batches,

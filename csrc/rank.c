@@ -10,6 +10,7 @@
 #include "activation.h"
 #include "rank.h"
 #include "status.h"
+#include "checked.h"
 
 #define NJ CF_RANK_NJ
 #define MU 4            /* queries per register tile (score_tile is written for 4) */
@@ -28,7 +29,11 @@
 #define CF_CLONES
 #endif
 
-int64_t cf_rank_panel_size(int64_t NC, int64_t K) { return (NC + NJ - 1) / NJ * NJ * K; }
+int64_t cf_rank_panel_size(int64_t NC, int64_t K) {
+    int64_t size;
+    if (NC < 0 || K < 0 || NC > INT64_MAX - NJ || !cf_mul((NC + NJ - 1) / NJ * NJ, K, &size)) return -1;
+    return size;
+}
 
 void cf_rank_pack(float *panel, const float *cw, int64_t NC, int64_t K) {
     int64_t n_tiles = (NC + NJ - 1) / NJ;
@@ -105,6 +110,7 @@ typedef struct {
     const int64_t *indptr;
     const int32_t *indices;
     int64_t K, NC, n, first;
+    int64_t nnz; /* the exclusion entries as validated: reads stay inside [0, nnz) */
 } rank_job;
 
 /* z[u][j] = (sum_k q[u][k] * tile[k][j]) + qb[u] + cb[j], k ascending; the bias terms are
@@ -165,9 +171,14 @@ CF_CLONES
 static void rank_block(const rank_job *J, int64_t q0, int64_t q1) {
     int64_t cnt[QB], cur[QB], end[QB];
     for (int64_t q = q0; q < q1; q++) {
+        /* clamped to the entries validated: the CSR may change under a call that released
+         * the GIL, which can then skip the wrong candidates but never read outside it */
+        int64_t a = J->indptr ? J->indptr[q] : 0, b = J->indptr ? J->indptr[q + 1] : 0;
+        b = b < 0 ? 0 : b > J->nnz ? J->nnz : b;
+        a = a < 0 ? 0 : a > b ? b : a;
         cnt[q - q0] = 0;
-        cur[q - q0] = J->indptr ? J->indptr[q] : 0;
-        end[q - q0] = J->indptr ? J->indptr[q + 1] : 0;
+        cur[q - q0] = a;
+        end[q - q0] = b;
     }
     const int64_t K = J->K, NC = J->NC, n = J->n;
     int64_t n_tiles = (NC + NJ - 1) / NJ;
@@ -239,8 +250,10 @@ int cf_rank_dot_topk(int32_t *top_idx, float *top_score, const float *qw, const 
                      int64_t first, int has_range, float lo, float hi) {
     if (n < 1 || NC < 1 || K < 1 || first < 0 || first > NC || NC > INT32_MAX) return CF_ERR_ARG;
     if ((excl_indptr == NULL) != (excl_indices == NULL)) return CF_ERR_ARG;
+    int64_t nnz = 0;
     if (excl_indptr) {
         if (excl_indptr[0] < 0) return CF_ERR_ARG;
+        nnz = excl_indptr[Q];
         for (int64_t q = 0; q < Q; q++) {
             if (excl_indptr[q + 1] < excl_indptr[q]) return CF_ERR_ARG;
             for (int64_t e = excl_indptr[q]; e < excl_indptr[q + 1]; e++) {
@@ -251,7 +264,7 @@ int cf_rank_dot_topk(int32_t *top_idx, float *top_score, const float *qw, const 
         }
     }
     rank_job J = {top_idx, top_score, qw, qb, panel, cb, excl_indptr, excl_indices,
-                  K, NC, n, first};
+                  K, NC, n, first, nnz};
     for (int64_t q0 = 0; q0 < Q; q0 += QB) rank_block(&J, q0, q0 + QB < Q ? q0 + QB : Q);
     if (has_range)
         for (int64_t q = 0; q < Q; q++) {

@@ -11,7 +11,8 @@
  * for tile t, factor k and lane j, zero-padded past NC. */
 #define CF_RANK_NJ 16
 
-/* number of floats cf_rank_pack writes for an (NC, K) candidate table. */
+/* number of floats cf_rank_pack writes for an (NC, K) candidate table; -1 when it does not
+ * fit int64_t. */
 int64_t cf_rank_panel_size(int64_t NC, int64_t K);
 
 /* panel[cf_rank_panel_size(NC, K)] = cw [NC,K] re-laid out in tiles of CF_RANK_NJ rows,

@@ -11,6 +11,7 @@
 #include "simd.h"
 #include "sparse.h"
 #include "status.h"
+#include "checked.h"
 #include "threads.h"
 
 typedef struct {
@@ -29,7 +30,9 @@ typedef struct {
     int64_t *dep;         /* [2 n_sel]: the positions block k waits for (its user group's and
                            * its item group's last earlier block), or -1 */
     int64_t next;         /* the first position not started */
-    int64_t bad;          /* first block with a non-finite error, or n_sel */
+    int64_t bad;          /* first block with a non-finite error or a bad id, or n_sel */
+    int64_t bad_row;      /* the row of the first bad id found while training (x changed
+                           * since it was checked, or rows outside their block), or -1 */
     int nomem;
 } sparse_job;
 
@@ -206,6 +209,8 @@ typedef struct {
     const int32_t *x;
     const float *y;
     int64_t K, NU, NI;
+    int64_t ug, ig; /* the block's user and item groups: every rating's ids must be in them */
+    uint32_t nu32, ni32; /* NU, NI capped to 2^31: an id (as unsigned) below them is in range */
     float lr, wd, span, lo;
     double beta1; /* Adam: this block's scheduled first-moment decay */
     int has_range;
@@ -248,10 +253,20 @@ typedef struct {
     float ab, aa, bb; /* Adagrad: pu . qi, |pu|^2, |qi|^2 */
 } rating;
 
+/* what rate_err returns: applied, a non-finite error, an id outside the tables or the block */
+enum { RATE_OK = 0, RATE_NONFINITE = 1, RATE_INDEX = 2 };
+
 CF_INLINE int rate_err(const block_ctx *c, int kind, int64_t r, rating *t) {
-    const int64_t K = c->K, u = c->x[2 * r], i = c->x[2 * r + 1];
+    /* the ids are read once and checked before they index anything: inside the tables and
+     * in the block's groups (so no other thread's rows), whatever x holds now (it may have
+     * changed since cf_dot_fit_blocks checked it, or not be grouped as starts says); one
+     * branch for the four conditions */
+    const uint32_t u32 = (uint32_t)c->x[2 * r], i32 = (uint32_t)c->x[2 * r + 1];
+    const int64_t K = c->K, u = u32, i = i32;
     const int priv = kind != CF_SPARSE_ADAM;
-    const int64_t s = priv ? slot_of(c->d, (int32_t)i) : 0, su = priv ? slot_of(c->d, (int32_t)u) : 0;
+    const int64_t s = slot_of(c->d, (int32_t)i32), su = slot_of(c->d, (int32_t)u32);
+    if ((u32 >= c->nu32) | (i32 >= c->ni32) | (i - s * c->d.nb != c->ig) | (u - su * c->d.nb != c->ug))
+        return RATE_INDEX;
     const float *pu = c->U + u * K, *qi = priv ? c->Ip + s * K : c->I + i * K;
     float z;
     if (kind == CF_SPARSE_ADAGRAD) {
@@ -274,7 +289,7 @@ CF_INLINE int rate_err(const block_ctx *c, int kind, int64_t r, rating *t) {
     t->su = su;
     t->err = err;
     t->dz = 2.0f * err * dpred;
-    return !isfinite(err);
+    return !isfinite(err); /* RATE_OK or RATE_NONFINITE */
 }
 
 CF_INLINE void rate_apply(const block_ctx *c, int kind, const rating *t) {
@@ -367,31 +382,51 @@ CF_INLINE void rate_apply(const block_ctx *c, int kind, const rating *t) {
 }
 
 
-CF_INLINE int rate(const block_ctx *c, int kind, int64_t r, double *sse) {
+/* rating r: RATE_OK (applied), or RATE_NONFINITE / RATE_INDEX (not applied; *at = r) */
+CF_INLINE int rate(const block_ctx *c, int kind, int64_t r, double *sse, int64_t *at) {
     rating t;
-    if (rate_err(c, kind, r, &t)) return 1;
+    int st = rate_err(c, kind, r, &t);
+    if (st) {
+        *at = r;
+        return st;
+    }
     *sse += (double)t.err * (double)t.err;
     rate_apply(c, kind, &t);
-    return 0;
+    return RATE_OK;
 }
 
-/* rating a, then rating b, which shares no row with a, their work interleaved: returns 0,
- * 1 if a's error is non-finite (nothing applied) or 2 if b's is (a applied) */
-CF_INLINE int rate_two(const block_ctx *c, int kind, int64_t a, int64_t b, double *sse) {
+/* rating a, then rating b, which shares no row with a, their work interleaved: RATE_OK, or
+ * the status of the first that failed, *at = its row (a failed: nothing applied; b failed:
+ * a applied) */
+CF_INLINE int rate_two(const block_ctx *c, int kind, int64_t a, int64_t b, double *sse,
+                       int64_t *at) {
     rating ta, tb;
-    int bad_a = rate_err(c, kind, a, &ta), bad_b = rate_err(c, kind, b, &tb);
-    if (bad_a) return 1;
+    int st_a = rate_err(c, kind, a, &ta), st_b = rate_err(c, kind, b, &tb);
+    if (st_a) {
+        *at = a;
+        return st_a;
+    }
     *sse += (double)ta.err * (double)ta.err;
     rate_apply(c, kind, &ta);
-    if (bad_b) return 2;
+    if (st_b) {
+        *at = b;
+        return st_b;
+    }
     *sse += (double)tb.err * (double)tb.err;
     rate_apply(c, kind, &tb);
-    return 0;
+    return RATE_OK;
+}
+
+/* the slot of item id i for the scheduling of run_rows: an id outside the table (which
+ * rate_err refuses when the rating runs) counts as slot 0, so no read leaves slots */
+CF_INLINE int64_t item_slot(const block_ctx *c, int32_t i) {
+    return slot_of(c->d, (uint32_t)i < c->ni32 ? i : 0);
 }
 
 /* brings the rows of rating r toward the cache */
 CF_INLINE void prefetch_rating(const block_ctx *c, int64_t r) {
     const int32_t i = c->x[2 * r + 1];
+    if ((uint32_t)i >= c->ni32) return;
     CF_PREFETCH_ROW(c->Ip ? c->Ip + slot_of(c->d, i) * c->K : c->I + (int64_t)i * c->K, c->K, 1);
 }
 
@@ -410,20 +445,24 @@ CF_INLINE int lane_take(const block_ctx *c, lane *l, int64_t *next, int64_t end,
     int64_t a = *next, b = a;
     if (a >= end) return 0;
     const int32_t u = c->x[2 * a];
-    for (; b < end && c->x[2 * b] == u; b++) l->last[slot_of(d, c->x[2 * b + 1])] = b;
+    for (; b < end && c->x[2 * b] == u; b++) l->last[item_slot(c, c->x[2 * b + 1])] = b;
     l->r = a;
     l->end = b;
     *next = b;
-    if (b < end) CF_PREFETCH_ROW(c->U + (int64_t)c->x[2 * b] * c->K, c->K, 1); /* the next user */
+    if (b < end) { /* the next user */
+        const int32_t un = c->x[2 * b];
+        if ((uint32_t)un < c->nu32) CF_PREFETCH_ROW(c->U + (int64_t)un * c->K, c->K, 1);
+    }
     return 1;
 }
 
 /* the ratings of rows [start, end) of a block, ordered by user, with the result of row order
- * (see lane); slots [2 * n_slots] is scratch. Returns 1 on a non-finite error: that rating
- * and the rows after it in row order are not applied, except that ratings of later users,
- * which share no row with it, may have been; all the rows before it are. */
+ * (see lane); slots [2 * n_slots] is scratch. Returns RATE_OK, or RATE_NONFINITE /
+ * RATE_INDEX with *at = the row of the rating that gave a non-finite error or held a bad
+ * id: that rating and the rows after it in row order are not applied, except that ratings
+ * of later users, which share no row with it, may have been; all the rows before it are. */
 CF_INLINE int run_rows(const block_ctx *c, int kind, int64_t start, int64_t end, int64_t *slots,
-                       int64_t n_slots, slot_div d, double *sse) {
+                       int64_t n_slots, slot_div d, double *sse, int64_t *at) {
     for (int64_t t = 0; t < 2 * n_slots; t++) slots[t] = -1;
     lane L[2] = {{0, 0, slots}, {0, 0, slots + n_slots}};
     int64_t next = start;
@@ -435,19 +474,24 @@ CF_INLINE int run_rows(const block_ctx *c, int kind, int64_t start, int64_t end,
         lane *E = &L[e], *F = &L[1 - e];
         const int64_t rf = F->r;
         /* the later user's rating waits while its item is among the earlier one's left */
-        const int clash = E->last[slot_of(d, c->x[2 * rf + 1])] >= E->r;
+        const int clash = E->last[item_slot(c, c->x[2 * rf + 1])] >= E->r;
         if (E->r + 1 < end) prefetch_rating(c, E->r + 1);
         if (rf + 1 < end) prefetch_rating(c, rf + 1);
+        int st;
         if (clash) {
-            if (rate(c, kind, E->r, sse)) return 1;
+            if ((st = rate(c, kind, E->r, sse, at))) return st;
         } else {
-            int st = rate_two(c, kind, E->r, rf, sse);
-            if (st == 1) return 1;
-            if (st == 2) {
+            st = rate_two(c, kind, E->r, rf, sse, at);
+            if (st && *at == E->r) return st;
+            if (st) {
                 /* in row order the earlier user's ratings come first */
-                for (int64_t r = E->r + 1; r < E->end; r++)
-                    if (rate(c, kind, r, sse)) return 1;
-                return 1;
+                const int64_t at_f = *at;
+                for (int64_t r = E->r + 1; r < E->end; r++) {
+                    int st_e = rate(c, kind, r, sse, at);
+                    if (st_e) return st_e;
+                }
+                *at = at_f;
+                return st;
             }
             if (++F->r == F->end) act[1 - e] = lane_take(c, F, &next, end, d);
         }
@@ -457,9 +501,10 @@ CF_INLINE int run_rows(const block_ctx *c, int kind, int64_t start, int64_t end,
         if (act[l]) /* no user left to take: the rest is this lane's user */
             for (int64_t r = L[l].r; r < L[l].end; r++) {
                 if (r + 1 < end) prefetch_rating(c, r + 1);
-                if (rate(c, kind, r, sse)) return 1;
+                int st = rate(c, kind, r, sse, at);
+                if (st) return st;
             }
-    return 0;
+    return RATE_OK;
 }
 
 /* copies the state of the block's rows (items of group ig, users of group ug) to the
@@ -494,6 +539,10 @@ static void block_ctx_init(block_ctx *c, const sparse_job *j, int64_t k, float *
     c->K = cfg->k;
     c->NU = cfg->n_users;
     c->NI = cfg->n_items;
+    c->ug = j->blocks[k] / j->nb;
+    c->ig = j->blocks[k] % j->nb;
+    c->nu32 = (uint32_t)(c->NU < ((int64_t)1 << 31) ? c->NU : ((int64_t)1 << 31));
+    c->ni32 = (uint32_t)(c->NI < ((int64_t)1 << 31) ? c->NI : ((int64_t)1 << 31));
     const cf_dot_views w = cf_dot_split(j->params, cfg);
     c->U = w.uw;
     c->I = w.iw;
@@ -528,11 +577,11 @@ static void block_ctx_init(block_ctx *c, const sparse_job *j, int64_t k, float *
 #define CF_RUN_KIND(name, KIND)                                                                \
     CF_VECTOR_CLONES                                                                           \
     static int name(const sparse_job *j, int64_t k, int64_t *slots, int64_t n_slots,           \
-                    float *priv, double *sse) {                                                \
+                    float *priv, double *sse, int64_t *at) {                                   \
         block_ctx c;                                                                           \
         block_ctx_init(&c, j, k, priv, n_slots, KIND != CF_SPARSE_ADAM);                       \
         int64_t start = j->starts[j->blocks[k]], end = j->starts[j->blocks[k] + 1];            \
-        int st = run_rows(&c, KIND, start, end, slots, n_slots, c.d, sse);                     \
+        int st = run_rows(&c, KIND, start, end, slots, n_slots, c.d, sse, at);                 \
         if (KIND != CF_SPARSE_ADAM) block_state(&c, j->blocks[k] / j->nb, j->blocks[k] % j->nb, 0); \
         return st;                                                                             \
     }
@@ -541,13 +590,15 @@ CF_RUN_KIND(run_rows_adagrad, CF_SPARSE_ADAGRAD)
 CF_RUN_KIND(run_rows_adam, CF_SPARSE_ADAM)
 #undef CF_RUN_KIND
 
-/* trains the ratings of block position k; returns 0, or 1 on a non-finite error */
-static int run_block(sparse_job *j, int64_t k, int64_t *slots, int64_t n_slots, float *priv) {
+/* trains the ratings of block position k; returns RATE_OK, or RATE_NONFINITE / RATE_INDEX
+ * with *at = the row (see run_rows) */
+static int run_block(sparse_job *j, int64_t k, int64_t *slots, int64_t n_slots, float *priv,
+                     int64_t *at) {
     int64_t start = j->starts[j->blocks[k]], end = j->starts[j->blocks[k] + 1];
     double sse = 0.0;
-    int status = j->opt->kind == CF_SPARSE_SGD       ? run_rows_sgd(j, k, slots, n_slots, priv, &sse)
-                 : j->opt->kind == CF_SPARSE_ADAGRAD ? run_rows_adagrad(j, k, slots, n_slots, priv, &sse)
-                                                     : run_rows_adam(j, k, slots, n_slots, priv, &sse);
+    int status = j->opt->kind == CF_SPARSE_SGD       ? run_rows_sgd(j, k, slots, n_slots, priv, &sse, at)
+                 : j->opt->kind == CF_SPARSE_ADAGRAD ? run_rows_adagrad(j, k, slots, n_slots, priv, &sse, at)
+                                                     : run_rows_adam(j, k, slots, n_slots, priv, &sse, at);
     j->block_loss[k] = end > start ? sse / (double)(end - start) : 0.0;
     return status;
 }
@@ -576,12 +627,14 @@ static int64_t take_block(sparse_job *j) {
     }
 }
 
-/* block k is done (bad: with a non-finite error; nomem: it could not start) */
-static void finish_block(sparse_job *j, int64_t k, int bad, int nomem) {
+/* block k is done (status: RATE_OK, or RATE_NONFINITE / RATE_INDEX at row `at`; nomem: it
+ * could not start). Nothing after the first failed position starts. */
+static void finish_block(sparse_job *j, int64_t k, int status, int64_t at, int nomem) {
     pthread_mutex_lock(&j->lock);
     if (nomem) j->nomem = 1;
     if (k >= 0) j->state[k] = 2;
-    if (bad && k < j->bad) j->bad = k;
+    if (status == RATE_INDEX && j->bad_row < 0) j->bad_row = at;
+    if (status != RATE_OK && k < j->bad) j->bad = k;
     pthread_cond_broadcast(&j->turn);
     pthread_mutex_unlock(&j->lock);
 }
@@ -590,20 +643,25 @@ static void *worker(void *arg) {
     sparse_job *j = arg;
     /* item slots of a block: its items are ig + nb t, t < n_slots */
     const int64_t n_slots = (j->cfg->n_items + j->nb - 1) / j->nb + 1;
-    int64_t *slots = malloc(sizeof(int64_t) * (size_t)(2 * n_slots));
     const int64_t n_uslots = (j->cfg->n_users + j->nb - 1) / j->nb + 1;
-    float *priv = malloc(sizeof(float) * (size_t)((j->cfg->k + 3) * n_slots + 3 * n_uslots));
+    int64_t n_priv, t;
+    int sized = cf_add(j->cfg->k, 3, &n_priv) && cf_mul(n_priv, n_slots, &n_priv) &&
+                cf_mul(3, n_uslots, &t) && cf_add(n_priv, t, &n_priv) && n_slots <= INT64_MAX / 2;
+    int64_t *slots = sized ? cf_alloc(2 * n_slots, sizeof(int64_t)) : NULL;
+    float *priv = sized ? cf_alloc(n_priv, sizeof(float)) : NULL;
     if (!slots || !priv) {
         free(slots);
         free(priv);
-        finish_block(j, -1, 0, 1);
+        finish_block(j, -1, RATE_OK, -1, 1);
         return NULL;
     }
     cf_fp_mode mode = cf_fp_flush_subnormals();
     for (;;) {
         int64_t k = take_block(j);
         if (k < 0) break;
-        finish_block(j, k, run_block(j, k, slots, n_slots, priv), 0);
+        int64_t at = -1;
+        int st = run_block(j, k, slots, n_slots, priv, &at);
+        finish_block(j, k, st, at, 0);
     }
     cf_fp_restore(mode);
     free(slots);
@@ -659,13 +717,20 @@ CF_INLINE int64_t grid_cell(slot_div d, int32_t u, int32_t i) {
     return ((int64_t)u - slot_of(d, u) * d.nb) * d.nb + ((int64_t)i - slot_of(d, i) * d.nb);
 }
 
+/* k if it is a key in [0, n), else n - 1: the sorts read x many times, and x may be changed
+ * by another thread during the call (the binding releases the GIL), so a key computed from
+ * it is clamped before it indexes a count; a sort that then finds a bucket overfull stops */
+CF_INLINE int64_t clamp_key(int64_t k, int64_t n) { return (uint64_t)k < (uint64_t)n ? k : n - 1; }
+
 /* in-place American flag sort of rows [lo, hi) into n_keys buckets of key(row) (the rows
- * CF_AHEAD ahead of each bucket's fill point are prefetched: 4x faster on 25M rows) */
+ * CF_AHEAD ahead of each bucket's fill point are prefetched: 4x faster on 25M rows).
+ * Returns CF_OK, or CF_ERR_ARG when the keys changed while it ran (x written by another
+ * thread: a bucket overfull), the rows then permuted but not grouped. */
 #define CF_AHEAD 16
-static void flag_sort(int32_t *x, float *y, char *extra, size_t esz, int64_t lo, int64_t hi,
-                      int64_t n_keys, int64_t *start, int64_t *next, int64_t nb, int by_user) {
+static int flag_sort(int32_t *x, float *y, char *extra, size_t esz, int64_t lo, int64_t hi,
+                     int64_t n_keys, int64_t *start, int64_t *next, int64_t nb, int by_user) {
     const slot_div d = slot_div_make(nb);
-#define CF_KEY(r) (by_user ? slot_of(d, x[2 * (r)]) : grid_cell(d, x[2 * (r)], x[2 * (r) + 1]))
+#define CF_KEY(r) clamp_key(by_user ? slot_of(d, x[2 * (r)]) : grid_cell(d, x[2 * (r)], x[2 * (r) + 1]), n_keys)
     for (int64_t b = 0; b <= n_keys; b++) start[b] = 0;
     for (int64_t r = lo; r < hi; r++) start[CF_KEY(r) + 1]++;
     start[0] = lo;
@@ -678,6 +743,7 @@ static void flag_sort(int32_t *x, float *y, char *extra, size_t esz, int64_t lo,
                 next[b]++;
                 continue;
             }
+            if (next[t] >= start[t + 1]) return CF_ERR_ARG; /* x changed: t is full */
             const int64_t d = next[t]++;
             /* each bucket fills front to back: fetch its rows ahead of the swaps */
             if (d + CF_AHEAD < hi) {
@@ -689,6 +755,7 @@ static void flag_sort(int32_t *x, float *y, char *extra, size_t esz, int64_t lo,
         }
     }
 #undef CF_KEY
+    return CF_OK;
 }
 
 /* the number of bits of v (at least 1) */
@@ -710,6 +777,7 @@ typedef struct {
     pthread_mutex_t lock;
     int64_t next; /* the next block to sort */
     int nomem;
+    int changed; /* x changed under a sort (see flag_sort) */
 } sort_job;
 
 /* sorts the m rows at a of one block by user, then item, through buf (2 m words): an LSD
@@ -722,7 +790,8 @@ static int radix_block(const sort_job *s, int64_t a, int64_t m, uint64_t *buf) {
     uint64_t *A = buf, *B = buf + m;
     const int32_t *xa = s->x + 2 * a;
     for (int64_t j = 0; j < m; j++) {
-        const uint64_t key = (uint64_t)(slot_of(s->d, xa[2 * j]) * s->n_it + slot_of(s->d, xa[2 * j + 1]));
+        const uint64_t key = (uint64_t)(clamp_key(slot_of(s->d, xa[2 * j]), s->n_ut) * s->n_it +
+                                        clamp_key(slot_of(s->d, xa[2 * j + 1]), s->n_it));
         A[j] = key << ib | (uint64_t)j;
     }
     int64_t count[2048];
@@ -764,16 +833,18 @@ static int radix_block(const sort_job *s, int64_t a, int64_t m, uint64_t *buf) {
 
 /* sorts the rows of block b by user, then item: by radix_block when it fits buf (n_buf rows),
  * else in place (an American flag sort by user, then a heapsort of each user's rows by item;
- * tmp: 2 n_ut + 1 words) */
-static void sort_block(const sort_job *s, int64_t b, uint64_t *buf, int64_t n_buf, int64_t *tmp) {
+ * tmp: 2 n_ut + 1 words). Returns CF_OK, or CF_ERR_ARG when x changed under the sort. */
+static int sort_block(const sort_job *s, int64_t b, uint64_t *buf, int64_t n_buf, int64_t *tmp) {
     const int64_t a = s->starts[b], e = s->starts[b + 1], m = e - a;
-    if (m < 2) return;
-    if (m <= n_buf && radix_block(s, a, m, buf) == 0) return;
-    flag_sort(s->x, s->y, s->extra, s->esz, a, e, s->n_ut, tmp + s->n_ut, tmp, s->d.nb, 1);
+    if (m < 2) return CF_OK;
+    if (m <= n_buf && radix_block(s, a, m, buf) == 0) return CF_OK;
+    if (flag_sort(s->x, s->y, s->extra, s->esz, a, e, s->n_ut, tmp + s->n_ut, tmp, s->d.nb, 1) != CF_OK)
+        return CF_ERR_ARG;
     for (int64_t r = a, q; r < e; r = q) {
         for (q = r + 1; q < e && s->x[2 * q] == s->x[2 * r]; q++) {}
         if (q - r > 1) sort_by_item(s->x, s->y, s->extra, s->esz, r, q);
     }
+    return CF_OK;
 }
 
 static void *sort_worker(void *arg) {
@@ -782,16 +853,18 @@ static void *sort_worker(void *arg) {
     for (int64_t b = 0; b < s->NB; b++)
         if (s->starts[b + 1] - s->starts[b] > most) most = s->starts[b + 1] - s->starts[b];
     int64_t n_buf = most < s->cap ? most : s->cap;
-    uint64_t *buf = malloc(sizeof(uint64_t) * (size_t)(2 * n_buf + 1));
-    int64_t *tmp = malloc(sizeof(int64_t) * (size_t)(2 * s->n_ut + 1));
+    uint64_t *buf = n_buf <= INT64_MAX / 2 ? cf_alloc(2 * n_buf + 1, sizeof(uint64_t)) : NULL;
+    int64_t *tmp = s->n_ut <= INT64_MAX / 2 ? cf_alloc(2 * s->n_ut + 1, sizeof(int64_t)) : NULL;
     if (!buf) n_buf = 0; /* every block in place */
+    int changed = 0;
     for (;;) {
         pthread_mutex_lock(&s->lock);
         if (!tmp) s->nomem = 1;
-        const int64_t b = s->nomem ? s->NB : s->next++;
+        if (changed) s->changed = 1;
+        const int64_t b = s->nomem || s->changed ? s->NB : s->next++;
         pthread_mutex_unlock(&s->lock);
         if (b >= s->NB) break;
-        sort_block(s, b, buf, n_buf, tmp);
+        changed = sort_block(s, b, buf, n_buf, tmp) != CF_OK;
     }
     free(buf);
     free(tmp);
@@ -800,18 +873,20 @@ static void *sort_worker(void *arg) {
 
 int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t n, int64_t nb,
                   int64_t *starts, int n_threads) {
-    if (nb < 1 || n < 0 || n_threads < 1 || (extra && extra_size != 4 && extra_size != 8))
+    int64_t NB, max_u = 0, max_i = 0;
+    if (nb < 1 || n < 0 || n_threads < 1 || (extra && extra_size != 4 && extra_size != 8) ||
+        !cf_mul(nb, nb, &NB) || NB == INT64_MAX)
         return CF_ERR_ARG;
-    int64_t NB = nb * nb, max_u = 0, max_i = 0;
     for (int64_t r = 0; r < n; r++) {
         if (x[2 * r] < 0 || x[2 * r + 1] < 0) return CF_ERR_INDEX;
         if (x[2 * r] > max_u) max_u = x[2 * r];
         if (x[2 * r + 1] > max_i) max_i = x[2 * r + 1];
     }
-    int64_t *tmp = malloc(sizeof(int64_t) * (size_t)NB);
+    int64_t *tmp = cf_alloc(NB, sizeof(int64_t));
     if (!tmp) return CF_ERR_NOMEM;
-    flag_sort(x, y, extra, (size_t)extra_size, 0, n, NB, starts, tmp, nb, 0);
+    int st = flag_sort(x, y, extra, (size_t)extra_size, 0, n, NB, starts, tmp, nb, 0);
     free(tmp);
+    if (st != CF_OK) return st;
     /* inside a block, rows are then ordered by user: consecutive ratings share the user's row,
      * which stays in the first-level cache (LibMF orders its blocks the same way); and each
      * user's rows by item, so that in run_rows a later user's ratings rarely need an item
@@ -834,7 +909,7 @@ int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t
     if (n_threads > NB) n_threads = (int)NB;
     cf_run_threads(n_threads, sort_worker, &s);
     pthread_mutex_destroy(&s.lock);
-    return s.nomem ? CF_ERR_NOMEM : CF_OK;
+    return s.nomem ? CF_ERR_NOMEM : s.changed ? CF_ERR_ARG : CF_OK;
 }
 
 /* the first row of [a, b) whose user id is outside [0, NU) or item id outside [0, NI), or
@@ -854,50 +929,70 @@ static int64_t first_bad_id(const int32_t *x, int64_t a, int64_t b, int64_t NU, 
 }
 
 int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int64_t *bad,
-                      const int32_t *x, const float *y, int64_t n_rows, const int64_t *starts,
-                      int64_t nb, const int64_t *blocks, int64_t n_sel, const double *lrs,
+                      const int32_t *x, const float *y, int64_t n_rows, const int64_t *starts_in,
+                      int64_t nb, const int64_t *blocks_in, int64_t n_sel, const double *lrs,
                       const double *moms, const cf_dot_config *cfg, int n_threads) {
     *bad = -1;
-    if (nb < 1 || n_sel < 0 || n_threads < 1 || cfg->k < 1 || starts[nb * nb] != n_rows)
+    int64_t NB, n_starts, n_dep;
+    if (nb < 1 || n_sel < 0 || n_threads < 1 || cfg->k < 1 || n_rows < 0 || !cf_mul(nb, nb, &NB) ||
+        !cf_add(NB, 1, &n_starts) || cf_dot_n_params(cfg) < 0)
         return CF_ERR_ARG;
     if (opt->kind == CF_SPARSE_ADAM && (!opt->m || !opt->v || !opt->pow1 || !opt->pow2))
         return CF_ERR_ARG;
     if (opt->kind == CF_SPARSE_ADAGRAD && !opt->v) return CF_ERR_ARG;
-    for (int64_t k = 0; k < n_sel; k++)
-        if (blocks[k] < 0 || blocks[k] >= nb * nb) { *bad = k; return CF_ERR_INDEX; }
-    for (int64_t k = 0; k < n_sel; k++) {
+    /* the block starts and the selection are copied and checked here, and only the copies
+     * are read: arrays another thread changes during the call cannot move a block outside x */
+    int64_t *own = n_sel <= INT64_MAX - n_starts ? cf_alloc(n_starts + n_sel, sizeof(int64_t)) : NULL;
+    if (!own) return CF_ERR_NOMEM;
+    int64_t *starts = own, *blocks = own + n_starts;
+    memcpy(starts, starts_in, sizeof(int64_t) * (size_t)n_starts);
+    memcpy(blocks, blocks_in, sizeof(int64_t) * (size_t)n_sel);
+    sparse_job j;
+    memset(&j, 0, sizeof j);
+    int st = CF_OK;
+    if (starts[0] != 0 || starts[NB] != n_rows) st = CF_ERR_ARG;
+    for (int64_t b = 0; st == CF_OK && b < NB; b++)
+        if (starts[b + 1] < starts[b]) st = CF_ERR_ARG;
+    for (int64_t k = 0; st == CF_OK && k < n_sel; k++)
+        if (blocks[k] < 0 || blocks[k] >= NB) {
+            *bad = k;
+            st = CF_ERR_INDEX;
+        }
+    for (int64_t k = 0; st == CF_OK && k < n_sel; k++) {
         int64_t r = first_bad_id(x, starts[blocks[k]], starts[blocks[k] + 1], cfg->n_users,
                                  cfg->n_items);
         if (r >= 0) {
             *bad = r;
-            return CF_ERR_INDEX;
+            st = CF_ERR_INDEX;
         }
     }
     /* each stratum (group of nb consecutive positions) must hold nb blocks that share no
      * user group and no item group, so its blocks can run at once */
-    if (n_sel % nb != 0) return CF_ERR_ARG;
-    unsigned char *seen = calloc((size_t)(2 * nb), 1);
-    if (!seen) return CF_ERR_NOMEM;
-    for (int64_t g0 = 0; g0 < n_sel; g0 += nb) {
+    if (st == CF_OK && n_sel % nb != 0) st = CF_ERR_ARG;
+    unsigned char *seen = st == CF_OK ? cf_calloc(2 * nb, 1) : NULL;
+    if (st == CF_OK && !seen) st = CF_ERR_NOMEM;
+    for (int64_t g0 = 0; st == CF_OK && g0 < n_sel; g0 += nb) {
         memset(seen, 0, (size_t)(2 * nb));
         for (int64_t k = g0; k < g0 + nb; k++) {
             int64_t ug = blocks[k] / nb, ig = nb + blocks[k] % nb;
-            if (seen[ug] || seen[ig]) { free(seen); *bad = k; return CF_ERR_ARG; }
+            if (seen[ug] || seen[ig]) {
+                *bad = k;
+                st = CF_ERR_ARG;
+                break;
+            }
             seen[ug] = seen[ig] = 1;
         }
     }
     free(seen);
-    sparse_job j;
-    memset(&j, 0, sizeof j);
+    if (st != CF_OK) goto done;
     /* block k waits only for the last earlier block of its user group and of its item group:
      * blocks that share neither commute, so any order that keeps these gives the result of
      * the given order, for any number of threads */
-    j.state = calloc((size_t)n_sel + 1, 1);
-    j.dep = malloc(sizeof(int64_t) * (size_t)(2 * n_sel + 2 * nb + 1));
+    j.state = cf_calloc(n_sel + 1, 1);
+    j.dep = cf_mul(2, n_sel + nb, &n_dep) && cf_add(n_dep, 1, &n_dep) ? cf_alloc(n_dep, sizeof(int64_t)) : NULL;
     if (!j.state || !j.dep) {
-        free(j.state);
-        free(j.dep);
-        return CF_ERR_NOMEM;
+        st = CF_ERR_NOMEM;
+        goto done;
     }
     int64_t *last = j.dep + 2 * n_sel; /* [2 nb]: by user group, then by item group */
     for (int64_t g = 0; g < 2 * nb; g++) last[g] = -1;
@@ -920,8 +1015,8 @@ int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int
     j.moms = moms;
     j.cfg = cfg;
     j.bad = n_sel;
+    j.bad_row = -1;
     if (n_threads > nb) n_threads = (int)nb; /* a stratum has nb blocks */
-    int st = CF_OK;
     if (pthread_mutex_init(&j.lock, NULL) != 0) {
         st = CF_ERR_NOMEM;
         goto done;
@@ -936,6 +1031,9 @@ int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int
     pthread_mutex_destroy(&j.lock);
     if (j.nomem) {
         st = CF_ERR_NOMEM;
+    } else if (j.bad_row >= 0) {
+        *bad = j.bad_row;
+        st = CF_ERR_INDEX;
     } else if (j.bad < n_sel) {
         *bad = j.bad;
         st = CF_ERR_NONFINITE;
@@ -943,5 +1041,6 @@ int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int
 done:
     free(j.state);
     free(j.dep);
+    free(own);
     return st;
 }

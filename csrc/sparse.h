@@ -37,7 +37,9 @@ typedef struct {
  * bytes a row of the largest block, up to max(65536, n / 8) rows), or in place (O(m log m)
  * per user's m rows) when a block is larger or the buffer cannot be had. No copy of the
  * data. Returns CF_OK, CF_ERR_ARG, CF_ERR_INDEX (a negative id), CF_ERR_NOMEM (the rows are
- * then grouped, but maybe not sorted inside their blocks). */
+ * then grouped, but maybe not sorted inside their blocks). x written by another thread during
+ * the call never sends the sort outside its buffers (every key is clamped); when it changes
+ * the grouping the sort returns CF_ERR_ARG, the rows permuted but not grouped. */
 int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t n, int64_t nb,
                   int64_t *starts, int n_threads);
 
@@ -64,7 +66,12 @@ int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t
  * it, may have been; all the blocks before position k are applied, and some after it may
  * have been); CF_ERR_INDEX with *bad = the first bad block position or the first row of the
  * selected blocks with an id outside the tables, CF_ERR_ARG with *bad = the first position
- * that breaks its stratum (all checked before any update); CF_ERR_NOMEM. */
+ * that breaks its stratum (all checked before any update), or starts that are not nb*nb + 1
+ * increasing offsets from 0 to n_rows; CF_ERR_NOMEM. starts and blocks are copied and checked
+ * once, and every rating's ids are checked again as the rating reads them, inside the tables
+ * and in its block's user and item groups (so a thread never writes another's rows): x
+ * written by another thread during the call, or rows outside their block, give CF_ERR_INDEX
+ * with *bad = that row, every update before it in its block (and in the blocks before) made. */
 int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int64_t *bad,
                       const int32_t *x, const float *y, int64_t n_rows, const int64_t *starts,
                       int64_t nb, const int64_t *blocks, int64_t n_sel, const double *lrs,

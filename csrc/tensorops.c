@@ -4,7 +4,9 @@
 #include "status.h"
 #include "tensorops.h"
 
-/* the first position whose id is outside [-N, N) (wrap) or [0, N); -1 if none */
+/* the first position whose id is outside [-N, N) (wrap) or [0, N); -1 if none. The loops
+ * below check each id again as they read it (the binding releases the GIL, and another thread
+ * may write the ids meanwhile): a changed id stops the call there, *bad = its position. */
 static int64_t first_bad(const int64_t *idx, int64_t stride, int64_t B, int64_t N, int wrap) {
     const int64_t lo = wrap ? -N : 0;
     for (int64_t b = 0; b < B; b++) {
@@ -20,6 +22,10 @@ int cf_tensor_gather_forward(float *out, const float *table, const int64_t *idx,
     if (*bad >= 0) return CF_ERR_INDEX;
     for (int64_t b = 0; b < B; b++) {
         int64_t id = idx[b * stride];
+        if (id < (wrap ? -N : 0) || id >= N) {
+            *bad = b;
+            return CF_ERR_INDEX;
+        }
         if (id < 0) id += N;
         memcpy(out + b * K, table + id * K, (size_t)K * sizeof(float));
     }
@@ -33,6 +39,10 @@ int cf_tensor_gather_backward(float *dtable, const float *dout, const int64_t *i
     if (*bad >= 0) return CF_ERR_INDEX;
     for (int64_t b = 0; b < B; b++) {
         int64_t id = idx[b * stride];
+        if (id < (wrap ? -N : 0) || id >= N) {
+            *bad = b;
+            return CF_ERR_INDEX;
+        }
         if (id < 0) id += N;
         float *row = dtable + id * K;
         const float *d = dout + b * K;
@@ -47,6 +57,10 @@ int cf_tensor_zero_rows(float *table, const int64_t *idx, int64_t stride, int64_
     if (*bad >= 0) return CF_ERR_INDEX;
     for (int64_t b = 0; b < B; b++) {
         int64_t id = idx[b * stride];
+        if (id < (wrap ? -N : 0) || id >= N) {
+            *bad = b;
+            return CF_ERR_INDEX;
+        }
         if (id < 0) id += N;
         memset(table + id * K, 0, (size_t)K * sizeof(float));
     }

@@ -12,11 +12,14 @@
 #include "loss.h"
 #include "status.h"
 #include "train.h"
+#include "checked.h"
 #include "fpmode.h"
 
 int64_t cf_dot_n_params(const cf_dot_config *c) {
-    int64_t n = (c->n_users + c->n_items) * c->k;
-    if (c->has_bias) n += c->n_users + c->n_items;
+    int64_t rows, n;
+    if (!cf_add(c->n_users, c->n_items, &rows) || !cf_mul(rows, c->k, &n) ||
+        (c->has_bias && !cf_add(n, rows, &n)))
+        return -1;
     return n;
 }
 
@@ -81,7 +84,7 @@ int cf_dot_fit_epoch(float *params, float *grads, cf_optimizer *opt, double *los
     *bad_batch = -1;
     if (bs < 1 || n_batches < 0 || (n_batches > 0 && (n_order == 0 || n_batches - 1 > (n_order - 1) / bs)))
         return CF_ERR_ARG;
-    if (opt->n != cf_dot_n_params(cfg)) return CF_ERR_ARG;
+    if (cf_dot_n_params(cfg) < 0 || opt->n != cf_dot_n_params(cfg)) return CF_ERR_ARG;
     /* every order entry the batches use, and the ids of its row, are checked before the
      * first step, so a bad row can never leave the model half-trained */
     int64_t used = n_batches == 0 ? 0 : (n_order - (n_batches - 1) * bs > bs ? n_batches * bs : n_order);
@@ -94,8 +97,8 @@ int cf_dot_fit_epoch(float *params, float *grads, cf_optimizer *opt, double *los
         }
     }
     if (bs > used) bs = used > 0 ? used : 1; /* one batch holds at most every row used */
-    int32_t *users = malloc((size_t)bs * 2 * sizeof(int32_t));
-    float *fbuf = malloc((size_t)bs * 5 * sizeof(float));
+    int32_t *users = bs <= INT64_MAX / 5 ? cf_alloc(2 * bs, sizeof(int32_t)) : NULL;
+    float *fbuf = bs <= INT64_MAX / 5 ? cf_alloc(5 * bs, sizeof(float)) : NULL;
     if (!users || !fbuf) { free(users); free(fbuf); return CF_ERR_NOMEM; }
     int32_t *items = users + bs;
     float *yb = fbuf, *z = fbuf + bs, *pred = fbuf + 2 * bs, *dpred = fbuf + 3 * bs,
@@ -108,17 +111,24 @@ int cf_dot_fit_epoch(float *params, float *grads, cf_optimizer *opt, double *los
     for (int64_t j = 0; j < n_batches; j++) {
         int64_t start = j * bs;
         int64_t B = used - start < bs ? used - start : bs;
-        for (int64_t b = 0; b < B; b++) {
+        int64_t b_bad = -1;
+        for (int64_t b = 0; b < B && b_bad < 0; b++) {
             int64_t r = order[start + b];
+            if (r < 0 || r >= n_rows) {
+                b_bad = b;
+                break;
+            }
             users[b] = x[2 * r];
             items[b] = x[2 * r + 1];
             yb[b] = y[r];
+            if (users[b] < 0 || users[b] >= cfg->n_users || items[b] < 0 || items[b] >= cfg->n_items)
+                b_bad = b;
         }
-        /* the batch's ids are used from these copies only, and checked there (the forward
-         * checks them): x changed by another thread after the check above can give a wrong
-         * batch but never an index outside the tables */
-        if (dot_forward(pred, z, w, users, items, B, cfg) != CF_OK) {
-            *bad_batch = start;
+        /* the batch's rows and ids are checked as they are read and used from these copies
+         * only: order or x changed by another thread after the check above can give a wrong
+         * batch, or stop here, but never an index outside x or the tables */
+        if (b_bad >= 0 || dot_forward(pred, z, w, users, items, B, cfg) != CF_OK) {
+            *bad_batch = start + (b_bad >= 0 ? b_bad : 0);
             status = CF_ERR_INDEX;
             break;
         }

@@ -18,7 +18,7 @@ typedef struct {
     float lo, hi;
 } cf_dot_config;
 
-/* number of floats in the parameter block described by cfg. */
+/* number of floats in the parameter block described by cfg; -1 when it does not fit int64_t. */
 int64_t cf_dot_n_params(const cf_dot_config *cfg);
 
 /* The dot model's tables inside its block (or inside any buffer of the same layout: the
@@ -44,7 +44,9 @@ int cf_dot_predict(float *out, const float *params, const int32_t *x, int64_t N,
  * scratch owned by the caller; it is zero again on return.
  * Returns CF_OK; CF_ERR_NONFINITE with *bad_batch = j when batch j's loss is NaN or inf
  * (the model is left as it was after batch j-1); CF_ERR_INDEX with *bad_batch = the order
- * position whose entry or row ids are out of range (checked before any step);
+ * position whose entry or row ids are out of range (checked before any step, and again as
+ * each batch is copied to scratch, which is all the batch reads: order or x changed by
+ * another thread during the call stop it there, the model as it was after batch j-1);
  * CF_ERR_ARG if the batch layout does not fit n_rows; CF_ERR_NOMEM. */
 int cf_dot_fit_epoch(float *params, float *grads, cf_optimizer *opt, double *losses,
                      int64_t *bad_batch, const int32_t *x, const float *y, const int64_t *order,

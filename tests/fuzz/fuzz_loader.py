@@ -14,7 +14,21 @@
   whatever is unpacked must stay inside the destination;
 * model: `load_learner` of a mutated exported learner: raw byte mutations of a valid file
   (the seed), or one member replaced by fuzzed bytes / a fuzzed .npy header / edited JSON
-  and the ZIP rebuilt with valid CRCs, so the mutation reaches the JSON and .npy parsers.
+  and the ZIP rebuilt with valid CRCs, so the mutation reaches the JSON and .npy parsers;
+* core:  every training and inference entry point of `collabc._core` called with good arguments
+  (tests/test_hardening.py's) of which a few are mutated: arrays turned into lists, tuples,
+  memoryviews, bytes, ndarray subclasses, scalars or None, given another dtype, shape, byte
+  order or memory layout, made read-only or non-contiguous, filled with extreme ids and values;
+  numbers set to boundary values; the sequence of tables replaced by sequences that make their
+  items on the fly, lie about their length, mutate themselves or their source list while they
+  are read, raise, or hold non-arrays. Only TypeError, ValueError, IndexError, OverflowError or
+  MemoryError may come back (under ASan/valgrind: and no memory error);
+* learn: a small learner built from fuzzed ratings (labels of every kind from_df accepts:
+  huge and unsigned integers, strings with NULs, floats, booleans), model (dot, neural,
+  sparse), bs, optimizer and y_range, trained one epoch, then get_preds, predict, recommend /
+  recommend_many / most_similar with fuzzed n and query containers (lists, arrays,
+  memoryviews, generators), fold-in with fuzzed ratings, save/load and export/load_learner,
+  which must give back the same classes (values and types) and parameters.
 
 Every input must either succeed (then the result is checked) or raise a clean exception
 (CLEAN below). Any other exception is reported by libFuzzer as a crash and fails the run,
@@ -32,9 +46,12 @@ from pathlib import Path
 
 import atheris
 
-# keep huge allocations from a hostile input a MemoryError, not an out-of-memory kill
+# keep huge allocations from a hostile input a MemoryError, not an out-of-memory kill (under
+# AddressSanitizer, which reserves terabytes of address space for its shadow memory, that is
+# ASAN_OPTIONS=allocator_may_return_null=1 and libFuzzer's -malloc_limit_mb instead)
 _LIMIT = 8 * 2**30
-resource.setrlimit(resource.RLIMIT_AS, (_LIMIT, _LIMIT))
+if "libasan" not in os.environ.get("LD_PRELOAD", ""):
+    resource.setrlimit(resource.RLIMIT_AS, (_LIMIT, _LIMIT))
 os.environ.pop("COLLABC_DATA", None)  # never satisfy untar_data from a real data folder
 
 with atheris.instrument_imports():
@@ -323,7 +340,244 @@ def target_model(data):
     _count("accepted")
 
 
-TARGETS = {"data": target_data, "zip": target_zip, "model": target_model}
+# ---------------------------------------------------------------- the C entry points
+
+_TESTS = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(_TESTS))
+import test_hardening as _th  # noqa: E402  (good arguments of every entry point)
+
+_CORE_FNS = ["dot_fit_epoch", "nn_fit_epoch", "dot_fit_blocks", "dot_predict", "nn_predict",
+             "rank_dot_topk", "rank_pack", "embedding_concat_forward", "embedding_concat_backward",
+             "block_sort", "embedding_forward", "embedding_backward", "dotbias_forward",
+             "dotbias_backward"]
+_CORE_CLEAN = (TypeError, ValueError, IndexError, OverflowError, MemoryError)
+_EXTREME_IDS = [-1, -2**31, 2**31 - 1, 2**30, 7, 0]
+_EXTREME_FLOATS = [np.nan, np.inf, -np.inf, -0.0, 3.4e38, 1e-45, 0.0]
+_BOUNDARY = [0, -1, 1, 2, 2**31, 2**31 - 1, 2**63 - 1, -2**63, 2**64, 10**30, 0.5, float("nan"),
+             float("inf"), "3", None, True, b"x", (1, 2), [1]]
+
+
+class _Sub(np.ndarray):
+    "An ndarray subclass with its own attribute, to reach PyArray_Check's subclass path."
+    def __array_finalize__(self, obj):
+        self.tag = getattr(obj, "tag", 1)
+
+
+class _Tables:
+    """A sequence of tables (not a list or tuple) that makes its items on the fly and may lie
+    about its length, raise, return non-arrays, or empty the list it draws from while read."""
+    def __init__(self, items, mode):
+        self.items, self.mode = list(items), mode
+
+    def __len__(self):
+        if self.mode == 2:
+            return len(self.items) + 3   # a length it cannot serve
+        return len(self.items)
+
+    def __getitem__(self, i):
+        if i >= len(self.items):
+            raise IndexError(i)
+        item = self.items[i]
+        if self.mode == 1:
+            return item.copy()           # a new array, referenced by nothing else
+        if self.mode == 3:
+            self.items.clear()           # mutates the source while it is being read
+            return item
+        if self.mode == 4 and i == 1:
+            raise RuntimeError("a table that cannot be read")
+        if self.mode == 5:
+            return item.tolist()         # not an array
+        return item
+
+
+def _mutate_array(fdp, a):
+    kind = fdp.ConsumeIntInRange(0, 15)
+    if kind == 0:
+        return a.tolist()
+    if kind == 1:
+        return tuple(a.reshape(-1).tolist())
+    if kind == 2:
+        return memoryview(np.ascontiguousarray(a))
+    if kind == 3:
+        return a.tobytes()
+    if kind == 4:
+        return a.view(_Sub)
+    if kind == 5:
+        return fdp.PickValueInList(_BOUNDARY)
+    if kind == 6:
+        return a.astype(fdp.PickValueInList([np.float64, np.float32, np.int64, np.int32, np.int16, np.bool_,
+                                             np.uint32, object, np.complex64]))
+    if kind == 7 and a.size:
+        return np.repeat(a, 2, axis=0)[::2]          # non-contiguous, same values
+    if kind == 8 and a.ndim == 2:
+        return np.asfortranarray(a) if a.shape[0] > 1 and a.shape[1] > 1 else a.T
+    if kind == 9:
+        return a.byteswap().view(a.dtype.newbyteorder())
+    if kind == 10:
+        b = a.copy()
+        b.flags.writeable = False
+        return b
+    if kind == 11:
+        return a.reshape(-1) if a.ndim > 1 else a.reshape(1, -1)
+    if kind == 12:
+        return a[: fdp.ConsumeIntInRange(0, max(0, len(a)))] if a.ndim else a
+    if kind == 13 and a.size:                         # extreme values in place
+        b = a.copy()
+        flat = b.reshape(-1)
+        for _ in range(fdp.ConsumeIntInRange(1, 3)):
+            k = fdp.ConsumeIntInRange(0, flat.size - 1)
+            if b.dtype.kind in "iu":
+                v = fdp.PickValueInList(_EXTREME_IDS)
+                flat[k] = v if np.can_cast(np.min_scalar_type(v), b.dtype, "same_kind") else 0
+            elif b.dtype.kind == "f":
+                flat[k] = fdp.PickValueInList(_EXTREME_FLOATS)
+        return b
+    if kind == 14:
+        b = np.zeros((a.shape[0] + 1,) + a.shape[1:], a.dtype) if a.ndim else a
+        return b
+    return np.ascontiguousarray(a)[::-1] if a.ndim else a
+
+
+def _mutate_tables(fdp, tables):
+    mode = fdp.ConsumeIntInRange(0, 7)
+    if mode <= 5:
+        return _Tables(tables, mode)
+    if mode == 6:   # a 3-D array is a sequence of 2-D views (when the tables share a shape)
+        return np.stack([t[: min(x.shape[0] for x in tables), : min(x.shape[1] for x in tables)]
+                         for t in tables])
+    return (t for t in tables)   # a generator: not a sequence
+
+
+def target_core(data):
+    fdp = atheris.FuzzedDataProvider(data)
+    fn = fdp.PickValueInList(_CORE_FNS)
+    kw = _th.good_args(fn)
+    names = sorted(kw)
+    for _ in range(fdp.ConsumeIntInRange(1, 3)):
+        name = fdp.PickValueInList(names)
+        v = kw[name]
+        if name in ("tables", "dtables") and isinstance(v, list):
+            kw[name] = _mutate_tables(fdp, v)
+        elif isinstance(v, np.ndarray):
+            kw[name] = _mutate_array(fdp, v)
+        else:
+            kw[name] = fdp.PickValueInList(_BOUNDARY + [v])
+    try:
+        getattr(collabc._core, fn)(**kw)
+    except _CORE_CLEAN:
+        _count("clean_errors")
+        return
+    except RuntimeError as e:
+        if "cannot be read" not in str(e):   # only _Tables' own exception may pass through
+            raise
+        _count("clean_errors")
+        return
+    _count("accepted")
+
+
+# ---------------------------------------------------------------- a learner end to end
+
+def _labels(fdp, n):
+    kind = fdp.ConsumeIntInRange(0, 6)
+    if kind == 0:
+        return [fdp.ConsumeIntInRange(0, 9) + 2**63 for _ in range(n)], np.uint64
+    if kind == 1:
+        return [fdp.PickValueInList(["u1", "u1\x00", "\x00", "é\x00\x00", "a", "", "#na#x"]) for _ in range(n)], None
+    if kind == 2:
+        return [fdp.PickValueInList([2**70, -2**70, 3, 2**64, -1]) for _ in range(n)], None
+    if kind == 3:
+        return [fdp.PickValueInList([0.5, -1e300, float("inf"), 2.0, 1e-300]) for _ in range(n)], None
+    if kind == 4:
+        return [fdp.ConsumeBool() for _ in range(n)], None
+    if kind == 5:
+        return [fdp.PickValueInList([1, 2.5, 3]) for _ in range(n)], None   # mixed: export refuses
+    return [fdp.ConsumeIntInRange(-3, 12) for _ in range(n)], np.int64
+
+
+def _same_labels(a, b):
+    return len(a) == len(b) and all(type(x) is type(y) and repr(x) == repr(y) for x, y in zip(a, b))
+
+
+_LEARN_DIR = Path(tempfile.mkdtemp(prefix="collabc-fuzz-learn-"))
+_LEARN_CLEAN = (TypeError, ValueError, KeyError, IndexError)
+
+
+def target_learn(data):
+    fdp = atheris.FuzzedDataProvider(data)
+    n = fdp.ConsumeIntInRange(2, 60)
+    users, udt = _labels(fdp, n)
+    items, idt = _labels(fdp, n)
+    df = pd.DataFrame({"user": pd.Series(users, dtype=udt if udt else object),
+                       "item": pd.Series(items, dtype=idt if idt else object),
+                       "rating": [float(fdp.ConsumeIntInRange(1, 5)) for _ in range(n)]})
+    kind = fdp.PickValueInList(["dot", "nn", "sparse"])
+    kw = {"n_factors": fdp.ConsumeIntInRange(1, 4), "y_range": fdp.PickValueInList([(0, 5.5), None])}
+    if kind == "nn":
+        kw = {"use_nn": True, "layers": [fdp.ConsumeIntInRange(1, 6)], "y_range": kw["y_range"]}
+    elif kind == "sparse":
+        kw.update(train_mode="sparse", n_threads=fdp.ConsumeIntInRange(1, 3),
+                  opt_func=fdp.PickValueInList([collabc.Adam, collabc.SGD, collabc.Adagrad]))
+    try:
+        collabc.set_seed(fdp.ConsumeIntInRange(0, 3))
+        dls = collabc.CollabDataLoaders.from_df(df, bs=fdp.PickValueInList([1, 2, 4, 64]),
+                                                valid_pct=0.25, path=_LEARN_DIR)
+        learn = collabc.collab_learner(dls, **kw)
+    except _LEARN_CLEAN:
+        _count("clean_errors")
+        return
+    learn.logger = lambda *a, **k: None
+    try:
+        with learn.no_bar():
+            learn.fit(1, fdp.PickValueInList([1e-3, 1e-2, 1.0]))
+    except collabc.TrainingDivergedError:
+        pass
+    except ValueError as e:   # a BatchNorm batch of one row, or a training set smaller than bs
+        assert "row" in str(e) or "bs" in str(e), e
+        _count("clean_errors")
+        return
+    preds, _ = learn.get_preds()
+    assert len(preds) == dls.valid.n, (preds.shape, dls.valid.n)
+    u_cls = dls.classes["user"]
+    q = u_cls[fdp.ConsumeIntInRange(1, len(u_cls) - 1)]
+    n_rec = fdp.PickValueInList([1, 3, 10**9, 2**63, 0, -1, 1.5, "2", None])
+    container = fdp.ConsumeIntInRange(0, 3)
+    queries = [q, q] if container == 0 else np.array([q], dtype=object) if container == 1 else (x for x in [q])
+    for call in (lambda: learn.recommend(q, n=n_rec), lambda: learn.recommend_many(list(queries), n=n_rec),
+                 lambda: learn.most_similar(dls.classes["item"][1], n=n_rec) if kind != "nn" else None,
+                 lambda: learn.predict({"user": q, "item": dls.classes["item"][-1]}),
+                 lambda: learn.fold_in_user({dls.classes["item"][1]: fdp.PickValueInList([5, 0, -1e9, float("nan"), "x"])})
+                 if kind != "nn" else None):
+        try:
+            out = call()
+        except _LEARN_CLEAN:
+            continue
+        if isinstance(out, pd.DataFrame):   # at most every item for each of at most 2 queries
+            assert len(out) <= 2 * len(dls.classes["item"]), len(out)
+    if not np.all(np.isfinite(learn.model.params)):
+        try:
+            learn.save("fz")
+        except ValueError as e:
+            assert "NaN or inf" in str(e), e
+            _count("clean_errors")
+            return
+        raise AssertionError("a model with NaN or inf parameters was saved")
+    learn.save("fz")
+    learn.load("fz")
+    try:
+        path = learn.export(_LEARN_DIR / "fz.npz")
+    except (TypeError, ValueError) as e:   # mixed labels; a model whose predictions are not finite
+        assert "labels of types" in str(e) or "not a finite number" in str(e), e
+        _count("clean_errors")
+        return
+    new = collabc.load_learner(path)
+    for col in ("user", "item"):
+        assert _same_labels(new.dls.classes[col], dls.classes[col]), col
+    assert np.array_equal(new.model.params, learn.model.params)
+    _count("accepted")
+
+
+TARGETS = {"data": target_data, "zip": target_zip, "model": target_model, "core": target_core,
+           "learn": target_learn}
 TARGET = "data"
 
 
