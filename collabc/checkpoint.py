@@ -480,8 +480,8 @@ def read_export(fname, model=None):
     given = _user_model(header.get("model"), model, fname)
     model = given if given is not None else _build_model(header.get("model"), classes, arrays, fname)
     model.load_state_dict(_model_state(model, arrays, fname))
-    for what, col, rows in (("user", u, model.n_users), ("item", i, model.n_items)):
-        if len(classes[col]) != rows:   # every index the model can return must have a label
+    for what, col, rows in (("user", u, getattr(model, "n_users", None)), ("item", i, getattr(model, "n_items", None))):
+        if rows is not None and len(classes[col]) != rows:   # every index the model can return must have a label
             raise CollabcFileError(f"{fname}: it holds {len(classes[col])} {what} classes ('#na#' included) "
                                    f"but its model has {rows} {what} rows; the file is inconsistent")
     empty = lambda: DataLoader(np.zeros((0, 2), np.int32), np.zeros(0, np.float32), bs=64)  # noqa: E731

@@ -485,7 +485,7 @@ class _NNFused(_Fused):
     def _check_batches(self, n, bs, drop_last):
         """Refuses, before training, batches that training-mode BatchNorm cannot normalise:
         batches of one row (bs=1, or a last batch of one row when it is kept)."""
-        if not (self._ops[:, 0] == _BATCHNORM).any():
+        if not self._bns:
             return
         if bs < 2:
             raise ValueError(f"this model has BatchNorm, which needs at least 2 rows per batch to compute "
