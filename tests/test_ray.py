@@ -248,8 +248,11 @@ def test_a_tune_trial_is_the_local_fit(cluster, ratings, tmp_path):
     from ray import tune
     set_seed(1)
     dls = CollabDataLoaders.from_df(ratings, bs=256)
+    import signal
+    handler = signal.getsignal(signal.SIGINT)
     res = tune_collab(dls, {"n_factors": tune.grid_search([4, 8])}, epochs=2, y_range=(0, 5.5),
                       lr_max=5e-3, wd=0.1, metrics=[rmse], storage_path=str(tmp_path))
+    assert signal.getsignal(signal.SIGINT) is handler   # Tune's own Ctrl-C handler is not left behind
     assert len(res.trials) == 2 and res.trials.error.isna().all()
     assert res.best_config["n_factors"] == res.trials.iloc[0]["config/n_factors"]
     for nf in (4, 8):

@@ -20,6 +20,7 @@ import contextlib
 import inspect
 import queue
 import random
+import signal
 import threading
 
 import numpy as np
@@ -307,7 +308,14 @@ def tune_collab(data, param_space, *, epochs, metric="valid_loss", mode="min", n
                                                    max_concurrent_trials=max_concurrent_trials,
                                                    reuse_actors=True),   # no process start per trial
                        run_config=tune.RunConfig(name=name, storage_path=storage_path, verbose=verbose))
-    results = tuner.fit()
+    # Ray Tune installs its own SIGINT handler while it runs and leaves it in place: put back
+    # the caller's, so Ctrl-C (and a later Learner.fit) works as before the sweep
+    handler = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    try:
+        results = tuner.fit()
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
     errors = [r.error for r in results if r.error is not None]
     if errors and len(errors) == len(results):
         raise RuntimeError(f"every trial failed; the first error: {errors[0]}") from errors[0]
