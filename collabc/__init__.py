@@ -33,6 +33,7 @@ from .optim import SGD, Adagrad, Adam
 from .seed import set_seed
 from .autograd import (Parameter, Tensor, arange, cat, linspace, no_grad, one_hot, ones, ones_like, rand,
                      randn, sigmoid, sigmoid_range, stack, tensor, zeros, zeros_like)
+from .cpu import cpu_info
 from .foldin import FoldIn
 from .interpret import most_similar, pca, plot_pca
 from .schedule import (LRFinder, ParamScheduler, SchedCos, SchedExp, SchedLin, SchedNo, SchedPoly,

@@ -8,6 +8,7 @@
 #define CF_BINDING_MAIN
 #include "_binding.h"
 #include "fpmode.h"
+#include "isa.h"
 
 /* ---------------------------------------------------------------- embedding */
 
@@ -1724,7 +1725,71 @@ static PyObject *py_dot_fit_blocks(PyObject *self, PyObject *args, PyObject *kw)
 
 /* ---------------------------------------------------------------- module */
 
+/* ---------------------------------------------------------------- instruction sets */
+
+PyDoc_STRVAR(isa_doc,
+"isa()\n--\n\n"
+"The instruction-set version of the hot kernels in use: 'avx512', 'avx2' or 'generic' (the best\n"
+"this CPU runs, unless the environment variable COLLABC_ISA chose another at import). rank\n"
+"kernels have AVX2 and generic versions only: at 'avx512' they run the AVX2 one.");
+
+static PyObject *py_isa(PyObject *self, PyObject *unused) {
+    return PyUnicode_FromString(cf_isa_name(cf_isa_get()));
+}
+
+PyDoc_STRVAR(isa_levels_doc,
+"isa_levels()\n--\n\n"
+"(built, supported): the versions this build compiled the hot kernels for, and those of them\n"
+"this CPU runs, each a tuple of names, widest first ('avx512', 'avx2', 'generic').");
+
+static PyObject *py_isa_levels(PyObject *self, PyObject *unused) {
+    const unsigned sup = cf_isa_supported();
+    PyObject *built = PyList_New(0), *ok = PyList_New(0), *res = NULL;
+    if (!built || !ok) goto done;
+    for (int l = CF_ISA_COUNT - 1; l >= 0; l--) {
+        if (l != CF_ISA_GENERIC && !cf_isa_multiversioned()) continue;
+        PyObject *name = PyUnicode_FromString(cf_isa_name(l));
+        if (!name || PyList_Append(built, name) < 0 || ((sup >> l & 1u) && PyList_Append(ok, name) < 0)) {
+            Py_XDECREF(name);
+            goto done;
+        }
+        Py_DECREF(name);
+    }
+    res = Py_BuildValue("(NN)", PyList_AsTuple(built), PyList_AsTuple(ok));
+done:
+    Py_XDECREF(built);
+    Py_XDECREF(ok);
+    return res;
+}
+
+/* COLLABC_ISA at import: an unknown name, or a version this build or CPU cannot run, fails the
+ * import with a ValueError that says what can be used (never a silent fallback) */
+static int isa_from_env(void) {
+    const char *env = getenv("COLLABC_ISA");
+    if (!env || !*env) return 0;
+    const int l = cf_isa_parse(env);
+    if (l < 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "COLLABC_ISA=%.40s is not an instruction set collabc knows: use avx512, avx2, "
+                     "generic (or scalar), or auto, or leave it unset", env);
+        return -1;
+    }
+    if (cf_isa_set(l) != 0) {
+        const unsigned sup = cf_isa_supported();
+        PyErr_Format(PyExc_ValueError,
+                     "COLLABC_ISA=%.40s: %s cannot run the %s version of the kernels (it runs: %s%s%s); "
+                     "unset COLLABC_ISA or choose one of those",
+                     env, cf_isa_multiversioned() ? "this CPU" : "this build (compiled for the generic version only)",
+                     cf_isa_name(l), sup >> CF_ISA_AVX512 & 1u ? "avx512, " : "",
+                     sup >> CF_ISA_AVX2 & 1u ? "avx2, " : "", "generic");
+        return -1;
+    }
+    return 0;
+}
+
 static PyMethodDef core_methods[] = {
+    {"isa", (PyCFunction)py_isa, METH_NOARGS, isa_doc},
+    {"isa_levels", (PyCFunction)py_isa_levels, METH_NOARGS, isa_levels_doc},
     {"embedding_forward", (PyCFunction)(void (*)(void))py_embedding_forward, METH_VARARGS | METH_KEYWORDS, embedding_forward_doc},
     {"embedding_backward", (PyCFunction)(void (*)(void))py_embedding_backward, METH_VARARGS | METH_KEYWORDS, embedding_backward_doc},
     {"dotbias_forward", (PyCFunction)(void (*)(void))py_dotbias_forward, METH_VARARGS | METH_KEYWORDS, dotbias_forward_doc},
@@ -1763,6 +1828,7 @@ static PyMethodDef core_methods[] = {
 
 static int core_exec(PyObject *m) {
     import_array1(-1);
+    if (isa_from_env() < 0) return -1;
     /* the kernel families whose wrappers live in their own binding files (see _binding.h) */
     static PyMethodDef *family_tables[] = {cf_tensor_methods, cf_implicit_methods, cf_bayes_methods,
                                            NULL};

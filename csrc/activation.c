@@ -22,16 +22,18 @@ void cf_sigmoid_range_backward(float *dx, const float *dout, const float *x, int
     }
 }
 
-CF_VECTOR_CLONES
-void cf_relu_forward(float *out, const float *x, int64_t N) {
+CF_INLINE void cf_relu_forward_body(float *out, const float *x, int64_t N) {
     for (int64_t n = 0; n < N; n++) out[n] = x[n] > 0.0f ? x[n] : 0.0f;
 }
+CF_DISPATCH_PROC(, cf_relu_forward, (float *out, const float *x, int64_t N),
+                 (out, x, N))
 
-CF_VECTOR_CLONES
-void cf_relu_backward(float *dx, const float *dout, const float *x, int64_t N) {
+CF_INLINE void cf_relu_backward_body(float *dx, const float *dout, const float *x, int64_t N) {
     for (int64_t n = 0; n < N; n++)
         if (x[n] > 0.0f) dx[n] += dout[n];
 }
+CF_DISPATCH_PROC(, cf_relu_backward, (float *dx, const float *dout, const float *x, int64_t N),
+                 (dx, dout, x, N))
 
 void cf_dropout_forward(float *out, const float *x, const float *mask, int64_t N) {
     for (int64_t n = 0; n < N; n++) out[n] = x[n] * mask[n];

@@ -194,9 +194,8 @@ typedef struct {
     atomic_int tid;
 } gram_job;
 
-CF_VECTOR_CLONES
-static void gram_rows(double *restrict acc, double *restrict row, const float *restrict T,
-                      int64_t N, int64_t K, int64_t a0, int64_t a1) {
+CF_INLINE void gram_rows_body(double *restrict acc, double *restrict row, const float *restrict T,
+                              int64_t N, int64_t K, int64_t a0, int64_t a1) {
     for (int64_t r = 0; r < N; r++) {
         const float *t = T + r * K;
         for (int64_t b = 0; b < K; b++) row[b] = (double)t[b];
@@ -207,6 +206,10 @@ static void gram_rows(double *restrict acc, double *restrict row, const float *r
         }
     }
 }
+CF_DISPATCH_PROC(static, gram_rows, (double *restrict acc, double *restrict row,
+                                     const float *restrict T, int64_t N, int64_t K, int64_t a0,
+                                     int64_t a1),
+                 (acc, row, T, N, K, a0, a1))
 
 static void *gram_worker(void *arg) {
     gram_job *j = arg;
@@ -271,7 +274,7 @@ typedef struct {
 } solve_job;
 
 /* Row arithmetic: 16-lane vectors (GCC / Clang vector extensions; one AVX-512 register, two AVX2
- * ones, four SSE ones in the clones of CF_VECTOR_CLONES) when 16 divides K, else plain loops
+ * ones, four SSE ones in the versions of simd.h) when 16 divides K, else plain loops
  * (cf_dot_f32's order: 16 interleaved partial sums combined pairwise). */
 #if defined(__GNUC__) && (defined(__clang__) || __GNUC__ >= 12) && !defined(CF_NO_VECTOR_EXT)
 #define CF_ALS_VEC 1
@@ -338,11 +341,10 @@ static inline double ddot(const float *a, const float *b, int64_t K) {
 /* the CG of als.h on one row; returns f_u(x) - sum_{I(u)} c_ui (tracked). The first pass over
  * the row's items copies their rows to gath [n,K] (when not NULL), which the CG steps then read
  * in order instead of gathering them from Y again. */
-CF_VECTOR_CLONES
-static double solve_row(float *restrict x, float *restrict scratch, float *restrict gath,
-                        const float *restrict G, const float *restrict Y,
-                        const int32_t *restrict idx, const float *restrict w, int64_t n,
-                        int64_t K, float alpha, float reg, int cg_steps, double *sum_c) {
+CF_INLINE double solve_row_body(float *restrict x, float *restrict scratch, float *restrict gath,
+                                const float *restrict G, const float *restrict Y,
+                                const int32_t *restrict idx, const float *restrict w, int64_t n,
+                                int64_t K, float alpha, float reg, int cg_steps, double *sum_c) {
     float *restrict r = scratch, *restrict p = r + K, *restrict ap = p + K;
     /* r = b - A x with b.x = sum c_i s_i, s_i = y_i.x, taken along for the objective */
     gram_mv(ap, G, x, reg, K);
@@ -394,6 +396,12 @@ static double solve_row(float *restrict x, float *restrict scratch, float *restr
     }
     return f;
 }
+CF_DISPATCH_FN(static, double, solve_row, (float *restrict x, float *restrict scratch,
+                                           float *restrict gath, const float *restrict G,
+                                           const float *restrict Y, const int32_t *restrict idx,
+                                           const float *restrict w, int64_t n, int64_t K,
+                                           float alpha, float reg, int cg_steps, double *sum_c),
+               (x, scratch, gath, G, Y, idx, w, n, K, alpha, reg, cg_steps, sum_c))
 
 static void *solve_worker(void *arg) {
     solve_job *j = arg;

@@ -125,7 +125,7 @@ typedef struct {
 } block_priv;
 
 /* Row arithmetic: 16-lane vectors (GCC / Clang vector extensions; one AVX-512 register, two AVX2
- * ones, four SSE ones in the clones of CF_VECTOR_CLONES) when 16 divides K, else plain loops.
+ * ones, four SSE ones in the versions of simd.h) when 16 divides K, else plain loops.
  * Either way a sum over k is 16 interleaved partial sums combined pairwise (cf_dot_f32's order). */
 #if defined(__GNUC__) && (defined(__clang__) || __GNUC__ >= 12) && !defined(CF_NO_VECTOR_EXT)
 #define CF_BPR_VEC 1
@@ -267,8 +267,7 @@ typedef struct {
 } draw;
 
 /* trains block position k; returns 1 when x_uij was not finite (the block stops there) */
-CF_VECTOR_CLONES
-static int run_block(bpr_job *j, int64_t k, block_priv *pv) {
+CF_INLINE int run_block_body(bpr_job *j, int64_t k, block_priv *pv) {
     const cf_bpr_config *c = j->cfg;
     const int64_t K = c->k, nb = c->nb, id = j->blocks[k];
     const int64_t g = id / nb, h = id % nb, s = j->starts[id], e = j->starts[id + 1], m = e - s;
@@ -395,6 +394,8 @@ static int run_block(bpr_job *j, int64_t k, block_priv *pv) {
     j->stats[2 * k + 1] = skipped;
     return status;
 }
+CF_DISPATCH_FN(static, int, run_block, (bpr_job *j, int64_t k, block_priv *pv),
+               (j, k, pv))
 
 /* ---------------------------------------------------------------- scheduling */
 

@@ -21,9 +21,8 @@ CF_INLINE float sum_f32(const float *a, int64_t n) {
  * the whole sum over inputs; the order of every sum is unchanged (i = 0..DI-1). */
 #define CF_LB 32
 
-CF_VECTOR_CLONES
-void cf_linear_forward(float *restrict outT, const float *restrict xT, const float *restrict W,
-                       const float *restrict bias, int64_t B, int64_t DI, int64_t DO) {
+CF_INLINE void cf_linear_forward_body(float *restrict outT, const float *restrict xT, const float *restrict W,
+                                      const float *restrict bias, int64_t B, int64_t DI, int64_t DO) {
     for (int64_t o = 0; o < DO; o++) {
         float *restrict out = outT + o * B;
         const float *w = W + o * DI;
@@ -45,11 +44,14 @@ void cf_linear_forward(float *restrict outT, const float *restrict xT, const flo
         }
     }
 }
+CF_DISPATCH_PROC(, cf_linear_forward, (float *restrict outT, const float *restrict xT,
+                                       const float *restrict W, const float *restrict bias,
+                                       int64_t B, int64_t DI, int64_t DO),
+                 (outT, xT, W, bias, B, DI, DO))
 
-CF_VECTOR_CLONES
-void cf_linear_backward(float *restrict dxT, float *restrict dW, float *restrict dbias,
-                        const float *restrict doutT, const float *restrict xT,
-                        const float *restrict W, int64_t B, int64_t DI, int64_t DO) {
+CF_INLINE void cf_linear_backward_body(float *restrict dxT, float *restrict dW, float *restrict dbias,
+                                       const float *restrict doutT, const float *restrict xT,
+                                       const float *restrict W, int64_t B, int64_t DI, int64_t DO) {
     for (int64_t o = 0; o < DO; o++) {
         const float *d = doutT + o * B;
         float *dw = dW + o * DI;
@@ -77,3 +79,8 @@ void cf_linear_backward(float *restrict dxT, float *restrict dW, float *restrict
         }
     }
 }
+CF_DISPATCH_PROC(, cf_linear_backward, (float *restrict dxT, float *restrict dW,
+                                        float *restrict dbias, const float *restrict doutT,
+                                        const float *restrict xT, const float *restrict W,
+                                        int64_t B, int64_t DI, int64_t DO),
+                 (dxT, dW, dbias, doutT, xT, W, B, DI, DO))

@@ -9,10 +9,9 @@
 /* The Adam and SGD loops are the hot path of the exact trainer (every parameter, every
  * step): see simd.h. */
 
-CF_VECTOR_CLONES
-void cf_adam_step(float *restrict p, const float *restrict g, float *restrict m,
-                  float *restrict v, int64_t N, double lr, double beta1, double beta2,
-                  double eps, double wd, int64_t step, int decouple_wd) {
+CF_INLINE void cf_adam_step_body(float *restrict p, const float *restrict g, float *restrict m,
+                                 float *restrict v, int64_t N, double lr, double beta1, double beta2,
+                                 double eps, double wd, int64_t step, int decouple_wd) {
     const float decay = (decouple_wd && wd != 0.0) ? (float)(1.0 - lr * wd) : 1.0f;
     const float l2 = (!decouple_wd && wd != 0.0) ? (float)wd : 0.0f;
     const float b1 = (float)beta1, c1 = (float)(1.0 - beta1);
@@ -32,10 +31,14 @@ void cf_adam_step(float *restrict p, const float *restrict g, float *restrict m,
         p[n] = pn + alpha * (mn / (sqrtf(vn) * inv_sqrt_debias2 + e));
     }
 }
+CF_DISPATCH_PROC(, cf_adam_step, (float *restrict p, const float *restrict g, float *restrict m,
+                                  float *restrict v, int64_t N, double lr, double beta1,
+                                  double beta2, double eps, double wd, int64_t step,
+                                  int decouple_wd),
+                 (p, g, m, v, N, lr, beta1, beta2, eps, wd, step, decouple_wd))
 
-CF_VECTOR_CLONES
-void cf_sgd_step(float *restrict p, const float *restrict g, float *restrict buf, int64_t N,
-                 double lr, double mom, double wd, int decouple_wd) {
+CF_INLINE void cf_sgd_step_body(float *restrict p, const float *restrict g, float *restrict buf, int64_t N,
+                                double lr, double mom, double wd, int decouple_wd) {
     const float decay = (decouple_wd && wd != 0.0) ? (float)(1.0 - lr * wd) : 1.0f;
     const float l2 = (!decouple_wd && wd != 0.0) ? (float)wd : 0.0f;
     const float step = (float)(-lr), mu = (float)mom;
@@ -53,6 +56,9 @@ void cf_sgd_step(float *restrict p, const float *restrict g, float *restrict buf
         }
     }
 }
+CF_DISPATCH_PROC(, cf_sgd_step, (float *restrict p, const float *restrict g, float *restrict buf,
+                                 int64_t N, double lr, double mom, double wd, int decouple_wd),
+                 (p, g, buf, N, lr, mom, wd, decouple_wd))
 
 void cf_optimizer_step(cf_optimizer *opt, float *params, const float *grads, double lr,
                        double mom) {

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 #include "activation.h"
+#include "simd.h"
 #include "rank.h"
 #include "status.h"
 #include "checked.h"
@@ -17,17 +18,11 @@
 #define QB 64           /* queries per block: their heaps and cursors live on the stack */
 #define CHUNK_BYTES (128 * 1024) /* packed candidates scored per pass over a query block */
 
-/* Function multiversioning (as simd.h, but AVX2 only, which measured faster than AVX-512 for
- * these 16-wide tiles): rank_block is compiled for AVX2 and for the baseline and picked at
- * load time; flatten inlines its helpers into each version (a call from AVX code into
- * baseline code costs more than the work). No FMA contraction (-ffp-contract=off), so both
- * versions give the same bits. Define CF_NO_MULTIVERSION to build the baseline only. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(CF_NO_MULTIVERSION)
-#define CF_CLONES __attribute__((target_clones("avx2", "default"), flatten))
-#else
-#define CF_CLONES
-#endif
+/* Per-instruction-set versions (as simd.h, but AVX2 and generic only: AVX2 measured faster than
+ * AVX-512 for these 16-wide tiles, so the AVX-512 level runs the AVX2 version): flatten inlines
+ * rank_block's helpers into each version (a call from AVX code into baseline code costs more
+ * than the work). No FMA contraction (-ffp-contract=off), so both versions give the same
+ * bits. Define CF_NO_MULTIVERSION to build the generic version only. */
 
 int64_t cf_rank_panel_size(int64_t NC, int64_t K) {
     int64_t size;
@@ -167,8 +162,7 @@ static inline int score_tile(float z[MU][NJ], const float *const q[MU], const fl
 }
 
 /* queries [q0, q1), at most QB of them */
-CF_CLONES
-static void rank_block(const rank_job *J, int64_t q0, int64_t q1) {
+CF_INLINE void rank_block_body(const rank_job *J, int64_t q0, int64_t q1) {
     int64_t cnt[QB], cur[QB], end[QB];
     for (int64_t q = q0; q < q1; q++) {
         /* clamped to the entries validated: the CSR may change under a call that released
@@ -243,6 +237,8 @@ static void rank_block(const rank_job *J, int64_t q0, int64_t q1) {
         }
     }
 }
+CF_DISPATCH2_(static, void, , rank_block, (const rank_job *J, int64_t q0, int64_t q1), (J, q0, q1),
+              __attribute__((flatten)))
 
 int cf_rank_dot_topk(int32_t *top_idx, float *top_score, const float *qw, const float *qb,
                      const float *panel, const float *cb, const int64_t *excl_indptr,

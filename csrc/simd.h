@@ -1,16 +1,65 @@
-/* simd.h - CF_VECTOR_CLONES (and the lane-wise dot product the hot loops share): compile a hot loop for AVX-512, AVX2 and the x86-64 baseline
- * and let the loader pick the best the CPU has (GCC target_clones, x86-64 Linux only). The
- * arithmetic is the same IEEE float32 in each clone (no fast-math, no contraction), so
- * results do not depend on the choice. Define CF_NO_MULTIVERSION to turn it off. */
+/* simd.h - per-instruction-set versions of the hot kernels (and the lane-wise dot product the
+ * hot loops share).
+ *
+ * A hot kernel is written once, as a CF_INLINE function NAME_body, and CF_DISPATCH_FN /
+ * CF_DISPATCH_PROC (a value / void) then define NAME(params): on x86-64 Linux with GCC it
+ * compiles the body three times, as NAME_avx512 (target "avx512f"), NAME_avx2 (target "avx2")
+ * and NAME_generic (the x86-64 baseline), and calls the version of the level in use (isa.h:
+ * the best the CPU runs, or the one COLLABC_ISA named at import). Elsewhere, or with
+ * CF_NO_MULTIVERSION defined (the sanitizer builds), only the generic version exists and
+ * NAME calls the body directly: no target_clones, no ifunc. The arithmetic is the same IEEE
+ * float32 in each version (no fast-math, no contraction), so results do not depend on the
+ * choice. scripts/check_spills.py finds the versions by these names. */
 #ifndef CF_SIMD_H
 #define CF_SIMD_H
 
+#include "isa.h"
+
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
     !defined(CF_NO_MULTIVERSION)
-#define CF_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CF_VECTOR_CLONES
+#define CF_MULTIVERSION 1
 #endif
+
+/* one version: noinline and noclone keep it a function of its own under its own name */
+#define CF_VERSION_(ret, RET, name, sfx, tgt, params, args, extra)                            \
+    __attribute__((noinline, noclone)) tgt extra static ret name##sfx params {                \
+        RET name##_body args;                                                                 \
+    }
+#define CF_TGT_AVX512 __attribute__((target("avx512f")))
+#define CF_TGT_AVX2 __attribute__((target("avx2")))
+#define CF_TGT_GENERIC
+
+#ifdef CF_MULTIVERSION
+/* three versions (extra: more attributes for each, or nothing) */
+#define CF_DISPATCH_(linkage, ret, RET, name, params, args, extra)                            \
+    CF_VERSION_(ret, RET, name, _avx512, CF_TGT_AVX512, params, args, extra)                  \
+    CF_VERSION_(ret, RET, name, _avx2, CF_TGT_AVX2, params, args, extra)                      \
+    CF_VERSION_(ret, RET, name, _generic, CF_TGT_GENERIC, params, args, extra)                \
+    linkage ret name params {                                                                 \
+        const int l_ = cf_isa_current();                                                      \
+        if (l_ == CF_ISA_AVX512) RET name##_avx512 args;                                      \
+        else if (l_ == CF_ISA_AVX2) RET name##_avx2 args;                                     \
+        else RET name##_generic args;                                                         \
+    }
+/* two versions, AVX2 and generic (the AVX-512 level runs the AVX2 one) */
+#define CF_DISPATCH2_(linkage, ret, RET, name, params, args, extra)                           \
+    CF_VERSION_(ret, RET, name, _avx2, CF_TGT_AVX2, params, args, extra)                      \
+    CF_VERSION_(ret, RET, name, _generic, CF_TGT_GENERIC, params, args, extra)                \
+    linkage ret name params {                                                                 \
+        if (cf_isa_current() >= CF_ISA_AVX2) RET name##_avx2 args;                            \
+        else RET name##_generic args;                                                         \
+    }
+#else
+#define CF_DISPATCH_(linkage, ret, RET, name, params, args, extra)                            \
+    linkage ret name params { RET name##_body args; }
+#define CF_DISPATCH2_ CF_DISPATCH_
+#endif
+
+/* NAME(params) returning ret, from NAME_body(args) */
+#define CF_DISPATCH_FN(linkage, ret, name, params, args)                                      \
+    CF_DISPATCH_(linkage, ret, return, name, params, args, )
+/* NAME(params) returning nothing */
+#define CF_DISPATCH_PROC(linkage, name, params, args) CF_DISPATCH_(linkage, void, , name, params, args, )
 
 #if defined(__GNUC__)
 #define CF_INLINE static inline __attribute__((always_inline))

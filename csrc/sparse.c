@@ -38,7 +38,7 @@ typedef struct {
 
 #if defined(__GNUC__) && (defined(__clang__) || __GNUC__ >= 12) && !defined(CF_NO_VECTOR_EXT)
 /* GCC / Clang vector extensions: 16 float lanes (one AVX-512 register, two AVX2 ones, four
- * SSE ones in the clones of CF_VECTOR_CLONES), reduced pairwise in registers */
+ * SSE ones in the versions of simd.h), reduced pairwise in registers */
 #define CF_SPARSE_VEC 1
 #ifndef __clang__
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -157,11 +157,10 @@ CF_INLINE void scaled_step(float *restrict pu, float *restrict qi, float dz, flo
 
 /* Adam's moments and step for the K factors of both rows of a rating (gradients as in
  * rate_one); a function of its own, where the compiler vectorises the loop */
-CF_VECTOR_CLONES __attribute__((noinline))
-static void adam_rows(float *restrict pu, float *restrict qi, float *restrict mu,
-                      float *restrict vu, float *restrict mi, float *restrict vi, float dz,
-                      float wd, float b1, float b2, float au, float su, float ai, float si,
-                      float e, int64_t K) {
+CF_INLINE void adam_rows_body(float *restrict pu, float *restrict qi, float *restrict mu,
+                              float *restrict vu, float *restrict mi, float *restrict vi, float dz,
+                              float wd, float b1, float b2, float au, float su, float ai, float si,
+                              float e, int64_t K) {
     const float c1 = 1.0f - b1, c2 = 1.0f - b2;
     for (int64_t f = 0; f < K; f++) {
         float a = pu[f], b = qi[f];
@@ -176,6 +175,11 @@ static void adam_rows(float *restrict pu, float *restrict qi, float *restrict mu
         qi[f] = b - ai * m2 / (sqrtf(v2) * si + e);
     }
 }
+CF_DISPATCH_PROC(static, adam_rows, (float *restrict pu, float *restrict qi, float *restrict mu,
+                                     float *restrict vu, float *restrict mi, float *restrict vi,
+                                     float dz, float wd, float b1, float b2, float au, float su,
+                                     float ai, float si, float e, int64_t K),
+                 (pu, qi, mu, vu, mi, vi, dz, wd, b1, b2, au, su, ai, si, e, K))
 
 /* item i of the block (i = ig + nb t) -> slot t, by a multiply (exact for i < 2^31) */
 typedef struct {
@@ -573,18 +577,21 @@ static void block_ctx_init(block_ctx *c, const sparse_job *j, int64_t k, float *
 #endif
 }
 
-/* one block-training function per optimizer (kind is a constant in each) */
+/* one block-training function per optimizer (kind is a constant in each), in a version per
+ * instruction set (simd.h) */
 #define CF_RUN_KIND(name, KIND)                                                                \
-    CF_VECTOR_CLONES                                                                           \
-    static int name(const sparse_job *j, int64_t k, int64_t *slots, int64_t n_slots,           \
-                    float *priv, double *sse, int64_t *at) {                                   \
+    CF_INLINE int name##_body(const sparse_job *j, int64_t k, int64_t *slots, int64_t n_slots, \
+                              float *priv, double *sse, int64_t *at) {                         \
         block_ctx c;                                                                           \
         block_ctx_init(&c, j, k, priv, n_slots, KIND != CF_SPARSE_ADAM);                       \
         int64_t start = j->starts[j->blocks[k]], end = j->starts[j->blocks[k] + 1];            \
         int st = run_rows(&c, KIND, start, end, slots, n_slots, c.d, sse, at);                 \
         if (KIND != CF_SPARSE_ADAM) block_state(&c, j->blocks[k] / j->nb, j->blocks[k] % j->nb, 0); \
         return st;                                                                             \
-    }
+    }                                                                                          \
+    CF_DISPATCH_FN(static, int, name, (const sparse_job *j, int64_t k, int64_t *slots,         \
+                                       int64_t n_slots, float *priv, double *sse, int64_t *at), \
+                   (j, k, slots, n_slots, priv, sse, at))
 CF_RUN_KIND(run_rows_sgd, CF_SPARSE_SGD)
 CF_RUN_KIND(run_rows_adagrad, CF_SPARSE_ADAGRAD)
 CF_RUN_KIND(run_rows_adam, CF_SPARSE_ADAM)
@@ -914,8 +921,7 @@ int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t
 
 /* the first row of [a, b) whose user id is outside [0, NU) or item id outside [0, NI), or
  * -1: one branch-free pass that vectorises (it runs over every selected row per call) */
-CF_VECTOR_CLONES
-static int64_t first_bad_id(const int32_t *x, int64_t a, int64_t b, int64_t NU, int64_t NI) {
+CF_INLINE int64_t first_bad_id_body(const int32_t *x, int64_t a, int64_t b, int64_t NU, int64_t NI) {
     /* as unsigned, a negative id is >= 2^31 >= the limit */
     const int64_t cap = (int64_t)1 << 31;
     const uint32_t lu = (uint32_t)(NU < cap ? NU : cap), li = (uint32_t)(NI < cap ? NI : cap);
@@ -927,6 +933,9 @@ static int64_t first_bad_id(const int32_t *x, int64_t a, int64_t b, int64_t NU, 
         if (p[2 * r] >= lu || p[2 * r + 1] >= li) return r;
     return -1;
 }
+CF_DISPATCH_FN(static, int64_t, first_bad_id, (const int32_t *x, int64_t a, int64_t b, int64_t NU,
+                                               int64_t NI),
+               (x, a, b, NU, NI))
 
 int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int64_t *bad,
                       const int32_t *x, const float *y, int64_t n_rows, const int64_t *starts_in,

@@ -18,6 +18,7 @@
 #include "collabc.h"
 
 #include "harness.h"
+#include "isa.h"
 
 /* ---------------------------------------------------------------- embedding */
 
@@ -1486,6 +1487,76 @@ static void test_dot_fit_blocks_vs_naive(void) {
     }
 }
 
+/* ---------------------------------------------------------------- instruction-set versions */
+
+static void test_isa_names_and_levels(void) {
+    CHECK(cf_isa_parse("avx512") == CF_ISA_AVX512 && cf_isa_parse("AVX512F") == CF_ISA_AVX512);
+    CHECK(cf_isa_parse("avx2") == CF_ISA_AVX2 && cf_isa_parse("Avx2") == CF_ISA_AVX2);
+    CHECK(cf_isa_parse("generic") == CF_ISA_GENERIC && cf_isa_parse("scalar") == CF_ISA_GENERIC);
+    CHECK(cf_isa_parse("sse9") == -1 && cf_isa_parse("avx") == -1 && cf_isa_parse(NULL) == -1);
+    CHECK(cf_isa_parse("auto") == cf_isa_parse("") && cf_isa_parse("auto") >= CF_ISA_GENERIC);
+    CHECK(!strcmp(cf_isa_name(CF_ISA_AVX512), "avx512") && cf_isa_name(CF_ISA_COUNT) == NULL);
+    const unsigned sup = cf_isa_supported();
+    CHECK(sup & 1u);
+    if (!cf_isa_multiversioned()) CHECK(sup == 1u && cf_isa_set(CF_ISA_AVX2) == -1);
+    CHECK(cf_isa_get() == cf_isa_parse("auto")); /* the best supported, until set */
+    CHECK(cf_isa_set(-1) == -1 && cf_isa_set(CF_ISA_COUNT) == -1);
+    for (int l = 0; l < CF_ISA_COUNT; l++)
+        if (sup >> l & 1u) CHECK(cf_isa_set(l) == 0 && cf_isa_get() == l);
+        else CHECK(cf_isa_set(l) == -1);
+    cf_isa_set(cf_isa_parse("auto"));
+}
+
+/* every version this CPU runs gives the generic version's bits: the sparse driver (each
+ * optimizer; K with and without a partial 16-lane chunk), a linear layer, Adam's step */
+static void test_isa_versions_same_bits(void) {
+    const unsigned sup = cf_isa_supported();
+    const int best = cf_isa_get();
+    for (int kind = 0; kind < 3; kind++)
+        for (int64_t K = 8; K <= 56; K += 24) {
+            float *want = NULL;
+            for (int l = 0; l < CF_ISA_COUNT; l++) {
+                if (!(sup >> l & 1u)) continue;
+                CHECK(cf_isa_set(l) == 0);
+                g_rs = 77;
+                dot_problem d = dot_make(50, 40, K, 1, 1, 4000);
+                int64_t nb = 2, starts[5], bad = 0, *blocks = strata_blocks(nb);
+                double lrs[4] = {0.02, 0.02, 0.01, 0.01}, loss[4];
+                CHECK(cf_block_sort(d.x, d.y, NULL, 0, d.R, nb, starts, 1) == CF_OK);
+                sparse_state s = sparse_make(&d, kind, 0.01);
+                CHECK(cf_dot_fit_blocks(d.params, &s.opt, loss, &bad, d.x, d.y, d.R, starts, nb,
+                                        blocks, 4, lrs, NULL, &d.cfg, 2) == CF_OK);
+                if (!want) want = fcopy(d.params, d.P);
+                else CHECK(fsame(d.params, want, d.P));
+                sparse_free(&s);
+                free(blocks);
+                dot_free(&d);
+            }
+            free(want);
+        }
+    float *want_lin = NULL, *want_p = NULL;
+    for (int l = 0; l < CF_ISA_COUNT; l++) {
+        if (!(sup >> l & 1u)) continue;
+        CHECK(cf_isa_set(l) == 0);
+        g_rs = 5;
+        const int64_t B = 37, DI = 29, DO = 13, N = 1001;
+        float *xT = frand(DI * B, 1.0), *W = frand(DO * DI, 1.0), *bias = frand(DO, 1.0);
+        float *out = fzeros(DO * B), *p = frand(N, 1.0), *g = frand(N, 1.0), *m = fzeros(N), *v = fzeros(N);
+        cf_linear_forward(out, xT, W, bias, B, DI, DO);
+        for (int step = 1; step <= 3; step++) cf_adam_step(p, g, m, v, N, 1e-3, 0.9, 0.99, 1e-5, 0.01, step, 1);
+        if (!want_lin) {
+            want_lin = fcopy(out, DO * B);
+            want_p = fcopy(p, N);
+        } else {
+            CHECK(fsame(out, want_lin, DO * B));
+            CHECK(fsame(p, want_p, N));
+        }
+        free(xT), free(W), free(bias), free(out), free(p), free(g), free(m), free(v);
+    }
+    free(want_lin), free(want_p);
+    CHECK(cf_isa_set(best) == 0);
+}
+
 static void test_dot_fit_blocks_threads_errors_and_nan(void) {
     dot_problem d = dot_make(40, 30, 4, 1, 1, 3000);
     int64_t nb = 4, NB = 16, starts[17];
@@ -1579,6 +1650,8 @@ static void test_dot_fit_blocks_threads_errors_and_nan(void) {
 /* ---------------------------------------------------------------- main */
 
 int main(void) {
+    RUN(test_isa_names_and_levels);
+    RUN(test_isa_versions_same_bits);
     RUN(test_embedding_forward_by_hand);
     RUN(test_embedding_ids_out_of_range);
     RUN(test_embedding_backward_repeated_ids_accumulate);
