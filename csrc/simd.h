@@ -29,6 +29,17 @@
 #define CF_TGT_AVX2 __attribute__((target("avx2")))
 #define CF_TGT_GENERIC
 
+/* the vector width (float lanes) of each version, for kernels written per width */
+#define CF_LANES_AVX512 16
+#define CF_LANES_AVX2 8
+#define CF_LANES_GENERIC 4
+#define CF_UNPAREN_(...) __VA_ARGS__
+/* a version that passes its width as the body's first argument */
+#define CF_VERSION_LANES_(ret, RET, name, sfx, tgt, lanes, params, args)                       \
+    __attribute__((noinline, noclone)) tgt static ret name##sfx params {                      \
+        RET name##_body(lanes, CF_UNPAREN_ args);                                             \
+    }
+
 #ifdef CF_MULTIVERSION
 /* three versions (extra: more attributes for each, or nothing) */
 #define CF_DISPATCH_(linkage, ret, RET, name, params, args, extra)                            \
@@ -49,10 +60,24 @@
         if (cf_isa_current() >= CF_ISA_AVX2) RET name##_avx2 args;                            \
         else RET name##_generic args;                                                         \
     }
+/* three versions, each calling name##_body(its width, args) */
+#define CF_DISPATCH_LANES_FN(linkage, ret, name, params, args)                                \
+    CF_VERSION_LANES_(ret, return, name, _avx512, CF_TGT_AVX512, CF_LANES_AVX512, params, args) \
+    CF_VERSION_LANES_(ret, return, name, _avx2, CF_TGT_AVX2, CF_LANES_AVX2, params, args)       \
+    CF_VERSION_LANES_(ret, return, name, _generic, CF_TGT_GENERIC, CF_LANES_GENERIC, params, args) \
+    linkage ret name params {                                                                 \
+        const int l_ = cf_isa_current();                                                      \
+        if (l_ == CF_ISA_AVX512) return name##_avx512 args;                                   \
+        else if (l_ == CF_ISA_AVX2) return name##_avx2 args;                                  \
+        else return name##_generic args;                                                      \
+    }
 #else
 #define CF_DISPATCH_(linkage, ret, RET, name, params, args, extra)                            \
     linkage ret name params { RET name##_body args; }
 #define CF_DISPATCH2_ CF_DISPATCH_
+/* the generic version: 4 lanes (SSE on x86-64, NEON on aarch64) */
+#define CF_DISPATCH_LANES_FN(linkage, ret, name, params, args)                                \
+    linkage ret name params { return name##_body(CF_LANES_GENERIC, CF_UNPAREN_ args); }
 #endif
 
 /* NAME(params) returning ret, from NAME_body(args) */
@@ -90,13 +115,22 @@
 /* sum_k a[k] * b[k] in 16 interleaved partial sums combined pairwise: a fixed summation order
  * that vectorises (a plain left-to-right float sum cannot be, without reassociation) and
  * gives the same result in every clone. */
+#if defined(__GNUC__)
+#define CF_UNROLL(n) _Pragma(CF_STR_(GCC unroll n))
+#define CF_STR_(x) #x
+#else
+#define CF_UNROLL(n)
+#endif
 CF_INLINE float cf_dot_f32(const float *a, const float *b, int64_t n) {
     float acc[16] = {0};
     int64_t k = 0;
     for (; k + 16 <= n; k += 16)
         for (int l = 0; l < 16; l++) acc[l] += a[k + l] * b[k + l];
     for (int l = 0; k < n; k++, l++) acc[l] += a[k] * b[k];
+    /* the reduction unrolled: straight-line code, not a loop that reloads acc every trip */
+    CF_UNROLL(4)
     for (int w = 8; w >= 1; w /= 2)
+        CF_UNROLL(8)
         for (int l = 0; l < w; l++) acc[l] += acc[l + w];
     return acc[0];
 }

@@ -77,8 +77,8 @@ CF_INLINE float hsum16(const cf_v16 *p) {
 
 /* sum_f a[f] b[f]: 16 lanes chunk by chunk, reduced pairwise (rows shorter than 16: the
  * first n lanes) */
-CF_INLINE float row_dot(const float *restrict a, const float *restrict b, int64_t n,
-                        const void *tail) {
+CF_INLINE float row_dot16(const float *restrict a, const float *restrict b, int64_t n,
+                          const void *tail) {
 #ifdef CF_SPARSE_VEC
     if (n >= 16) {
         cf_v16 acc = ld16(a) * ld16(b);
@@ -94,8 +94,8 @@ CF_INLINE float row_dot(const float *restrict a, const float *restrict b, int64_
 
 /* row_dot(a, b) and, in the same pass, *aa = sum_f a[f]^2 and *bb = sum_f b[f]^2 (summed
  * the same way) */
-CF_INLINE float row_dot3(const float *restrict a, const float *restrict b, int64_t n,
-                         const void *tail, float *aa, float *bb) {
+CF_INLINE float row_dot3_16(const float *restrict a, const float *restrict b, int64_t n,
+                            const void *tail, float *aa, float *bb) {
 #ifdef CF_SPARSE_VEC
     if (n >= 16) {
         cf_v16 va = ld16(a), vb = ld16(b);
@@ -129,8 +129,8 @@ CF_INLINE float row_dot3(const float *restrict a, const float *restrict b, int64
 /* pu -= cu (dz qi + wd pu), qi -= ci (dz pu + wd qi), from the values before the update (the
  * chunk that ends the row is computed from them first, and stores the same values again in
  * the lanes it shares with the chunk before) */
-CF_INLINE void scaled_step(float *restrict pu, float *restrict qi, float dz, float wd, float cu,
-                           float ci, int64_t n) {
+CF_INLINE void scaled_step16(float *restrict pu, float *restrict qi, float dz, float wd,
+                               float cu, float ci, int64_t n) {
     int64_t f = 0;
 #ifdef CF_SPARSE_VEC
     if (n >= 16) {
@@ -153,6 +153,131 @@ CF_INLINE void scaled_step(float *restrict pu, float *restrict qi, float dz, flo
         pu[f] = a - cu * (dz * b + wd * a);
         qi[f] = b - ci * (dz * a + wd * b);
     }
+}
+
+#ifdef CF_SPARSE_VEC
+/* The same sums and steps on vectors of W = 8 lanes (two per 16-lane chunk: the AVX2 version)
+ * or 4 (four per chunk: SSE, NEON), lane for lane the same operations as the 16-lane code, so
+ * the same bits: a 16-lane vector is no register there, and GCC then keeps it in memory,
+ * which stored and reloaded every accumulator on every trip of the loops over the factors.
+ * The sums keep the 16 lanes and their pairwise reduction (lanes l and l + 8, then l and
+ * l + 4, ...); the steps are element-wise, so they run W lanes at a time and end with scalar
+ * code (the same float operations). */
+typedef int32_t cf_v8i __attribute__((vector_size(32)));
+typedef int32_t cf_v4i __attribute__((vector_size(16)));
+CF_INLINE float hsum_w8(const cf_v8 *acc) {
+    const cf_v8 b = acc[0] + acc[1];
+    cf_v4 c = __builtin_shufflevector(b, b, 0, 1, 2, 3) + __builtin_shufflevector(b, b, 4, 5, 6, 7);
+    return (c[0] + c[2]) + (c[1] + c[3]);
+}
+CF_INLINE float hsum_w4(const cf_v4 *acc) {
+    const cf_v4 c = (acc[0] + acc[2]) + (acc[1] + acc[3]);
+    return (c[0] + c[2]) + (c[1] + c[3]);
+}
+#define CF_SPLIT_LANES(W, T, TI)                                                                 \
+    CF_INLINE T ld_w##W(const float *p) {                                                        \
+        T v;                                                                                     \
+        __builtin_memcpy(&v, p, sizeof v);                                                       \
+        return v;                                                                                \
+    }                                                                                            \
+    /* lanes [h W, h W + W) of the 16-lane mask tm */                                            \
+    CF_INLINE T mask_w##W(T v, const void *tm, int h) {                                          \
+        TI m;                                                                                    \
+        __builtin_memcpy(&m, (const int32_t *)tm + h * W, sizeof m);                             \
+        return (T)((TI)v & m);                                                                   \
+    }                                                                                            \
+    CF_INLINE float row_dot_w##W(const float *restrict a, const float *restrict b, int64_t n,    \
+                                 const void *tail) {                                             \
+        T acc[16 / W];                                                                           \
+        for (int h = 0; h < 16 / W; h++) acc[h] = ld_w##W(a + h * W) * ld_w##W(b + h * W);       \
+        int64_t f = 16;                                                                          \
+        for (; f + 16 <= n; f += 16)                                                             \
+            for (int h = 0; h < 16 / W; h++)                                                     \
+                acc[h] += ld_w##W(a + f + h * W) * ld_w##W(b + f + h * W);                       \
+        if (f < n)                                                                               \
+            for (int h = 0; h < 16 / W; h++)                                                     \
+                acc[h] += mask_w##W(ld_w##W(a + n - 16 + h * W) * ld_w##W(b + n - 16 + h * W),  \
+                                    tail, h);                                                    \
+        return hsum_w##W(acc);                                                                   \
+    }                                                                                            \
+    CF_INLINE float row_dot3_w##W(const float *restrict a, const float *restrict b, int64_t n,   \
+                                  const void *tail, float *aa, float *bb) {                      \
+        T ab[16 / W], a2[16 / W], b2[16 / W];                                                    \
+        for (int h = 0; h < 16 / W; h++) {                                                       \
+            const T va = ld_w##W(a + h * W), vb = ld_w##W(b + h * W);                            \
+            ab[h] = va * vb;                                                                     \
+            a2[h] = va * va;                                                                     \
+            b2[h] = vb * vb;                                                                     \
+        }                                                                                        \
+        int64_t f = 16;                                                                          \
+        for (; f + 16 <= n; f += 16)                                                             \
+            for (int h = 0; h < 16 / W; h++) {                                                   \
+                const T va = ld_w##W(a + f + h * W), vb = ld_w##W(b + f + h * W);                \
+                ab[h] += va * vb;                                                                \
+                a2[h] += va * va;                                                                \
+                b2[h] += vb * vb;                                                                \
+            }                                                                                    \
+        if (f < n)                                                                               \
+            for (int h = 0; h < 16 / W; h++) {                                                   \
+                const T va = ld_w##W(a + n - 16 + h * W), vb = ld_w##W(b + n - 16 + h * W);      \
+                ab[h] += mask_w##W(va * vb, tail, h);                                            \
+                a2[h] += mask_w##W(va * va, tail, h);                                            \
+                b2[h] += mask_w##W(vb * vb, tail, h);                                            \
+            }                                                                                    \
+        *aa = hsum_w##W(a2);                                                                     \
+        *bb = hsum_w##W(b2);                                                                     \
+        return hsum_w##W(ab);                                                                    \
+    }                                                                                            \
+    CF_INLINE void scaled_step_w##W(float *restrict pu, float *restrict qi, float dz, float wd,  \
+                                    float cu, float ci, int64_t n) {                             \
+        int64_t f = 0;                                                                           \
+        for (; f + W <= n; f += W) {                                                             \
+            const T a = ld_w##W(pu + f), b = ld_w##W(qi + f);                                    \
+            const T na = a - cu * (dz * b + wd * a), nb = b - ci * (dz * a + wd * b);            \
+            __builtin_memcpy(pu + f, &na, sizeof na);                                            \
+            __builtin_memcpy(qi + f, &nb, sizeof nb);                                            \
+        }                                                                                        \
+        for (; f < n; f++) {                                                                     \
+            const float a = pu[f], b = qi[f];                                                    \
+            pu[f] = a - cu * (dz * b + wd * a);                                                  \
+            qi[f] = b - ci * (dz * a + wd * b);                                                  \
+        }                                                                                        \
+    }
+CF_SPLIT_LANES(8, cf_v8, cf_v8i)
+CF_SPLIT_LANES(4, cf_v4, cf_v4i)
+#undef CF_SPLIT_LANES
+#endif
+
+/* the sums and the step at vector width vw (a constant in each version: CF_LANES of simd.h) */
+CF_INLINE float row_dot(int vw, const float *restrict a, const float *restrict b, int64_t n,
+                        const void *tail) {
+#ifdef CF_SPARSE_VEC
+    if (n >= 16 && vw == 8) return row_dot_w8(a, b, n, tail);
+    if (n >= 16 && vw == 4) return row_dot_w4(a, b, n, tail);
+#endif
+    return row_dot16(a, b, n, tail);
+}
+CF_INLINE float row_dot3(int vw, const float *restrict a, const float *restrict b, int64_t n,
+                         const void *tail, float *aa, float *bb) {
+#ifdef CF_SPARSE_VEC
+    if (n >= 16 && vw == 8) return row_dot3_w8(a, b, n, tail, aa, bb);
+    if (n >= 16 && vw == 4) return row_dot3_w4(a, b, n, tail, aa, bb);
+#endif
+    return row_dot3_16(a, b, n, tail, aa, bb);
+}
+CF_INLINE void scaled_step(int vw, float *restrict pu, float *restrict qi, float dz, float wd,
+                           float cu, float ci, int64_t n) {
+#ifdef CF_SPARSE_VEC
+    if (vw == 8) {
+        scaled_step_w8(pu, qi, dz, wd, cu, ci, n);
+        return;
+    }
+    if (vw == 4) {
+        scaled_step_w4(pu, qi, dz, wd, cu, ci, n);
+        return;
+    }
+#endif
+    scaled_step16(pu, qi, dz, wd, cu, ci, n);
 }
 
 /* Adam's moments and step for the K factors of both rows of a rating (gradients as in
@@ -260,7 +385,7 @@ typedef struct {
 /* what rate_err returns: applied, a non-finite error, an id outside the tables or the block */
 enum { RATE_OK = 0, RATE_NONFINITE = 1, RATE_INDEX = 2 };
 
-CF_INLINE int rate_err(const block_ctx *c, int kind, int64_t r, rating *t) {
+CF_INLINE int rate_err(const block_ctx *c, int kind, int vw, int64_t r, rating *t) {
     /* the ids are read once and checked before they index anything: inside the tables and
      * in the block's groups (so no other thread's rows), whatever x holds now (it may have
      * changed since cf_dot_fit_blocks checked it, or not be grouped as starts says); one
@@ -274,10 +399,10 @@ CF_INLINE int rate_err(const block_ctx *c, int kind, int64_t r, rating *t) {
     const float *pu = c->U + u * K, *qi = priv ? c->Ip + s * K : c->I + i * K;
     float z;
     if (kind == CF_SPARSE_ADAGRAD) {
-        z = row_dot3(pu, qi, K, CF_TAIL(c), &t->aa, &t->bb);
+        z = row_dot3(vw, pu, qi, K, CF_TAIL(c), &t->aa, &t->bb);
         t->ab = z;
     } else {
-        z = row_dot(pu, qi, K, CF_TAIL(c));
+        z = row_dot(vw, pu, qi, K, CF_TAIL(c));
     }
     if (c->BU) z += priv ? c->bu_s[su] + c->bi_s[s] : c->BU[u] + c->BI[i];
     float pred = z, dpred = 1.0f;
@@ -296,7 +421,7 @@ CF_INLINE int rate_err(const block_ctx *c, int kind, int64_t r, rating *t) {
     return !isfinite(err); /* RATE_OK or RATE_NONFINITE */
 }
 
-CF_INLINE void rate_apply(const block_ctx *c, int kind, const rating *t) {
+CF_INLINE void rate_apply(const block_ctx *c, int kind, int vw, const rating *t) {
     const int64_t K = c->K, u = t->u, i = t->i;
     const int64_t ru = u, ri = c->NU + i;
     const int priv = kind != CF_SPARSE_ADAM;
@@ -307,7 +432,7 @@ CF_INLINE void rate_apply(const block_ctx *c, int kind, const rating *t) {
     const cf_sparse_opt *o = c->o;
     float gbu = bu ? dz + wd * *bu : 0.0f, gbi = bi ? dz + wd * *bi : 0.0f;
     if (kind == CF_SPARSE_SGD) {
-        scaled_step(pu, qi, dz, wd, lr, lr, K);
+        scaled_step(vw, pu, qi, dz, wd, lr, lr, K);
         if (bu) *bu -= lr * gbu;
         if (bi) *bi -= lr * gbi;
     } else if (kind == CF_SPARSE_ADAGRAD) {
@@ -336,13 +461,13 @@ CF_INLINE void rate_apply(const block_ctx *c, int kind, const rating *t) {
             num[3] = lr * gbi;
         }
         cf_v4 step = num / sqrt4(a + e);
-        scaled_step(pu, qi, dz, wd, step[0], step[1], K);
+        scaled_step(vw, pu, qi, dz, wd, step[0], step[1], K);
         if (bu) {
             *bu -= step[2];
             *bi -= step[3];
         }
 #else
-        scaled_step(pu, qi, dz, wd, lr / sqrtf(au + e), lr / sqrtf(ai + e), K);
+        scaled_step(vw, pu, qi, dz, wd, lr / sqrtf(au + e), lr / sqrtf(ai + e), K);
         if (bu) {
             float ab = *acc_bu + gbu * gbu;
             *acc_bu = ab;
@@ -387,37 +512,37 @@ CF_INLINE void rate_apply(const block_ctx *c, int kind, const rating *t) {
 
 
 /* rating r: RATE_OK (applied), or RATE_NONFINITE / RATE_INDEX (not applied; *at = r) */
-CF_INLINE int rate(const block_ctx *c, int kind, int64_t r, double *sse, int64_t *at) {
+CF_INLINE int rate(const block_ctx *c, int kind, int vw, int64_t r, double *sse, int64_t *at) {
     rating t;
-    int st = rate_err(c, kind, r, &t);
+    int st = rate_err(c, kind, vw, r, &t);
     if (st) {
         *at = r;
         return st;
     }
     *sse += (double)t.err * (double)t.err;
-    rate_apply(c, kind, &t);
+    rate_apply(c, kind, vw, &t);
     return RATE_OK;
 }
 
 /* rating a, then rating b, which shares no row with a, their work interleaved: RATE_OK, or
  * the status of the first that failed, *at = its row (a failed: nothing applied; b failed:
  * a applied) */
-CF_INLINE int rate_two(const block_ctx *c, int kind, int64_t a, int64_t b, double *sse,
+CF_INLINE int rate_two(const block_ctx *c, int kind, int vw, int64_t a, int64_t b, double *sse,
                        int64_t *at) {
     rating ta, tb;
-    int st_a = rate_err(c, kind, a, &ta), st_b = rate_err(c, kind, b, &tb);
+    int st_a = rate_err(c, kind, vw, a, &ta), st_b = rate_err(c, kind, vw, b, &tb);
     if (st_a) {
         *at = a;
         return st_a;
     }
     *sse += (double)ta.err * (double)ta.err;
-    rate_apply(c, kind, &ta);
+    rate_apply(c, kind, vw, &ta);
     if (st_b) {
         *at = b;
         return st_b;
     }
     *sse += (double)tb.err * (double)tb.err;
-    rate_apply(c, kind, &tb);
+    rate_apply(c, kind, vw, &tb);
     return RATE_OK;
 }
 
@@ -465,7 +590,7 @@ CF_INLINE int lane_take(const block_ctx *c, lane *l, int64_t *next, int64_t end,
  * RATE_INDEX with *at = the row of the rating that gave a non-finite error or held a bad
  * id: that rating and the rows after it in row order are not applied, except that ratings
  * of later users, which share no row with it, may have been; all the rows before it are. */
-CF_INLINE int run_rows(const block_ctx *c, int kind, int64_t start, int64_t end, int64_t *slots,
+CF_INLINE int run_rows(const block_ctx *c, int kind, int vw, int64_t start, int64_t end, int64_t *slots,
                        int64_t n_slots, slot_div d, double *sse, int64_t *at) {
     for (int64_t t = 0; t < 2 * n_slots; t++) slots[t] = -1;
     lane L[2] = {{0, 0, slots}, {0, 0, slots + n_slots}};
@@ -483,15 +608,15 @@ CF_INLINE int run_rows(const block_ctx *c, int kind, int64_t start, int64_t end,
         if (rf + 1 < end) prefetch_rating(c, rf + 1);
         int st;
         if (clash) {
-            if ((st = rate(c, kind, E->r, sse, at))) return st;
+            if ((st = rate(c, kind, vw, E->r, sse, at))) return st;
         } else {
-            st = rate_two(c, kind, E->r, rf, sse, at);
+            st = rate_two(c, kind, vw, E->r, rf, sse, at);
             if (st && *at == E->r) return st;
             if (st) {
                 /* in row order the earlier user's ratings come first */
                 const int64_t at_f = *at;
                 for (int64_t r = E->r + 1; r < E->end; r++) {
-                    int st_e = rate(c, kind, r, sse, at);
+                    int st_e = rate(c, kind, vw, r, sse, at);
                     if (st_e) return st_e;
                 }
                 *at = at_f;
@@ -505,7 +630,7 @@ CF_INLINE int run_rows(const block_ctx *c, int kind, int64_t start, int64_t end,
         if (act[l]) /* no user left to take: the rest is this lane's user */
             for (int64_t r = L[l].r; r < L[l].end; r++) {
                 if (r + 1 < end) prefetch_rating(c, r + 1);
-                int st = rate(c, kind, r, sse, at);
+                int st = rate(c, kind, vw, r, sse, at);
                 if (st) return st;
             }
     return RATE_OK;
@@ -578,18 +703,18 @@ static void block_ctx_init(block_ctx *c, const sparse_job *j, int64_t k, float *
 }
 
 /* one block-training function per optimizer (kind is a constant in each), in a version per
- * instruction set (simd.h) */
+ * instruction set, each with its vector width vw (simd.h) */
 #define CF_RUN_KIND(name, KIND)                                                                \
-    CF_INLINE int name##_body(const sparse_job *j, int64_t k, int64_t *slots, int64_t n_slots, \
-                              float *priv, double *sse, int64_t *at) {                         \
+    CF_INLINE int name##_body(int vw, const sparse_job *j, int64_t k, int64_t *slots,          \
+                              int64_t n_slots, float *priv, double *sse, int64_t *at) {        \
         block_ctx c;                                                                           \
         block_ctx_init(&c, j, k, priv, n_slots, KIND != CF_SPARSE_ADAM);                       \
         int64_t start = j->starts[j->blocks[k]], end = j->starts[j->blocks[k] + 1];            \
-        int st = run_rows(&c, KIND, start, end, slots, n_slots, c.d, sse, at);                 \
+        int st = run_rows(&c, KIND, vw, start, end, slots, n_slots, c.d, sse, at);                 \
         if (KIND != CF_SPARSE_ADAM) block_state(&c, j->blocks[k] / j->nb, j->blocks[k] % j->nb, 0); \
         return st;                                                                             \
     }                                                                                          \
-    CF_DISPATCH_FN(static, int, name, (const sparse_job *j, int64_t k, int64_t *slots,         \
+    CF_DISPATCH_LANES_FN(static, int, name, (const sparse_job *j, int64_t k, int64_t *slots,         \
                                        int64_t n_slots, float *priv, double *sse, int64_t *at), \
                    (j, k, slots, n_slots, priv, sse, at))
 CF_RUN_KIND(run_rows_sgd, CF_SPARSE_SGD)
