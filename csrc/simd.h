@@ -41,17 +41,18 @@
     }
 
 #ifdef CF_MULTIVERSION
+/* the call of the version of the level in use */
+#define CF_PICK_(RET, name, args)                                                             \
+    const int l_ = cf_isa_current();                                                          \
+    if (l_ == CF_ISA_AVX512) RET name##_avx512 args;                                          \
+    else if (l_ == CF_ISA_AVX2) RET name##_avx2 args;                                         \
+    else RET name##_generic args;
 /* three versions (extra: more attributes for each, or nothing) */
 #define CF_DISPATCH_(linkage, ret, RET, name, params, args, extra)                            \
     CF_VERSION_(ret, RET, name, _avx512, CF_TGT_AVX512, params, args, extra)                  \
     CF_VERSION_(ret, RET, name, _avx2, CF_TGT_AVX2, params, args, extra)                      \
     CF_VERSION_(ret, RET, name, _generic, CF_TGT_GENERIC, params, args, extra)                \
-    linkage ret name params {                                                                 \
-        const int l_ = cf_isa_current();                                                      \
-        if (l_ == CF_ISA_AVX512) RET name##_avx512 args;                                      \
-        else if (l_ == CF_ISA_AVX2) RET name##_avx2 args;                                     \
-        else RET name##_generic args;                                                         \
-    }
+    linkage ret name params { CF_PICK_(RET, name, args) }
 /* two versions, AVX2 and generic (the AVX-512 level runs the AVX2 one) */
 #define CF_DISPATCH2_(linkage, ret, RET, name, params, args, extra)                           \
     CF_VERSION_(ret, RET, name, _avx2, CF_TGT_AVX2, params, args, extra)                      \
@@ -65,12 +66,7 @@
     CF_VERSION_LANES_(ret, return, name, _avx512, CF_TGT_AVX512, CF_LANES_AVX512, params, args) \
     CF_VERSION_LANES_(ret, return, name, _avx2, CF_TGT_AVX2, CF_LANES_AVX2, params, args)       \
     CF_VERSION_LANES_(ret, return, name, _generic, CF_TGT_GENERIC, CF_LANES_GENERIC, params, args) \
-    linkage ret name params {                                                                 \
-        const int l_ = cf_isa_current();                                                      \
-        if (l_ == CF_ISA_AVX512) return name##_avx512 args;                                   \
-        else if (l_ == CF_ISA_AVX2) return name##_avx2 args;                                  \
-        else return name##_generic args;                                                      \
-    }
+    linkage ret name params { CF_PICK_(return, name, args) }
 #else
 #define CF_DISPATCH_(linkage, ret, RET, name, params, args, extra)                            \
     linkage ret name params { RET name##_body args; }
