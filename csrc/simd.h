@@ -62,19 +62,24 @@
         else RET name##_generic args;                                                         \
     }
 /* three versions, each calling name##_body(its width, args) */
-#define CF_DISPATCH_LANES_FN(linkage, ret, name, params, args)                                \
-    CF_VERSION_LANES_(ret, return, name, _avx512, CF_TGT_AVX512, CF_LANES_AVX512, params, args) \
-    CF_VERSION_LANES_(ret, return, name, _avx2, CF_TGT_AVX2, CF_LANES_AVX2, params, args)       \
-    CF_VERSION_LANES_(ret, return, name, _generic, CF_TGT_GENERIC, CF_LANES_GENERIC, params, args) \
-    linkage ret name params { CF_PICK_(return, name, args) }
+#define CF_DISPATCH_LANES_(linkage, ret, RET, name, params, args)                             \
+    CF_VERSION_LANES_(ret, RET, name, _avx512, CF_TGT_AVX512, CF_LANES_AVX512, params, args)  \
+    CF_VERSION_LANES_(ret, RET, name, _avx2, CF_TGT_AVX2, CF_LANES_AVX2, params, args)        \
+    CF_VERSION_LANES_(ret, RET, name, _generic, CF_TGT_GENERIC, CF_LANES_GENERIC, params, args) \
+    linkage ret name params { CF_PICK_(RET, name, args) }
 #else
 #define CF_DISPATCH_(linkage, ret, RET, name, params, args, extra)                            \
     linkage ret name params { RET name##_body args; }
 #define CF_DISPATCH2_ CF_DISPATCH_
 /* the generic version: 4 lanes (SSE on x86-64, NEON on aarch64) */
-#define CF_DISPATCH_LANES_FN(linkage, ret, name, params, args)                                \
-    linkage ret name params { return name##_body(CF_LANES_GENERIC, CF_UNPAREN_ args); }
+#define CF_DISPATCH_LANES_(linkage, ret, RET, name, params, args)                             \
+    linkage ret name params { RET name##_body(CF_LANES_GENERIC, CF_UNPAREN_ args); }
 #endif
+/* the same, for bodies written per vector width (their first parameter) */
+#define CF_DISPATCH_LANES_FN(linkage, ret, name, params, args)                                \
+    CF_DISPATCH_LANES_(linkage, ret, return, name, params, args)
+#define CF_DISPATCH_LANES_PROC(linkage, name, params, args)                                   \
+    CF_DISPATCH_LANES_(linkage, void, , name, params, args)
 
 /* NAME(params) returning ret, from NAME_body(args) */
 #define CF_DISPATCH_FN(linkage, ret, name, params, args)                                      \
@@ -88,6 +93,7 @@
 #define CF_INLINE static inline
 #endif
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* asks the cache for the row of K floats at p, to be read (rw 0) or written (rw 1) soon: one
@@ -108,27 +114,56 @@
 #define CF_PREFETCH(p, rw) ((void)(p))
 #endif
 
-/* sum_k a[k] * b[k] in 16 interleaved partial sums combined pairwise: a fixed summation order
- * that vectorises (a plain left-to-right float sum cannot be, without reassociation) and
- * gives the same result in every clone. */
 #if defined(__GNUC__)
 #define CF_UNROLL(n) _Pragma(CF_STR_(GCC unroll n))
 #define CF_STR_(x) #x
 #else
 #define CF_UNROLL(n)
 #endif
-CF_INLINE float cf_dot_f32(const float *a, const float *b, int64_t n) {
+
+/* sum_k a[k] * b[k] (b NULL: sum_k a[k]) in 16 interleaved partial sums combined pairwise
+ * (lanes l and l + 8, then l and l + 4, ...): a fixed summation order that vectorises (a
+ * plain left-to-right float sum cannot be, without reassociation) and gives the same result in
+ * every version. Partial sum l holds the elements k = l (mod 16); with the vector extensions
+ * the 16 sums are four 4-lane vectors, kept in registers by every version (and NEON), and the
+ * last n mod 16 elements are added as a zero-padded chunk: a partial sum is never -0 (it starts
+ * at +0, and x + y is -0 only when both are), so adding +0 to it changes nothing. */
+#if defined(__GNUC__) && (defined(__clang__) || __GNUC__ >= 12) && !defined(CF_NO_VECTOR_EXT)
+typedef float cf_q4 __attribute__((vector_size(16)));
+CF_INLINE cf_q4 cf_q4_load(const float *p) {
+    cf_q4 v;
+    __builtin_memcpy(&v, p, sizeof v);
+    return v;
+}
+CF_INLINE float cf_sum16_(const float *a, const float *b, int64_t n) {
+    cf_q4 acc[4] = {{0}, {0}, {0}, {0}};
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        CF_UNROLL(4)
+        for (int j = 0; j < 4; j++)
+            acc[j] += b ? cf_q4_load(a + k + 4 * j) * cf_q4_load(b + k + 4 * j) : cf_q4_load(a + k + 4 * j);
+    if (k < n) { /* the last n - k < 16 elements into partial sums 0, 1, ...: zero-padded */
+        float t[16] = {0};
+        for (int l = 0; k < n; k++, l++) t[l] = b ? a[k] * b[k] : a[k];
+        CF_UNROLL(4)
+        for (int j = 0; j < 4; j++) acc[j] += cf_q4_load(t + 4 * j);
+    }
+    const cf_q4 c = (acc[0] + acc[2]) + (acc[1] + acc[3]);
+    return (c[0] + c[2]) + (c[1] + c[3]);
+}
+#else
+CF_INLINE float cf_sum16_(const float *a, const float *b, int64_t n) {
     float acc[16] = {0};
     int64_t k = 0;
     for (; k + 16 <= n; k += 16)
-        for (int l = 0; l < 16; l++) acc[l] += a[k + l] * b[k + l];
-    for (int l = 0; k < n; k++, l++) acc[l] += a[k] * b[k];
-    /* the reduction unrolled: straight-line code, not a loop that reloads acc every trip */
-    CF_UNROLL(4)
+        for (int l = 0; l < 16; l++) acc[l] += b ? a[k + l] * b[k + l] : a[k + l];
+    for (int l = 0; k < n; k++, l++) acc[l] += b ? a[k] * b[k] : a[k];
     for (int w = 8; w >= 1; w /= 2)
-        CF_UNROLL(8)
         for (int l = 0; l < w; l++) acc[l] += acc[l + w];
     return acc[0];
 }
+#endif
+CF_INLINE float cf_dot_f32(const float *a, const float *b, int64_t n) { return cf_sum16_(a, b, n); }
+CF_INLINE float cf_sum_f32(const float *a, int64_t n) { return cf_sum16_(a, NULL, n); }
 
 #endif

@@ -20,8 +20,10 @@ registers.
     python scripts/check_spills.py path/to/_core.so --strict -v
     python scripts/check_spills.py --kernels run_rows_sgd run_rows_adagrad
 
-Exit status 0 when no hot loop spills, 1 when one does (each listed), 2 when objdump is missing
-or the extension has none of the kernels.
+Exit status 0 when no hot loop spills (apart from the known ones listed in KNOWN, each with the
+exact number of loops and why: a count that changes either way fails), 1 when one does (each
+listed), 2 when objdump is missing or the extension has none of the kernels. --no-known fails on
+the known ones too.
 """
 import argparse
 import re
@@ -35,6 +37,31 @@ HOT_KERNELS = ("run_rows_sgd", "run_rows_adagrad", "run_rows_adam", "adam_rows",
                "cf_sgd_step", "cf_linear_forward", "cf_linear_backward", "cf_relu_forward",
                "cf_relu_backward", "rank_block", "gram_rows", "solve_row", "run_block", "first_bad_id")
 VERSIONS = ("avx512", "avx2", "generic")
+
+# Versions known to move vector registers through the stack in a hot loop, with the exact number
+# of such loops in a GCC 12 x86-64 build and why. The check fails when a count changes either
+# way: a new spill fails it, and so does one fixed (then lower the count here, or drop the line).
+KNOWN = {
+    # K < 16 factors only: the row's partial chunk goes through a 16-float zero-padded stack
+    # buffer (cf_dot_f32), once per rating in the loop over ratings (K >= 16: clean)
+    "run_rows_adagrad_avx512": (3, "K < 16: cf_dot_f32's zero-padded stack chunk per rating"),
+    "run_rows_adagrad_avx2": (3, "K < 16: cf_dot_f32's zero-padded stack chunk per rating"),
+    "run_rows_adagrad_generic": (3, "K < 16: cf_dot_f32's zero-padded stack chunk per rating"),
+    # sparse Adam's row update: 11 broadcast constants + the loop's values > 16 registers
+    "adam_rows_avx2": (1, "11 loop constants reloaded from the stack (16 registers)"),
+    "adam_rows_generic": (2, "11 loop constants reloaded from the stack (16 registers)"),
+    "cf_adam_step_generic": (1, "the scalar remainder loop's constants"),
+    # top-n: the 4 x 16 score tile and the heap thresholds live in stack arrays
+    "rank_block_avx2": (6, "score tile and heap thresholds in stack arrays"),
+    "rank_block_generic": (1, "score tile in a stack array"),
+    # ALS and BPR (implicit feedback): their 16-lane vector type (as the sparse path's was) is no
+    # register on AVX2 / SSE, where GCC keeps it in memory
+    "solve_row_avx2": (13, "16-lane vector accumulators kept in memory (no AVX2 register)"),
+    "solve_row_generic": (13, "16-lane vector accumulators kept in memory (no SSE register)"),
+    "run_block_avx512": (3, "BPR: not analysed yet"),
+    "run_block_avx2": (7, "BPR: 16-lane vectors kept in memory (no AVX2 register)"),
+    "run_block_generic": (8, "BPR: 16-lane vectors kept in memory (no SSE register)"),
+}
 
 _HEAD = re.compile(r"^([0-9a-f]+) <([^>]+)>:$")
 _INSN = re.compile(r"^\s*([0-9a-f]+):\s*(.*?)\s*$")
@@ -137,6 +164,8 @@ def main(argv=None):
     p.add_argument("--strict", action="store_true", help="also the loops that enclose the hot ones")
     p.add_argument("--objdump", default="objdump")
     p.add_argument("-v", "--verbose", action="store_true", help="list each loop checked")
+    p.add_argument("--no-known", action="store_true",
+                   help="fail on the known spills too (see KNOWN) instead of checking their count")
     a = p.parse_args(argv)
     if shutil.which(a.objdump) is None:
         print(f"check_spills: {a.objdump} not found (Debian: apt-get install binutils)", file=sys.stderr)
@@ -156,7 +185,14 @@ def main(argv=None):
             res = check_function(funcs[name], a.strict)
             checked += 1
             n_bad = sum(1 for r in res if r[3])
-            print(f"{name}: {len(res)} hot loop(s), {n_bad} with vector stack traffic")
+            known, why = (None, "") if a.no_known else KNOWN.get(name, (None, ""))
+            print(f"{name}: {len(res)} hot loop(s), {n_bad} with vector stack traffic"
+                  + (f" (known: {known}, {why})" if known is not None else ""))
+            if known is not None:
+                if n_bad != known:
+                    print(f"    expected {known} (KNOWN in {__file__}): update it, or fix the spill")
+                    bad.append((name, 0, 0, "known count"))
+                continue
             for s, e, kind, spills in res:
                 if a.verbose or spills:
                     print(f"    {kind} loop {s:#x}-{e:#x} ({sum(1 for x, _ in funcs[name] if s <= x <= e)} "
@@ -171,7 +207,8 @@ def main(argv=None):
     if bad:
         print(f"FAIL: {len(bad)} hot loop(s) spill vector registers to the stack")
         return 1
-    print(f"OK: no hot loop of {checked} kernel version(s) spills")
+    print(f"OK: no hot loop of {checked} kernel version(s) spills, apart from the "
+          f"{sum(1 for k in KNOWN if k in funcs)} known version(s) listed in KNOWN")
     return 0
 
 
