@@ -287,17 +287,19 @@ CF_INLINE void adam_rows_body(float *restrict pu, float *restrict qi, float *res
                               float wd, float b1, float b2, float au, float su, float ai, float si,
                               float e, int64_t K) {
     const float c1 = 1.0f - b1, c2 = 1.0f - b2;
+    /* two passes, the moments, then the rows (which the first leaves as they were): one pass
+     * needs 11 constants at once, more than AVX2's and SSE's 16 registers hold beside its values */
     for (int64_t f = 0; f < K; f++) {
-        float a = pu[f], b = qi[f];
-        float gu = dz * b + wd * a, gi = dz * a + wd * b;
-        float m1 = b1 * mu[f] + c1 * gu, v1 = b2 * vu[f] + c2 * (gu * gu);
-        float m2 = b1 * mi[f] + c1 * gi, v2 = b2 * vi[f] + c2 * (gi * gi);
-        mu[f] = m1;
-        vu[f] = v1;
-        mi[f] = m2;
-        vi[f] = v2;
-        pu[f] = a - au * m1 / (sqrtf(v1) * su + e);
-        qi[f] = b - ai * m2 / (sqrtf(v2) * si + e);
+        const float a = pu[f], b = qi[f];
+        const float gu = dz * b + wd * a, gi = dz * a + wd * b;
+        mu[f] = b1 * mu[f] + c1 * gu;
+        vu[f] = b2 * vu[f] + c2 * (gu * gu);
+        mi[f] = b1 * mi[f] + c1 * gi;
+        vi[f] = b2 * vi[f] + c2 * (gi * gi);
+    }
+    for (int64_t f = 0; f < K; f++) {
+        pu[f] = pu[f] - au * mu[f] / (sqrtf(vu[f]) * su + e);
+        qi[f] = qi[f] - ai * mi[f] / (sqrtf(vi[f]) * si + e);
     }
 }
 CF_DISPATCH_PROC(static, adam_rows, (float *restrict pu, float *restrict qi, float *restrict mu,
