@@ -17,10 +17,10 @@ for each version this CPU runs (COLLABC_ISA=avx512 / avx2 / generic, each in a f
 Against:
 - LibMF (`mf-train -k 50 -s 2 -l2 0.02 -r 0.05 -p valid train`), built by this script from a
   checkout (--libmf-src, with LibMF's own Makefile and default flags: -O3 -march=native
-  -DUSESSE -fopenmp) or given as a binary (--libmf-bin). Seconds per iteration = (time of
-  1 + E iterations - time of 1 iteration) / E: text parsing and set-up cancel out. Not --quiet,
-  so each iteration includes LibMF's evaluation (training loss, regulariser and the holdout
-  RMSE), as collabc's epoch includes its holdout RMSE.
+  -DUSESSE -fopenmp) or given as a binary (--libmf-bin). Seconds per iteration = the median
+  interval between the lines it prints (and flushes) after each iteration: text parsing and
+  set-up are in none. Not --quiet, so each iteration includes LibMF's evaluation (training loss,
+  regulariser and the holdout RMSE), as collabc's epoch includes its holdout RMSE.
 - The SGD floor: a naive C program compiled here with -O3 -march=native, one rating at a time
   in the data's order, 50 factors with biases and y_range's sigmoid (the same arithmetic as
   collabc's SGD step), no blocking, one thread: nanoseconds per rating on the same 1M set.
@@ -269,15 +269,19 @@ def build_libmf(src, out):
 
 
 def libmf_per_iter(binary, folder, epochs):
-    def wall(t):
-        start = time.perf_counter()
-        subprocess.run([binary, "-k", "50", "-s", "2", "-l2", "0.02", "-r", "0.05", "-t", str(t),
-                        "-p", os.path.join(folder, "valid.txt"), os.path.join(folder, "train.txt"),
-                        os.path.join(folder, "model.txt")], check=True, capture_output=True)
-        return time.perf_counter() - start
-    one = [wall(1) for _ in range(2)]
-    many = [wall(1 + epochs) for _ in range(2)]
-    return (min(many) - min(one)) / epochs
+    """Median seconds between LibMF's per-iteration lines (it prints and flushes one after each
+    iteration, its evaluation included): parsing and set-up are not in any interval."""
+    cmd = [binary, "-k", "50", "-s", "2", "-l2", "0.02", "-r", "0.05", "-t", str(epochs + 2),
+           "-p", os.path.join(folder, "valid.txt"), os.path.join(folder, "train.txt"),
+           os.path.join(folder, "model.txt")]
+    stamps = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
+        for line in proc.stdout:
+            if line.split() and line.split()[0].isdigit():  # "iter tr_rmse va_rmse obj"
+                stamps.append(time.perf_counter())
+    if proc.returncode != 0 or len(stamps) < 3:
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode})")
+    return statistics.median(np.diff(stamps))
 
 
 def compile_c(source, out, name):
