@@ -322,6 +322,7 @@ def main():
         if i not in supported:
             p.error(f"--isa {i}: this CPU runs {', '.join(supported)}")
     work = a.keep or tempfile.mkdtemp(prefix="bench_cpu_")
+    os.makedirs(work, exist_ok=True)
     data_root = a.data or os.environ.get("COLLABC_DATA")
     me = [sys.executable, os.path.abspath(__file__)]
     lscpu = shutil.which("lscpu")
