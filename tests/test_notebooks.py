@@ -72,8 +72,13 @@ def _has_epoch_table(html):
         and "<th>valid_loss</th>" in html
 
 
+# notebooks that start a local Ray run in the worker of tests/test_ray.py (one Ray at a time)
+RUNS = [pytest.param(p, marks=pytest.mark.xdist_group("ray")) if "collabc.ray" in p.read_text() else p
+        for p in NOTEBOOKS]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", RUNS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs(path, tmp_path):
     pytest.importorskip("nbformat")
     pytest.importorskip("nbclient")
