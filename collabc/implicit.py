@@ -36,12 +36,14 @@ from . import _core
 from ._checks import check_float, check_int
 from .csr import csr_rows
 from .data import CategoryMap, DataLoader, DataLoaders
+from .layers import Embedding
+from .models import _DotFamily
 from .ranking import ranking_scores
 from .seed import get_rng
 from .topn import rank_vectors
 
 __all__ = ["implicit_from_df", "ImplicitData", "Interactions", "ImplicitALS", "BPR", "Popularity",
-           "evaluate", "EpochRun"]
+           "evaluate", "EpochRun", "ImplicitModel"]
 
 _NA = "#na#"
 
@@ -227,13 +229,16 @@ class ImplicitData:
         users, starts = np.unique(x[:, 0], return_index=True)
         return users.astype(np.int64), np.split(x[:, 1], starts[1:])
 
-    def dataloaders(self, bs=64, val_bs=None, shuffle=True, path="."):
-        """collabc `DataLoaders` over the split: x = [user, item], y = the weights (rating_name =
-        the weight column's name, or 'weight')."""
+    def dataloaders(self, bs=64, val_bs=None, shuffle=True, path=".", cls=DataLoaders):
+        """collabc `DataLoaders` (of class `cls`) over the split: x = [user, item], y = the weights
+        (rating_name = the weight column's name, or 'weight'); `dls.implicit` is this
+        ImplicitData (what `implicit_learner` trains and evaluates on)."""
         train = DataLoader(self.train_x, self.train_w, bs=bs, shuffle=shuffle)
         valid = DataLoader(self.valid_x, self.valid_w, bs=bs if val_bs is None else val_bs, shuffle=False)
-        return DataLoaders(train, valid, self.classes, self.user_name, self.item_name,
-                           self.weight_name or "weight", path=path)
+        dls = cls(train, valid, self.classes, self.user_name, self.item_name, self.weight_name or "weight",
+                  path=path)
+        dls.implicit = self
+        return dls
 
     def __repr__(self):
         return (f"ImplicitData(user={self.user_name!r} ({self.n_users}), item={self.item_name!r} "
@@ -784,3 +789,100 @@ def evaluate(model, data, k=10, baseline=True, threads=None):
                           f"{rep['model']} does NOT beat the popularity baseline (NDCG@{k} "
                           f"{rep[f'ndcg@{k}']:.4f} <= {base[f'ndcg@{k}']:.4f})")
     return rep
+
+
+# ---------------------------------------------------------------------------------------------
+# the models as collabc Modules (what a Learner holds)
+
+_HYPERS = {"als": ("reg", "alpha", "cg_steps", "init_scale", "seed"),
+           "bpr": ("lr", "reg", "reg_bias", "opt", "eps", "n_groups", "seed")}
+_SAVED = {"als": ("reg", "alpha", "cg_steps"), "bpr": ("lr", "reg", "reg_bias", "opt", "eps", "n_groups")}
+
+
+class ImplicitModel(_DotFamily):
+    """An `ImplicitALS` or `BPR` (`core`) as a collabc dot-product `Module`, what
+    `implicit_learner` puts in a `Learner`: its parameters `u_weight.weight`, `i_weight.weight`
+    (and BPR's `i_bias.weight`, (n_items, 1)) are the core's own tables (no copy), so the
+    Learner's recommend, most_similar, get_preds, save/load and export read and write the
+    model the C kernels train. Scores are `u . v` (+ the item's bias); there is no user bias
+    and no y_range. `ImplicitModel('als' | 'bpr', n_users, n_items, n_factors, **hypers)`."""
+
+    y_range, has_bias = None, False
+
+    def __init__(self, model, n_users, n_items, n_factors=64, **hypers):
+        if model not in _HYPERS:
+            raise ValueError(f"model must be 'als' or 'bpr', got {model!r}")
+        unknown = sorted(set(hypers) - set(_HYPERS[model]))
+        if unknown:
+            raise TypeError(f"unknown hyperparameter(s) {unknown} for model={model!r}; it takes "
+                            f"{list(_HYPERS[model])}")
+        core = (ImplicitALS if model == "als" else BPR)(n_users, n_items, n_factors, **hypers)
+        self.kind, self.core = model, core
+        self.n_users, self.n_items, self.n_factors = core.n_users, core.n_items, core.n_factors
+        self.u_weight = Embedding(self.n_users, self.n_factors, _weight=core.user_factors)
+        self.i_weight = Embedding(self.n_items, self.n_factors, _weight=core.item_factors)
+        if core.item_bias is not None:
+            self.i_bias = Embedding(self.n_items, 1, _weight=core.item_bias.reshape(-1, 1))
+        self.classes = None
+
+    def _tables(self):
+        c = self.core
+        return (c.user_factors, c.item_factors, None,
+                None if c.item_bias is None else c.item_bias.reshape(-1, 1))
+
+    def _fused_ok(self):
+        return True   # scored by the C ranking kernel and `core.score`, never through autograd
+
+    @property
+    def n_params(self):
+        return int(sum(p._data.size for p in self.parameters()))
+
+    def forward(self, x):
+        users, items = x[:, 0], x[:, 1]
+        res = (self.u_weight(users) * self.i_weight(items)).sum(1)
+        return res + self.i_bias(items).squeeze() if self.kind == "bpr" else res
+
+    def _predict(self, x):
+        return self.core.score(x[:, 0], x[:, 1])
+
+    def hypers(self):
+        "The hyperparameters a file keeps (those that rebuild the model; not the seed)."
+        c = self.core
+        out = {k: getattr(c, k) for k in _SAVED[self.kind]}
+        if self.kind == "bpr" and out["n_groups"] is None:
+            out["n_groups"] = "auto"
+        return out
+
+    def _init_args(self):
+        return {"model": self.kind, "n_users": self.n_users, "n_items": self.n_items,
+                "n_factors": self.n_factors, **self.hypers()}
+
+    @classmethod
+    def planned_shapes(cls, model, n_users, n_items, n_factors=64, **hypers):
+        "{state-dict name: shape} of `cls(**args)`, without building it (see `_DotFamily`)."
+        if model not in _HYPERS:
+            raise ValueError(f"model must be 'als' or 'bpr', got {_short(model)}")
+        unknown = sorted(set(hypers) - set(_SAVED[model]))
+        if unknown:
+            raise TypeError(f"unknown hyperparameter(s) {unknown} for model={model!r}")
+        nu, ni, k = _int("n_users", n_users, lo=2), _int("n_items", n_items, lo=2), _int("n_factors", n_factors)
+        out = {"u_weight.weight": (nu, k), "i_weight.weight": (ni, k)}
+        if model == "bpr":
+            out["i_bias.weight"] = (ni, 1)
+        return out
+
+    @classmethod
+    def from_config(cls, cfg, classes=None):
+        "The model `get_config()` describes (tables freshly drawn: load the weights next)."
+        res = cls(**cfg["args"])
+        if classes is not None and cfg.get("user") is not None:
+            res.classes, res.user, res.item = classes, cfg["user"], cfg["item"]
+        return res
+
+    def __repr__(self):
+        return f"ImplicitModel({self.core!r})"
+
+
+def _short(v):
+    s = repr(v)
+    return s if len(s) <= 60 else s[:57] + "..."
