@@ -257,6 +257,12 @@ class ImplicitLearner(Learner):
             factors = core.fold_in(np.asarray(idx, np.int64), **kwargs)
         return FoldIn(self, factors, 0.0, False, rated=idx, name=name, n_ratings=len(idx))
 
+    def lr_find(self, *args, **kwargs):
+        "fastai's `lr_find` for BPR; ALS has no learning rate to find."
+        if self.model.kind == "als":
+            raise TypeError("lr_find: ALS has no learning rate (each row is solved); fit(n) runs n iterations")
+        return super().lr_find(*args, **kwargs)
+
     @_exclusive
     def fold_in_item(self, ratings, name=None, **kwargs):
         "Not available for implicit models (fold in new users; retrain for new items)."
