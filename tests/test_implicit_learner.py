@@ -1,10 +1,8 @@
 """Implicit feedback through the familiar API (issue 17): CollabDataLoaders.from_df(implicit=True),
 implicit_learner's Learner (the one loop, epoch table, callbacks, Ctrl-C), recommendations,
 fold-in, ranking metrics beside popularity, files, and bad input."""
-import json
 import os
 import signal
-import zipfile
 
 import numpy as np
 import pandas as pd
@@ -14,6 +12,7 @@ from collabc import (Callback, CollabDataLoaders, CollabcFileError, EarlyStoppin
                      SaveModelCallback, implicit_learner, load_learner)
 from collabc.implicit import BPR, ImplicitALS, ImplicitData, implicit_from_df
 from collabc.implicit_learner import ImplicitLearner, als_loss
+from test_persist import rewrite_meta   # tests/ is on sys.path
 
 RANK_COLS = ["precision@10", "recall@10", "ndcg@10", "map@10"]
 
@@ -275,18 +274,6 @@ def test_export_load_learner_and_save_load_round_trip(tmp_path, model):
     assert saved.exists()
 
 
-def _rewrite_meta(src, dst, change):
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
-        for item in zin.infolist():
-            data = zin.read(item.filename)
-            if item.filename == "collabc.json":
-                meta = json.loads(data)
-                change(meta)
-                data = json.dumps(meta)
-            zout.writestr(item, data)
-    return dst
-
-
 @pytest.mark.parametrize("change,match", [
     (lambda m: m["model"]["args"].update(model="svd"), "model must be 'als' or 'bpr'"),
     (lambda m: m["model"]["args"].update(alpha=-1.0), "alpha"),
@@ -298,7 +285,8 @@ def _rewrite_meta(src, dst, change):
 def test_hostile_or_corrupt_implicit_files_raise_clear_errors(tmp_path, change, match):
     learn = _quiet(implicit_learner(_dls(path=tmp_path), "als", n_factors=8, seed=0))
     path = learn.export("good.npz")
-    bad = _rewrite_meta(path, tmp_path / "bad.npz", change)
+    bad = tmp_path / "bad.npz"
+    rewrite_meta(path, bad, change)
     with pytest.raises(CollabcFileError, match=match):
         load_learner(bad)
 
