@@ -761,20 +761,25 @@ def _scores(model, users, k, inter, threads):
                         first=1, threads=threads)[0]
 
 
-def evaluate(model, data, k=10, baseline=True, threads=None):
+def evaluate(model, data, k=10, baseline=True, threads=None, users=None):
     """Ranking quality of `model` on `data`'s held-out pairs: for every user with held-out items
     known at training time, the model ranks every item but '#na#' and the user's training items;
     precision@k = hits / k, recall@k = hits / |held out|, NDCG@k (binary gains) and MAP@k
     (normalised by min(k, |held out|)), averaged over those users (`collabc.ranking`'s
     definitions). With `baseline`, the popularity baseline is measured on the same users and the
-    report says whether the model beats it. Returns a `RankingReport` (a dict)."""
+    report says whether the model beats it. `users` (user indices) evaluates only those of them
+    that have held-out pairs. Returns a `RankingReport` (a dict)."""
     if not isinstance(data, ImplicitData):
         raise TypeError(f"data must be an ImplicitData (with a held-out split), got {type(data).__name__}")
     k = _int("k", k)
     inter = data.interactions()
     if (getattr(model, "n_users", None), getattr(model, "n_items", None)) != (inter.n_users, inter.n_items):
         raise ValueError("the model's tables do not match the data's users and items")
-    users, relevant = data.relevant()
+    users_, relevant = data.relevant()
+    if users is not None:
+        keep = np.isin(users_, _ids(np.asarray(users), "users", inter.n_users))
+        users_, relevant = users_[keep], [r for r, k_ in zip(relevant, keep) if k_]
+    users = users_
     if len(users) == 0:
         raise ValueError("no held-out pairs to evaluate (valid_pct=0, or every held-out item is unknown "
                          "to the training data)")

@@ -170,10 +170,13 @@ class ImplicitLearner(Learner):
     'map'); `ranking_metrics()` reports them with the popularity baseline beside;
     `fold_in_user(items)` is the model's own (ALS: the exact user solve; BPR: SGD steps on the
     new row); the optimizer only carries the loop's lr and momentum schedule (and BPR-Adagrad's
-    accumulators); `wd` is not used (the models' `reg` regularises)."""
+    accumulators); `wd` is not used (the models' `reg` regularises). The epoch table evaluates at
+    most `eval_users` users with held-out pairs (a fixed random sample, the same every epoch, so
+    that validation stays cheap on millions of users; None: all), as does `validate()`;
+    `ranking_metrics()` evaluates every user."""
 
-    def __init__(self, dls, model, k=10, rank_metrics=_METRICS, lr=None, metrics=None, opt_func=SGD,
-                 default_cbs=True, **kwargs):
+    def __init__(self, dls, model, k=10, rank_metrics=_METRICS, eval_users=10_000, lr=None, metrics=None,
+                 opt_func=SGD, default_cbs=True, **kwargs):
         if not isinstance(model, ImplicitModel):
             raise TypeError(f"model must be an ImplicitModel (see implicit_learner), got {type(model).__name__}")
         if metrics:
@@ -195,6 +198,8 @@ class ImplicitLearner(Learner):
             raise ValueError(f"the model has {model.n_users} users and {model.n_items} items but the data "
                              f"{data.n_users} and {data.n_items}")
         self.data = data
+        self.eval_users = None if eval_users is None else _int("eval_users", eval_users)
+        self._eval_sample = None
         super().__init__(dls, model, lr=lr, opt_func=opt_func, default_cbs=default_cbs, **kwargs)
         if default_cbs:
             self.remove_cb(self.recorder)
@@ -213,9 +218,17 @@ class ImplicitLearner(Learner):
         return self._path_obj
 
     def _validate_values(self, dl=None):
-        if self.data is None or len(self.data.relevant()[0]) == 0:
+        if self.data is None:
             return [float("nan")] * len(self.rank_metrics)
-        rep = evaluate(self.model.core, self.data, self.k, baseline=False, threads=self.n_threads)
+        if self._eval_sample is None:   # drawn once (a fixed seed): every epoch evaluates the same users
+            users = self.data.relevant()[0]
+            if self.eval_users is not None and len(users) > self.eval_users:
+                users = np.sort(np.random.default_rng(0).choice(users, self.eval_users, replace=False))
+            self._eval_sample = users
+        if len(self._eval_sample) == 0:
+            return [float("nan")] * len(self.rank_metrics)
+        rep = evaluate(self.model.core, self.data, self.k, baseline=False, threads=self.n_threads,
+                       users=self._eval_sample)
         return [rep[n] for n in self.rank_names]
 
     @_exclusive
@@ -273,19 +286,19 @@ class ImplicitLearner(Learner):
 def implicit_learner(dls, model="als", n_factors=64, k=10, rank_metrics=_METRICS, seed=None,
                      n_threads=None, **kwargs):
     """A `Learner` that trains implicit ALS (`model='als'`) or BPR (`'bpr'`) on `dls` from
-    `CollabDataLoaders.from_df(df, implicit=True, ...)`.
+    `CollabDataLoaders.from_df(df, implicit=True, ...)` (an `ImplicitLearner`).
 
     Hyperparameters (kwargs) go to the model: ALS `reg` (0.01), `alpha` (1.0, > 0), `cg_steps`
     (3), `init_scale`; BPR `lr` (0.01, the learner's lr), `reg`, `reg_bias`, `opt` ('sgd' or
     'adagrad'), `eps`, `n_groups` ('auto'); `seed` draws the initial tables. Learner
-    arguments (`cbs`, `path`, `model_dir`, `n_threads`, ...) are taken too. Each epoch's row
+    arguments (`cbs`, `path`, `model_dir`, `n_threads`, `eval_users`, ...) are taken too. Each epoch's row
     shows the training loss and precision/recall/NDCG/MAP at `k` on the held-out interactions
     (`rank_metrics` chooses which)."""
     data = getattr(dls, "implicit", None)
     if not isinstance(data, ImplicitData):
         raise TypeError("dls must hold implicit interactions: build it with "
                         "CollabDataLoaders.from_df(df, implicit=True, ...)")
-    learner_keys = {"cbs", "path", "model_dir", "opt_func", "moms", "default_cbs"}
+    learner_keys = {"cbs", "path", "model_dir", "opt_func", "moms", "default_cbs", "eval_users"}
     lkw = {k_: kwargs.pop(k_) for k_ in list(kwargs) if k_ in learner_keys}
     m = ImplicitModel(model, data.n_users, data.n_items, n_factors, seed=seed, **kwargs)
     m.classes, m.user, m.item = dls.classes, dls.user_name, dls.item_name

@@ -10,7 +10,7 @@ import pytest
 
 from collabc import (Callback, CollabDataLoaders, CollabcFileError, EarlyStoppingCallback, FoldIn,
                      SaveModelCallback, implicit_learner, load_learner)
-from collabc.implicit import BPR, ImplicitALS, ImplicitData, implicit_from_df
+from collabc.implicit import ImplicitALS, ImplicitData, evaluate, implicit_from_df
 from collabc.implicit_learner import ImplicitLearner, als_loss
 from test_persist import rewrite_meta   # tests/ is on sys.path
 
@@ -344,3 +344,17 @@ def test_bad_input_gets_clear_errors():
         ImplicitLearner(dls, learn.model, metrics=[lambda p, t: 0.0])
     with pytest.raises(TypeError, match="fold_in_user"):
         learn.fold_in_item([1, 2])
+
+
+def test_the_epoch_table_evaluates_a_fixed_sample_of_users_when_asked():
+    dls = _dls()
+    learn = _quiet(implicit_learner(dls, "als", n_factors=8, seed=0, eval_users=20))
+    learn.fit(2)
+    users, _ = dls.implicit.relevant()
+    assert len(users) > 20 and len(learn._eval_sample) == 20 and set(learn._eval_sample) <= set(users)
+    sub = learn.ranking_metrics(baseline=False)
+    assert sub["n_users"] == len(users)   # ranking_metrics evaluates everyone
+    rep = evaluate(learn.model.core, dls.implicit, 10, baseline=False, users=learn._eval_sample)
+    assert rep["n_users"] == 20 and learn.recorder.values[-1][1:] == pytest.approx([rep[c] for c in RANK_COLS])
+    with pytest.raises(ValueError, match="eval_users"):
+        implicit_learner(dls, "als", eval_users=0)
