@@ -114,17 +114,23 @@ class ImplicitPath(TrainingPath):
         return super().diverged(epoch, it, loss, lr)
 
 
-def als_loss(core, inter):
+def als_loss(core, inter, chunk=1 << 22):
     """The ALS training loss `L / (sum of all confidences)` of the model as it is (what an epoch
     reports for its end), in float64: sum_{u,i} (x_u.y_i)^2 from the two Gramians, corrected on
     the training pairs, plus reg (|X|^2 + |Y|^2)."""
-    X, Y = core.user_factors.astype(np.float64), core.item_factors.astype(np.float64)
-    total = float(np.sum((X.T @ X) * (Y.T @ Y)))
-    users = np.repeat(np.arange(core.n_users), np.diff(inter.indptr))
-    s = np.einsum("ij,ij->i", X[users], Y[inter.indices])
-    c = 1.0 + core.alpha * (1.0 if inter.weights is None else inter.weights.astype(np.float64))
-    total += float(np.sum(c * (1 - s) ** 2 - s * s))
-    total += core.reg * (float(np.sum(X * X)) + float(np.sum(Y * Y)))
+    X, Y = core.user_factors, core.item_factors
+    X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
+    total = float(np.sum((X64.T @ X64) * (Y64.T @ Y64)))
+    ptr = inter.indptr
+    # the training pairs, users in blocks of about `chunk` factor values (scores in float32, as trained)
+    cuts = np.unique(np.searchsorted(ptr, np.arange(0, inter.nnz, max(1, chunk // core.n_factors)), "right") - 1)
+    for ua, ub in zip(cuts, np.append(cuts[1:], core.n_users)):
+        lo, hi = int(ptr[ua]), int(ptr[ub])
+        users = np.repeat(np.arange(ua, ub, dtype=np.int32), np.diff(ptr[ua:ub + 1]))
+        s = np.einsum("ij,ij->i", X[users], Y[inter.indices[lo:hi]]).astype(np.float64)
+        w = 1.0 if inter.weights is None else inter.weights[lo:hi].astype(np.float64)
+        total += float(np.sum((1.0 + core.alpha * w) * (1 - s) ** 2 - s * s))
+    total += core.reg * (float(np.sum(X64 * X64)) + float(np.sum(Y64 * Y64)))
     return total / inter.confidence_total(core.alpha)
 
 
@@ -175,7 +181,7 @@ class ImplicitLearner(Learner):
     that validation stays cheap on millions of users; None: all), as does `validate()`;
     `ranking_metrics()` evaluates every user."""
 
-    def __init__(self, dls, model, k=10, rank_metrics=_METRICS, eval_users=10_000, lr=None, metrics=None,
+    def __init__(self, dls, model, k=10, rank_metrics=_METRICS, eval_users=5_000, lr=None, metrics=None,
                  opt_func=SGD, default_cbs=True, **kwargs):
         if not isinstance(model, ImplicitModel):
             raise TypeError(f"model must be an ImplicitModel (see implicit_learner), got {type(model).__name__}")
