@@ -623,10 +623,21 @@ class CollabDataLoaders(DataLoaders):
         return cls.from_df(pd.read_csv(csv), **kwargs)
 
 
+_IMPLICIT_SPLIT = None
+
+
+def register_implicit_split(split):
+    """Called by `collabc.implicit` (which builds on this module, so this module does not import
+    it) with its `implicit_from_df`, the split `from_df(..., implicit=True)` uses."""
+    global _IMPLICIT_SPLIT
+    _IMPLICIT_SPLIT = split
+
+
 def _implicit_loaders(cls, df, valid_pct, user_name, item_name, rating_name, seed, path, bs, val_bs,
                       shuffle, valid_idx, classes_from, weight_name, time_name, min_train):
     "`from_df(..., implicit=True)`: the loaders of `collabc.implicit.implicit_from_df`'s split."
-    from .implicit import implicit_from_df   # collabc.implicit builds on this module
+    if _IMPLICIT_SPLIT is None:
+        raise RuntimeError("implicit=True needs collabc.implicit: import collabc (or collabc.implicit) first")
     if rating_name is not None:
         raise ValueError(f"implicit=True has no rating column: pass the interaction counts or weights as "
                          f"weight_name={rating_name!r} (or neither: every row counts 1)")
@@ -636,5 +647,5 @@ def _implicit_loaders(cls, df, valid_pct, user_name, item_name, rating_name, see
         raise ValueError("implicit=True takes its classes from the training pairs; leave classes_from='auto'")
     bs = _check_bs(bs, 'bs')
     val_bs = bs if val_bs is None else _check_bs(val_bs, 'val_bs')
-    data = implicit_from_df(df, user_name, item_name, weight_name, valid_pct, time_name, seed, min_train)
+    data = _IMPLICIT_SPLIT(df, user_name, item_name, weight_name, valid_pct, time_name, seed, min_train)
     return data.dataloaders(bs, val_bs, shuffle, path, cls=cls)

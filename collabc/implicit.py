@@ -35,7 +35,7 @@ import pandas as pd
 from . import _core
 from ._checks import check_float, check_int
 from .csr import csr_rows
-from .data import CategoryMap, DataLoader, DataLoaders
+from .data import CategoryMap, DataLoader, DataLoaders, register_implicit_split
 from .layers import Embedding
 from .models import _DotFamily
 from .ranking import ranking_scores
@@ -364,6 +364,9 @@ def implicit_from_df(df, user_name=None, item_name=None, weight_name=None, valid
     return ImplicitData(maps, user_name, item_name, weight_name,
                         np.ascontiguousarray(x[train]), np.ascontiguousarray(wp[train]),
                         np.ascontiguousarray(x[is_valid]), np.ascontiguousarray(wp[is_valid]))
+
+
+register_implicit_split(implicit_from_df)   # CollabDataLoaders.from_df(..., implicit=True)
 
 
 def _inter(data):
