@@ -115,6 +115,12 @@ def _model_state(model, arrays, path, strict=True):
         if name in own and (a.dtype.kind not in "fiu" or not np.all(np.isfinite(a))):
             raise CollabcFileError(f"{path}: tensor {name!r} holds NaN or inf")
     own.update({n: a for n, a in sd.items() if n in own})
+    check = getattr(model, "check_state", None)   # a model's own rules for its state (ImplicitModel's)
+    if check is not None:
+        try:
+            check(own)
+        except (TypeError, ValueError) as e:
+            raise CollabcFileError(f"{path}: {e}") from None
     return own
 
 

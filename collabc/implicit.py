@@ -36,6 +36,7 @@ from . import _core
 from ._checks import check_float, check_int
 from .csr import csr_rows
 from .data import CategoryMap, DataLoader, DataLoaders, register_implicit_split
+from .autograd import tensor
 from .layers import Embedding
 from .models import _DotFamily
 from .ranking import ranking_scores
@@ -831,7 +832,28 @@ class ImplicitModel(_DotFamily):
         self.i_weight = Embedding(self.n_items, self.n_factors, _weight=core.item_factors)
         if core.item_bias is not None:
             self.i_bias = Embedding(self.n_items, 1, _weight=core.item_bias.reshape(-1, 1))
+            # BPR's sample stream (its seed, epochs started): saved, so a loaded checkpoint resumes exactly
+            self.register_buffer("sampling", tensor(np.zeros(2, np.int64)))
         self.classes = None
+
+    def state_dict(self, *args, **kwargs):
+        if self.kind == "bpr":
+            self.sampling._data[:] = (self.core._seed, self.core._epochs_started)
+        return super().state_dict(*args, **kwargs)
+
+    def check_state(self, state_dict):
+        "Raises ValueError if `state_dict` holds a state this model cannot train on (checked at load)."
+        if self.kind == "bpr" and "sampling" in state_dict:
+            v = np.asarray(getattr(state_dict["sampling"], "_data", state_dict["sampling"]))
+            if v.shape != (2,) or v.dtype.kind not in "iu" or v.min() < 0 or v.max() >= 2**63:
+                raise ValueError(f"the BPR sampling state must be two integers in [0, 2**63), got {_short(v)}")
+
+    def load_state_dict(self, state_dict, strict=True):
+        self.check_state(state_dict)
+        out = super().load_state_dict(state_dict, strict)
+        if self.kind == "bpr":
+            self.core._seed, self.core._epochs_started = (int(x) for x in self.sampling._data)
+        return out
 
     def _tables(self):
         c = self.core
@@ -876,7 +898,7 @@ class ImplicitModel(_DotFamily):
         nu, ni, k = _int("n_users", n_users, lo=2), _int("n_items", n_items, lo=2), _int("n_factors", n_factors)
         out = {"u_weight.weight": (nu, k), "i_weight.weight": (ni, k)}
         if model == "bpr":
-            out["i_bias.weight"] = (ni, 1)
+            out["i_bias.weight"], out["sampling"] = (ni, 1), (2,)
         return out
 
     @classmethod

@@ -12,7 +12,8 @@ from collabc import (Callback, CollabDataLoaders, CollabcFileError, EarlyStoppin
                      SaveModelCallback, implicit_learner, load_learner)
 from collabc.implicit import ImplicitALS, ImplicitData, evaluate, implicit_from_df
 from collabc.implicit_learner import ImplicitLearner, als_loss
-from test_persist import rewrite_meta   # tests/ is on sys.path
+from test_files import rewrite           # tests/ is on sys.path
+from test_persist import rewrite_meta
 
 RANK_COLS = ["precision@10", "recall@10", "ndcg@10", "map@10"]
 
@@ -358,3 +359,27 @@ def test_the_epoch_table_evaluates_a_fixed_sample_of_users_when_asked():
     assert rep["n_users"] == 20 and learn.recorder.values[-1][1:] == pytest.approx([rep[c] for c in RANK_COLS])
     with pytest.raises(ValueError, match="eval_users"):
         implicit_learner(dls, "als", eval_users=0)
+
+
+@pytest.mark.parametrize("model", ["als", "bpr"])
+def test_a_loaded_checkpoint_resumes_exactly(tmp_path, model):
+    dls = _dls(path=tmp_path)
+    hp = {} if model == "als" else dict(opt="adagrad", lr=0.05, n_groups=2)
+    a = _quiet(implicit_learner(dls, model, n_factors=8, seed=0, **hp))
+    a.fit(2)
+    a.save("mid")
+    a.fit_one_cycle(2, 0.05)
+    b = _quiet(implicit_learner(dls, model, n_factors=8, seed=5, **hp))   # another start: all of it is loaded
+    b.load("mid")
+    b.fit_one_cycle(2, 0.05)
+    np.testing.assert_array_equal(a.model.core.user_factors, b.model.core.user_factors)
+    np.testing.assert_array_equal(a.model.core.item_factors, b.model.core.item_factors)
+    assert a.recorder.values == b.recorder.values
+
+
+def test_a_hostile_sampling_state_is_refused(tmp_path):
+    learn = _quiet(implicit_learner(_dls(path=tmp_path), "bpr", n_factors=8, seed=0))
+    path = learn.export("b.npz")
+    bad = rewrite(path, tmp_path / "bad.npz", {"model/sampling": np.array([-1, 3], np.int64)})
+    with pytest.raises(CollabcFileError, match="sampling state"):
+        load_learner(bad)
