@@ -276,6 +276,13 @@ class ImplicitLearner(Learner):
             factors = core.fold_in(np.asarray(idx, np.int64), **kwargs)
         return FoldIn(self, factors, 0.0, False, rated=idx, name=name, n_ratings=len(idx))
 
+    def summary(self):
+        "The Learner's summary, with the loss the model trains on."
+        loss = ("ALS: confidence-weighted squared error over every (user, item) pair + reg"
+                if self.model.kind == "als" else "BPR: -ln sigmoid(x_ui - x_uj) + reg")
+        text = super().summary()
+        return type(text)(text.replace(f"Loss function: {self.loss_func!r}", f"Loss function: {loss}"))
+
     def lr_find(self, *args, **kwargs):
         "fastai's `lr_find` for BPR; ALS has no learning rate to find."
         if self.model.kind == "als":

@@ -104,6 +104,7 @@ def test_als_learner_fit_is_the_standalone_model_and_the_table_has_ranking_metri
     np.testing.assert_array_equal(other.model.core.user_factors, ref.user_factors)
     with pytest.raises(TypeError, match="no learning rate"):
         learn.lr_find()
+    assert "Loss function: ALS" in learn.summary() and "Training path: implicit als" in learn.summary()
 
 
 def test_bpr_learner_trains_with_the_schedule_and_is_reproducible():
