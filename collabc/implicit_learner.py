@@ -41,7 +41,9 @@ class ImplicitPath(TrainingPath):
     ignored; each iteration's loss is the model's loss when the epoch started (ALS reports its
     loss once per epoch). BPR: n_groups^2 blocks in the epoch's strata (from the learner's
     data order stream), granularity n_groups (one stratum, all threads busy), each block at its
-    scheduled lr with its own mean loss. `epoch_loss` is the loss of the last finished epoch."""
+    scheduled lr with its own mean loss. `epoch_loss` is the loss of the last finished epoch
+    (for ALS, at the start of a fit, the loss of the model as it is: `als_loss`, O(nnz K)).
+    A BPR score that becomes NaN or infinite raises `TrainingDivergedError` from `run`."""
 
     def __init__(self, learn):
         super().__init__(learn)
@@ -82,7 +84,7 @@ class ImplicitPath(TrainingPath):
     def begin_fit(self):
         inter = self._inter()
         self.prepare_opt(self.learn.opt)   # the learner's optimizer may be new or reloaded
-        if self.als and self.epoch_loss is None:
+        if self.als:   # the model may have changed since the last fit (load, a callback): measured again
             self.epoch_loss = als_loss(self.core, inter)
 
     def begin_epoch(self, rng):
@@ -109,9 +111,6 @@ class ImplicitPath(TrainingPath):
             self.result = ep.result()
             self.epoch_loss = self.result["loss"]
         return -1
-
-    def diverged(self, epoch, it, loss, lr):   # BPR raises its own message from `run`
-        return super().diverged(epoch, it, loss, lr)
 
 
 def als_loss(core, inter, chunk=1 << 22):

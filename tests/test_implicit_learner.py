@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from collabc import (Callback, CollabDataLoaders, CollabcFileError, EarlyStoppingCallback, FoldIn,
-                     SaveModelCallback, implicit_learner, load_learner)
+from collabc import (CancelBatchException, Callback, CollabDataLoaders, CollabcFileError,
+                     EarlyStoppingCallback, FoldIn, SaveModelCallback, implicit_learner, load_learner)
 from collabc.implicit import ImplicitALS, ImplicitData, evaluate, implicit_from_df
 from collabc.implicit_learner import ImplicitLearner, als_loss
 from test_files import rewrite           # tests/ is on sys.path
@@ -384,3 +384,20 @@ def test_a_hostile_sampling_state_is_refused(tmp_path):
     bad = rewrite(path, tmp_path / "bad.npz", {"model/sampling": np.array([-1, 3], np.int64)})
     with pytest.raises(CollabcFileError, match="sampling state"):
         load_learner(bad)
+
+
+class _SkipFirstSegment(Callback):
+    def before_segment(self):
+        if self.learn.iter == 0:
+            raise CancelBatchException()
+
+
+def test_a_skipped_segment_leaves_its_rows_untrained_and_the_epoch_goes_on():
+    dls = _dls()
+    learn = _quiet(implicit_learner(dls, "als", n_factors=8, seed=0))
+    learn.seg_max = 8
+    before = learn.model.core.user_factors.copy()
+    learn.fit(1, cbs=_SkipFirstSegment())
+    after = learn.model.core.user_factors
+    np.testing.assert_array_equal(after[:8], before[:8])        # rows 0-7: the skipped segment
+    assert not np.array_equal(after[8:], before[8:]) and len(learn.recorder.values) == 1
