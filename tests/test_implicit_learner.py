@@ -401,3 +401,11 @@ def test_a_skipped_segment_leaves_its_rows_untrained_and_the_epoch_goes_on():
     after = learn.model.core.user_factors
     np.testing.assert_array_equal(after[:8], before[:8])        # rows 0-7: the skipped segment
     assert not np.array_equal(after[8:], before[8:]) and len(learn.recorder.values) == 1
+
+
+def test_the_chosen_ranking_metrics_are_the_columns():
+    learn = _quiet(implicit_learner(_dls(), "bpr", n_factors=8, seed=0, k=5, rank_metrics=["ndcg", "map"]))
+    learn.fit(1)
+    assert learn.recorder.metric_names == ["epoch", "train_loss", "ndcg@5", "map@5", "time"]
+    rep = learn.ranking_metrics()
+    assert learn.validate() == pytest.approx([rep["ndcg@5"], rep["map@5"]])
