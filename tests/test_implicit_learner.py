@@ -2,6 +2,8 @@
 implicit_learner's Learner (the one loop, epoch table, callbacks, Ctrl-C), recommendations,
 fold-in, ranking metrics beside popularity, files, and bad input."""
 import os
+import pathlib
+import re
 import signal
 
 import numpy as np
@@ -409,3 +411,17 @@ def test_the_chosen_ranking_metrics_are_the_columns():
     assert learn.recorder.metric_names == ["epoch", "train_loss", "ndcg@5", "map@5", "time"]
     rep = learn.ranking_metrics()
     assert learn.validate() == pytest.approx([rep["ndcg@5"], rep["map@5"]])
+
+
+def test_the_readmes_implicit_example_runs(tmp_path, monkeypatch, ml100k_ratings):
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```$", readme, re.S | re.M)
+    lesson = blocks[0].split("dls = ")[0]                     # the lesson's imports and ratings
+    example = next(b for b in blocks if "implicit_learner" in b)
+    assert example.count("\n") <= 10
+    monkeypatch.chdir(tmp_path)
+    ns = {}
+    exec(compile(lesson + example, "README.md", "exec"), ns)
+    learn = ns["learn"]
+    assert isinstance(learn, ImplicitLearner) and learn.ranking_metrics()["beats_baseline"]
+    pd.testing.assert_frame_equal(ns["back"].recommend(42, n=10), learn.recommend(42, n=10))
