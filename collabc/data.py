@@ -573,8 +573,9 @@ class CollabDataLoaders(DataLoaders):
             return _implicit_loaders(cls, ratings, valid_pct, user_name, item_name, rating_name, seed, path,
                                      bs, val_bs, shuffle, valid_idx, classes_from, weight_name, time_name,
                                      min_train)
-        for arg, v in (('weight_name', weight_name), ('time_name', time_name)):
-            if v is not None:
+        for arg, v, default in (('weight_name', weight_name, None), ('time_name', time_name, None),
+                                ('min_train', min_train, 1)):
+            if v is not default and v != default:
                 raise ValueError(f"{arg} is for implicit feedback: pass implicit=True (got {arg}={v!r})")
         if not isinstance(ratings, pd.DataFrame):
             raise TypeError(f"ratings must be a pandas DataFrame, got {type(ratings).__name__}")

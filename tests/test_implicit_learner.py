@@ -72,6 +72,8 @@ def test_from_df_implicit_refuses_rating_arguments():
         CollabDataLoaders.from_df(df, implicit=True, valid_idx=[0, 1])
     with pytest.raises(ValueError, match="weight_name is for implicit feedback"):
         CollabDataLoaders.from_df(df, weight_name="plays")
+    with pytest.raises(ValueError, match="min_train is for implicit feedback"):
+        CollabDataLoaders.from_df(df, min_train=2)
 
 
 def test_movielens_one_liner(ml_implicit, ml100k_ratings):
