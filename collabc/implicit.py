@@ -473,10 +473,14 @@ class _FactorModel:
         "float32 scores of the (user, item) index pairs: u.v (+ the item's bias)."
         users = _ids(users, "users", self.n_users)
         items = _ids(items, "items", self.n_items)
-        s = np.einsum("ij,ij->i", self.user_factors[users], self.item_factors[items])
-        if self.item_bias is not None:
-            s = s + self.item_bias[items]
-        return s.astype(np.float32)
+        if users.shape != items.shape:
+            raise ValueError(f"users and items must have the same length, got {len(users)} and {len(items)}")
+        out = np.empty(len(users), np.float32)   # in C, pair by pair: no (n, K) gathers
+        ib = self.item_bias
+        ub = None if ib is None else np.zeros(self.n_users, np.float32)   # the kernel takes both biases
+        _core.dotbias_forward(out, self.user_factors, self.item_factors, ub, ib,
+                              np.ascontiguousarray(users, np.int32), np.ascontiguousarray(items, np.int32))
+        return out
 
     def recommend(self, users, n=10, exclude=None, threads=None):
         """(idx (Q, n) int32, scores (Q, n) float32): the n best items per user index, best first,
