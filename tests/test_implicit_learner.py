@@ -427,3 +427,15 @@ def test_the_readmes_implicit_example_runs(tmp_path, monkeypatch, ml100k_ratings
     learn = ns["learn"]
     assert isinstance(learn, ImplicitLearner) and learn.ranking_metrics()["beats_baseline"]
     pd.testing.assert_frame_equal(ns["back"].recommend(42, n=10), learn.recommend(42, n=10))
+
+
+def test_the_loss_graph_draws_no_ranking_metric_as_a_validation_loss():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+    matplotlib.use("Agg")
+    from collabc import ShowGraphCallback
+    learn = _quiet(implicit_learner(_dls(), "als", n_factors=8, seed=0, cbs=ShowGraphCallback()))
+    learn.fit(2)
+    labels = [line.get_label() for line in learn.show_graph.ax.get_lines()]
+    assert labels == ["train"]
+    assert [line.get_label() for line in learn.recorder.plot_loss(skip_start=0).get_lines()] == ["train"]
