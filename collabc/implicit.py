@@ -390,11 +390,21 @@ class EpochRun:
     the segment, for a schedule) and `unit_losses` (n_units,), each block's mean loss once run;
     ALS has neither (None): it has no learning rate, and reports its loss per epoch."""
 
-    def __init__(self, n_units, unit, step, finish, lrs=None, unit_losses=None):
+    def __init__(self, n_units, unit, step, finish, lrs=None, unit_losses=None, skip=None):
         self.n_units, self.unit = int(n_units), int(unit)
         self.n_done = 0
         self.lrs, self.unit_losses = lrs, unit_losses
-        self._step, self._finish, self._result = step, finish, None
+        self._step, self._finish, self._result, self._skip = step, finish, None, skip
+
+    def skip(self, n):
+        """Passes over the next n units without training them (a training loop's skipped
+        segment): ALS rows keep their values; BPR blocks count as skipped samples in `result()`.
+        Returns the units done so far."""
+        n = min(_int("n", n, lo=0), self.n_units - self.n_done)
+        if n > 0 and self._skip is not None:
+            self._skip(self.n_done, n)
+        self.n_done += n
+        return self.n_done
 
     done = property(lambda self: self.n_done >= self.n_units, doc="True once every unit has run")
     progress = property(lambda self: self.n_done / self.n_units if self.n_units else 1.0)
@@ -694,7 +704,11 @@ class BPR(_FactorModel):
                     "auc": float(stats[:, 0].sum() / n_used) if n_used else float("nan"),
                     "skipped": float(stats[:, 1].sum() / sizes.sum()) if sizes.sum() else 0.0}
 
-        return EpochRun(nb * nb, nb, step, finish, lrs=lrs, unit_losses=losses)
+        def skip(done, n):   # the blocks' samples count as skipped, not as used with loss 0
+            b = blocks[done:done + n]
+            stats[done:done + n, 1] = starts[b + 1] - starts[b]
+
+        return EpochRun(nb * nb, nb, step, finish, lrs=lrs, unit_losses=losses, skip=skip)
 
     def fold_in(self, items, n_steps=None, lr=0.05, seed=0):
         """The factors (K,) float32 of a new user who interacted with the item indices `items`,

@@ -97,7 +97,7 @@ class ImplicitPath(TrainingPath):
     def run(self, start, lrs, moms, losses):
         ep = self.run_
         if start > ep.n_done:   # a callback cancelled the segments between: those units stay untrained
-            ep.n_done = start
+            ep.skip(start - ep.n_done)
         n = len(lrs)
         try:
             ep.run(n, lrs=None if self.als else lrs)

@@ -12,7 +12,7 @@ import pytest
 
 from collabc import (CancelBatchException, Callback, CollabDataLoaders, CollabcFileError,
                      EarlyStoppingCallback, FoldIn, SaveModelCallback, implicit_learner, load_learner)
-from collabc.implicit import ImplicitALS, ImplicitData, evaluate, implicit_from_df
+from collabc.implicit import BPR, ImplicitALS, ImplicitData, evaluate, implicit_from_df
 from collabc.implicit_learner import ImplicitLearner, als_loss
 from test_files import rewrite           # tests/ is on sys.path
 from test_persist import rewrite_meta
@@ -439,3 +439,15 @@ def test_the_loss_graph_draws_no_ranking_metric_as_a_validation_loss():
     labels = [line.get_label() for line in learn.show_graph.ax.get_lines()]
     assert labels == ["train"]
     assert [line.get_label() for line in learn.recorder.plot_loss(skip_start=0).get_lines()] == ["train"]
+
+
+def test_skipped_bpr_blocks_are_left_out_of_the_epochs_loss():
+    dls = _dls()
+    core = BPR(dls.n_users, dls.n_items, 8, n_groups=2, seed=0)
+    inter = dls.implicit.interactions()
+    ep = core.epoch(inter, 2, rng=np.random.default_rng(0))
+    ep.skip(2)
+    ep.run()
+    res, losses = ep.result(), ep.unit_losses
+    assert (losses[:2] == 0).all() and res["skipped"] > 0.2
+    assert 0.6 < res["loss"] < 0.75   # the trained blocks' mean (about ln 2 at the start), not diluted by 0s
