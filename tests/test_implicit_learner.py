@@ -227,6 +227,8 @@ def test_recommend_most_similar_and_fold_in(ml_implicit, model):
     assert not seen & set(top.title)
     many = learn.recommend_many([1, 2, 3], n=5)
     assert list(many.columns) == ["user", "rank", "title", "score"] and len(many) == 15
+    fans = learn.recommend_users("Star Wars (1977)", n=3)   # users who have not seen it, best first
+    assert len(fans) == 3 and fans.score.is_monotonic_decreasing
     sim = learn.most_similar("Star Wars (1977)", n=5)
     assert len(sim) == 5 and "Star Wars (1977)" not in set(sim.title)
     # fold-in of a user's own training items: near that user's trained factors
