@@ -893,6 +893,12 @@ class ImplicitModel(_DotFamily):
     def _predict(self, x):
         return self.core.score(x[:, 0], x[:, 1])
 
+    def _fit_epoch(self, *args, **kwargs):
+        raise TypeError("an ImplicitModel trains with implicit_learner(dls, 'als' | 'bpr') (an ImplicitLearner), "
+                        "not with the rating Learner's MSE training")
+
+    _fit_blocks = _fit_epoch
+
     def hypers(self):
         "The hyperparameters a file keeps (those that rebuild the model; not the seed)."
         c = self.core

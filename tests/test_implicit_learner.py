@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from collabc import (CancelBatchException, Callback, CollabDataLoaders, CollabcFileError,
-                     EarlyStoppingCallback, FoldIn, SaveModelCallback, implicit_learner, load_learner)
+                     EarlyStoppingCallback, FoldIn, Learner, SaveModelCallback, implicit_learner,
+                     load_learner)
 from collabc.implicit import BPR, ImplicitALS, ImplicitData, evaluate, implicit_from_df
 from collabc.implicit_learner import ImplicitLearner, als_loss
 from test_files import rewrite           # tests/ is on sys.path
@@ -352,6 +353,12 @@ def test_bad_input_gets_clear_errors():
         ImplicitLearner(dls, learn.model, metrics=[lambda p, t: 0.0])
     with pytest.raises(TypeError, match="fold_in_user"):
         learn.fold_in_item([1, 2])
+    plain = Learner(dls, learn.model)
+    plain.logger = lambda *a: None
+    with pytest.raises(TypeError, match="implicit_learner"):
+        plain.fit(1)
+    with pytest.raises(TypeError, match="implicit_learner"):
+        Learner(dls, learn.model, train_mode="sparse").fit(1)
 
 
 def test_the_epoch_table_evaluates_a_fixed_sample_of_users_when_asked():
