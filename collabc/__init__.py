@@ -73,3 +73,4 @@ def __getattr__(name):
 
 
 from . import datasets; from .datasets import load_movielens, synthetic; __all__ += ["datasets", "load_movielens", "synthetic"]  # noqa: E402,E702
+from .implicit_learner import implicit_learner; __all__ += ["implicit_learner"]  # noqa: E402,E702

@@ -30,6 +30,7 @@ import numpy as np
 
 from .data import CategoryMap, DataLoader, DataLoaders
 from . import foldin
+from .implicit import ImplicitModel
 from .metrics import MSELossFlat, mae, mse, rmse
 from .models import CollabNN, DotProduct, DotProductBias, EmbeddingDotBias, EmbeddingNN, Module
 from .optim import SGD, Adagrad, Adam
@@ -40,7 +41,8 @@ __all__ = ["save", "load", "export", "read_export", "MODEL_CLASSES", "CollabcFil
 _KNOWN_METRICS = {"mse": mse, "rmse": rmse, "_rmse": rmse, "mae": mae}
 _OPT_FUNCS = {"Adam": Adam, "SGD": SGD, "Adagrad": Adagrad}
 #: the model classes files can name (each has get_config() and from_config())
-MODEL_CLASSES = {c.__name__: c for c in (EmbeddingDotBias, DotProduct, DotProductBias, EmbeddingNN, CollabNN)}
+MODEL_CLASSES = {c.__name__: c for c in (EmbeddingDotBias, DotProduct, DotProductBias, EmbeddingNN, CollabNN,
+                                         ImplicitModel)}
 
 
 def _model_config(model):
@@ -113,6 +115,12 @@ def _model_state(model, arrays, path, strict=True):
         if name in own and (a.dtype.kind not in "fiu" or not np.all(np.isfinite(a))):
             raise CollabcFileError(f"{path}: tensor {name!r} holds NaN or inf")
     own.update({n: a for n, a in sd.items() if n in own})
+    check = getattr(model, "check_state", None)   # a model's own rules for its state (ImplicitModel's)
+    if check is not None:
+        try:
+            check(own)
+        except (TypeError, ValueError) as e:
+            raise CollabcFileError(f"{path}: {e}") from None
     return own
 
 

@@ -42,6 +42,9 @@ __all__ = ["Learner", "Recorder", "collab_learner", "load_learner", "TrainingDiv
            "default_threads"]
 
 _SEGMENT_SECONDS = 0.25
+#: {model class name: Learner subclass} for models whose learner is not `Learner` itself, so that
+#: `load_learner` rebuilds the right one (collabc.implicit_learner registers ImplicitModel's)
+_LEARNERS = {}
 
 
 def default_threads():
@@ -716,7 +719,7 @@ def load_learner(fname, cpu=True, model=None):
     `collabc.persist`) before the model is built; a bad file raises `CollabcFileError`."""
     dls, model, kwargs, extras = checkpoint.read_export(fname, model)
     try:
-        learn = Learner(dls, model, path=pathlib.Path(fname).parent, **kwargs)
+        learn = _LEARNERS.get(type(model).__name__, Learner)(dls, model, path=pathlib.Path(fname).parent, **kwargs)
         learn._new_opt()  # the optimizer's stored keyword arguments, checked now, not at fit
     except (TypeError, ValueError, OverflowError) as e:
         raise checkpoint.CollabcFileError(f"{fname}: its learner settings are invalid ({e})") from None

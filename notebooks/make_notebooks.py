@@ -1278,6 +1278,123 @@ def scale_notebook():
 
 NOTEBOOKS["09_scale"] = scale_notebook()
 
+
+# ---------------------------------------------------------------------------------------------
+def implicit_notebook():
+    "10_implicit: implicit feedback (issue 17) - ALS and BPR in the Learner, beside popularity."
+    return [
+        md("""
+            # 10. Implicit feedback: clicks, plays and purchases
+
+            The lesson trains on star ratings. Most recommenders never see a rating, only what people
+            clicked, watched, bought or played: *implicit feedback*. There is no "3 stars" to predict,
+            only which items a user touched (and maybe how often), so the models change: **implicit
+            ALS** (Hu, Koren & Volinsky 2008) treats every unseen item as a weak "no", and **BPR**
+            (Rendle et al. 2009) learns to rank a user's items above the rest. Both train in C and
+            fit through the same `Learner` as the lesson: the epoch table, callbacks, `recommend`,
+            `most_similar`, fold-in and `export`.
+        """),
+        SETUP_TABLES,
+        LOAD,
+        md("""
+            ## MovieLens as implicit data
+
+            A rating of 4 or 5 becomes an interaction and the star value is dropped. With
+            `implicit=True`, `from_df` sums repeated (user, item) pairs (a weight column such as play
+            counts would be `weight_name='plays'`) and holds out each user's most recent 20% of
+            interactions (`time_name`), so the ranking metrics ask the real question: does the model
+            predict what the user watched next?
+        """),
+        code("""
+            dls = CollabDataLoaders.from_df(ratings[ratings.rating >= 4].drop(columns='rating'), implicit=True,
+                                            item_name='title', time_name='timestamp', seed=42)
+            assert dls.implicit.n_users == 943 and len(dls.implicit.valid_x) > 10_000
+            dls.implicit
+        """),
+        md("""
+            ## Implicit ALS
+
+            `implicit_learner(dls, 'als', n_factors=64, reg=..., alpha=...)`: every (user, item) pair
+            counts, an interaction with confidence `1 + alpha * weight`, every other pair as a 0 with
+            confidence 1; each epoch solves every user's row, then every item's. ALS has no learning
+            rate, so `fit(n)` (or `fit_one_cycle(n)`) runs n iterations. The table shows the training
+            loss and precision, recall, NDCG and MAP at 10 on the held-out interactions, with the
+            user's training items excluded from the ranking.
+        """),
+        code("""
+            als = implicit_learner(dls, 'als', n_factors=64, reg=10.0, alpha=5.0)
+            als.fit(10)
+        """),
+        md("""
+            A model is only useful if it beats recommending the most popular items to everyone:
+            `ranking_metrics()` puts that baseline beside it and says which is ahead.
+        """),
+        code("""
+            rep = als.ranking_metrics()
+            assert rep['beats_baseline'] and rep['ndcg@10'] > 1.4 * rep['baseline']['ndcg@10']
+            rep
+        """),
+        md("""
+            ## Recommendations, similar movies, a new user
+
+            `recommend` skips the movies the user already watched in training; `most_similar` compares
+            the learned item factors; `fold_in_user` places a new user from the movies they watched,
+            with ALS's exact user solve (every movie frozen, no retraining).
+        """),
+        code("""
+            recs = als.recommend(42, n=5)
+            assert len(recs) == 5
+            recs
+        """),
+        code("""
+            sim = als.most_similar('Star Wars (1977)', n=5)
+            assert 'Return of the Jedi (1983)' in set(sim.title)
+            sim
+        """),
+        code("""
+            fan = als.fold_in_user(['Star Wars (1977)', 'Empire Strikes Back, The (1980)', 'Alien (1979)'], name='fan')
+            new = als.recommend(fan, n=5)
+            assert 'Star Wars (1977)' not in set(new.title)
+            new
+        """),
+        md("""
+            ## BPR
+
+            BPR samples, for each interaction, an item the user did not touch and pushes the first
+            above the second. It has a learning rate, so the lesson's `fit_one_cycle` schedules it
+            (here with row-wise Adagrad). Callbacks watch the ranking columns: `SaveModelCallback`
+            keeps the epoch with the best NDCG.
+        """),
+        code("""
+            bpr = implicit_learner(dls, 'bpr', n_factors=64, reg=0.001, opt='adagrad')
+            bpr.fit_one_cycle(15, 0.1, cbs=SaveModelCallback(monitor='ndcg@10', fname='bpr_best'))
+        """),
+        code("""
+            rep = bpr.ranking_metrics()
+            assert rep['beats_baseline']
+            rep
+        """),
+        md("""
+            On this split ALS ranks better than BPR, as it usually does on small dense data; BPR's
+            strength is its pairwise objective, which scales to any number of items per step.
+
+            ## Export and load
+
+            `export` writes the model, its hyperparameters, the classes and the training pairs (so the
+            loaded learner still skips seen items) in collabc's pickle-free format; `load_learner`
+            checks the whole file before building anything.
+        """),
+        code("""
+            als.export('als.npz')
+            back = load_learner('als.npz')
+            pd.testing.assert_frame_equal(back.recommend(42, n=5), recs)
+            back.recommend(42, n=5)
+        """),
+    ]
+
+
+NOTEBOOKS["10_implicit"] = implicit_notebook()
+
 def build(name, cells):
     import nbformat
     nb = nbformat.v4.new_notebook()
