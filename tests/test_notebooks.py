@@ -32,6 +32,7 @@ EXPECT = {
     "07_bootstrapping.ipynb": {"epoch_table", "png"},     # recommendation concentration
     "08_neural.ipynb": {"epoch_table"},
     "09_scale.ipynb": {"epoch_table", "html"},            # needs collabc[ray]: skipped without it
+    "11_bayes.ipynb": {"epoch_table"},
 }
 
 
