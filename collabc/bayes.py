@@ -1084,6 +1084,11 @@ class BayesModel(Module):
                         for k, v in st.items()})
         return {prefix + k: v for k, v in out.items()}
 
+    def named_buffers(self, prefix="", recurse=True):
+        "The draws' tables (what `summary()` lists): not trained by an optimizer, drawn."
+        for k, v in self._draws.items():
+            yield prefix + k, v
+
     def inference_state_dict(self):
         "What an export holds: the draws only."
         return dict(self._draws)

@@ -85,6 +85,8 @@ def test_schedules_and_learning_rates_are_refused(dls):
     with pytest.raises(ValueError, match="wd does not apply"):
         learn.fit(1, wd=0.1)
     assert learn.model.fm.sweeps_done == 0
+    summary = learn.summary()
+    assert "Training path: bayes" in summary and "draw_u_weight (buffer)" in summary
     # the other learners still need n_epoch
     from collabc import collab_learner
     with pytest.raises(ValueError, match="n_epoch"):
@@ -148,6 +150,8 @@ def test_recommend_similar_pca_and_interpretation(dls):
     x = np.array([[dls.classes['user'].index(5), i] for i in idx], np.int32)
     np.testing.assert_allclose(top.score, m._predict_draws(x), rtol=1e-5)
     assert np.all(np.diff(top.score) <= 0)
+    users = learn.recommend_users(3, n=4)
+    assert len(users) == 4 and np.all(np.diff(users.score) <= 0)
     many = learn.recommend_many([5, 6], n=3)
     assert list(many.columns) == ['user', 'rank', 'item', 'score'] and len(many) == 6
     sim = learn.most_similar(3, n=5)
