@@ -19,6 +19,7 @@ import pandas as pd
 
 from . import _core
 from .nn import Module
+from .paths import TrainingPath
 from .seed import get_rng
 
 __all__ = ["BayesianFM", "CollabBayesFM", "bayes_fm", "BayesModel", "BayesPath"]
@@ -884,7 +885,7 @@ def _side_tables(w, V, block, off):
     return p, lin, 0.5 * ((p ** 2).sum(1) - sq)
 
 
-class BayesPath:
+class BayesPath(TrainingPath):
     """The Learner's training path for a `BayesModel` (see `collabc.paths`): an iteration is a
     Gibbs sweep, an epoch `sweeps_per_epoch` sweeps (fewer at the end of `fit()`), the loss of
     a sweep the training MSE of that sweep's sample. There is no optimizer to step: learning
@@ -896,7 +897,7 @@ class BayesPath:
     n_params = 1           # the Learner's optimizer is never stepped
 
     def __init__(self, learn):
-        self.learn = learn
+        super().__init__(learn)
         self.target = None
 
     @property
