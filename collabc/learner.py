@@ -777,7 +777,7 @@ def bayes_learner(dls, n_factors=10, n_samples=500, burn_in=50, implicit='both',
 
     `learn.fit()` runs the sweeps left to n_samples, `learn.fit(n)` n epochs more; an epoch is
     `sweeps_per_epoch` sweeps (default n_samples / 10, so `fit()` prints about ten rows): its
-    row shows the mean training MSE of its sweeps' samples and the valid MSE of the averaged
+    row shows the smoothed training MSE of the sweeps' samples and the valid MSE of the averaged
     prediction so far (the current sample's during burn-in). There is no learning rate:
     `fit_one_cycle`, `fit_flat_cos`, `fit_sgdr`, `lr_find` and `fit(lr=...)` raise. `n_draws`
     evenly spaced samples are kept for predictions beyond the validation rows, `recommend`,

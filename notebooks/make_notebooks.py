@@ -1315,7 +1315,7 @@ def bayes_notebook():
             Rank 10, the items each user rated and the users who rated each item as extra features
             (`implicit='both'`, the default), and the rating's day (`date_name`). `fit()` runs the
             sampler's sweeps through the same training loop: an epoch is a group of sweeps (here 20),
-            the train loss is the mean squared error of the sweeps' own samples, and the valid loss is
+            the train loss is the (smoothed) training MSE of the sweeps' own samples, the valid loss
             that of the **averaged** prediction so far (the current sample's during the first
             `burn_in` sweeps, which are not averaged). Ctrl-C stops between sweeps and leaves a usable
             model; `fit()` again continues the chain.
