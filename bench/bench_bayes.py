@@ -15,6 +15,7 @@ clipped to [1, 5] in brackets).
                                                  #   sides + dates, 500 samples, 50 burn-in; 3 seeds
     python bench/bench_bayes.py --table          # every feature set, collabc, 3 seeds + the lesson's model
     python bench/bench_bayes.py --large          # seconds per sweep on the 25M synthetic set
+    python bench/bench_bayes.py --burn-in 5      # myFM's default burn-in (n_kept_samples = n_iter - 5)
 """
 import argparse
 import json
@@ -95,6 +96,7 @@ def build(config, seed, n_threads):
     "The configuration's `bayes_learner` (the public API) on the fixed split, and its loaders."
     from collabc import CollabDataLoaders, bayes_learner
     opts, n_samples, burn_in, _ = CONFIGS[config]
+    burn_in = int(os.environ.get('COLLABC_BENCH_BURN_IN', burn_in))   # --burn-in (both systems)
     opts = dict(opts)
     df, n_train = fixed_split()
     dls = CollabDataLoaders.from_df(df, valid_idx=np.arange(n_train, len(df)))
@@ -284,8 +286,12 @@ def main():
     p.add_argument('--configs', default='plain,dates', help='comma-separated: ' + ','.join(CONFIGS))
     p.add_argument('--seeds', default='0,1,2')
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--burn-in', type=int, default=None,
+                   help="every configuration's burn-in (default 50; myFM's own default is 5)")
     p.add_argument('--child', nargs=4, help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.burn_in is not None:       # the children read it (collabc's and myFM's runs alike)
+        os.environ['COLLABC_BENCH_BURN_IN'] = str(a.burn_in)
     if a.child:
         system, config, seed, nt = a.child
         child(system, config, int(seed), int(nt))
@@ -293,6 +299,7 @@ def main():
     model, ncpu, simd = cpu_info()
     print(f"CPU: {model}, {ncpu} cores; SIMD: {' '.join(simd)}")
     seeds = [int(s) for s in a.seeds.split(',')]
+    print(f"burn-in: {a.burn_in} sweeps" if a.burn_in is not None else "burn-in: 50 sweeps (the issue's)")
     if a.large:
         large(a.threads)
     elif a.table:
