@@ -859,7 +859,7 @@ class ImplicitModel(_DotFamily):
             self.sampling._data[:] = (self.core._seed, self.core._epochs_started)
         return super().state_dict(*args, **kwargs)
 
-    def check_state(self, state_dict):
+    def check_state_dict(self, state_dict, strict=True):
         "Raises ValueError if `state_dict` holds a state this model cannot train on (checked at load)."
         if self.kind == "bpr" and "sampling" in state_dict:
             v = np.asarray(getattr(state_dict["sampling"], "_data", state_dict["sampling"]))
@@ -867,7 +867,7 @@ class ImplicitModel(_DotFamily):
                 raise ValueError(f"the BPR sampling state must be two integers in [0, 2**63), got {_short(v)}")
 
     def load_state_dict(self, state_dict, strict=True):
-        self.check_state(state_dict)
+        self.check_state_dict(state_dict, strict)
         out = super().load_state_dict(state_dict, strict)
         if self.kind == "bpr":
             self.core._seed, self.core._epochs_started = (int(x) for x in self.sampling._data)

@@ -33,6 +33,7 @@ EXPECT = {
     "08_neural.ipynb": {"epoch_table"},
     "09_scale.ipynb": {"epoch_table", "html"},            # needs collabc[ray]: skipped without it
     "10_implicit.ipynb": {"ranking_table"},               # implicit_learner's table: ranking metrics
+    "11_bayes.ipynb": {"epoch_table"},
 }
 
 
