@@ -1389,6 +1389,8 @@ def implicit_notebook():
             back = load_learner('als.npz')
             pd.testing.assert_frame_equal(back.recommend(42, n=5), recs)
             back.recommend(42, n=5)
+        """),
+    ]
 
 
 def bayes_notebook():
@@ -1512,6 +1514,7 @@ def bayes_notebook():
 
 NOTEBOOKS["10_implicit"] = implicit_notebook()
 NOTEBOOKS["11_bayes"] = bayes_notebook()
+
 
 def build(name, cells):
     import nbformat
