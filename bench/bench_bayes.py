@@ -1,5 +1,5 @@
 """Benchmark (not a test): Bayesian factorization machines by Gibbs sampling (issue 19),
-collabc (`collabc.bayes.bayes_fm`) against myFM (`pip install myfm`; the benchmark's only use of
+collabc (`bayes_learner(...).fit()`, over `collabc.bayes.bayes_fm`) against myFM (`pip install myfm`; the benchmark's only use of
 it, never a dependency of collabc) on the fixed MovieLens-100k split
 (COLLABC_DATA/splits/ml100k_{train,valid}.tsv; dates from COLLABC_DATA/ml-100k/u.data).
 
@@ -15,6 +15,7 @@ clipped to [1, 5] in brackets).
                                                  #   sides + dates, 500 samples, 50 burn-in; 3 seeds
     python bench/bench_bayes.py --table          # every feature set, collabc, 3 seeds + the lesson's model
     python bench/bench_bayes.py --large          # seconds per sweep on the 25M synthetic set
+    python bench/bench_bayes.py --burn-in 5      # myFM's default burn-in (n_kept_samples = n_iter - 5)
 """
 import argparse
 import json
@@ -92,25 +93,29 @@ def metadata():
 
 
 def build(config, seed, n_threads):
-    from collabc import CollabDataLoaders
-    from collabc.bayes import bayes_fm
+    "The configuration's `bayes_learner` (the public API) on the fixed split, and its loaders."
+    from collabc import CollabDataLoaders, bayes_learner
     opts, n_samples, burn_in, _ = CONFIGS[config]
+    burn_in = int(os.environ.get('COLLABC_BENCH_BURN_IN', burn_in))   # --burn-in (both systems)
     opts = dict(opts)
     df, n_train = fixed_split()
     dls = CollabDataLoaders.from_df(df, valid_idx=np.arange(n_train, len(df)))
     if opts.pop('meta', False):
         opts['user_meta'], opts['item_meta'] = metadata()
-    m = bayes_fm(dls, n_factors=10, n_samples=n_samples, burn_in=burn_in, seed=seed,
-                 n_threads=n_threads, **opts)
-    return m, dls
+    learn = bayes_learner(dls, n_factors=10, n_samples=n_samples, burn_in=burn_in, seed=seed,
+                          n_threads=n_threads, **opts)
+    learn.logger = lambda *a: None
+    return learn, dls
 
 
 def one_collabc(config, seed, n_threads):
-    m, dls = build(config, seed, n_threads)
+    "learn.fit() of bayes_learner: every sweep through the Learner's loop (its table computed, not shown)."
+    learn, dls = build(config, seed, n_threads)
     t = time.perf_counter()
-    m.fit()
+    with learn.no_bar():
+        learn.fit()
     sec = time.perf_counter() - t
-    p = m.valid_preds()
+    p = learn.model.fm.valid_preds()
     return p, dls.valid.y.astype(np.float64), sec
 
 
@@ -118,7 +123,8 @@ def one_myfm(config, seed, n_threads):
     "myFM on collabc's feature arrays (the same features, rows, groups)."
     import myfm
     import scipy.sparse as sps
-    m, dls = build(config, seed, n_threads)
+    learn, dls = build(config, seed, n_threads)
+    m = learn.model.fm
     del n_threads      # myFM's Gibbs sampler is single-threaded
 
     def block(r):
@@ -222,7 +228,7 @@ def table(seeds, n_threads):
     print(row("the lesson's model (collab_learner n_factors=50, fit_one_cycle(5, 5e-3, wd=0.1))",
               [spawn('lesson', 'plain', s, n_threads) for s in seeds]))
     for config in CONFIGS:
-        print(row(f"collabc bayes_fm rank 10: {CONFIGS[config][3]}",
+        print(row(f"collabc bayes_learner rank 10: {CONFIGS[config][3]}",
                   [spawn('collabc', config, s, n_threads) for s in seeds]))
         sys.stdout.flush()
 
@@ -280,8 +286,12 @@ def main():
     p.add_argument('--configs', default='plain,dates', help='comma-separated: ' + ','.join(CONFIGS))
     p.add_argument('--seeds', default='0,1,2')
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--burn-in', type=int, default=None,
+                   help="every configuration's burn-in (default 50; myFM's own default is 5)")
     p.add_argument('--child', nargs=4, help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.burn_in is not None:       # the children read it (collabc's and myFM's runs alike)
+        os.environ['COLLABC_BENCH_BURN_IN'] = str(a.burn_in)
     if a.child:
         system, config, seed, nt = a.child
         child(system, config, int(seed), int(nt))
@@ -289,6 +299,7 @@ def main():
     model, ncpu, simd = cpu_info()
     print(f"CPU: {model}, {ncpu} cores; SIMD: {' '.join(simd)}")
     seeds = [int(s) for s in a.seeds.split(',')]
+    print(f"burn-in: {a.burn_in} sweeps" if a.burn_in is not None else "burn-in: 50 sweeps (the issue's)")
     if a.large:
         large(a.threads)
     elif a.table:

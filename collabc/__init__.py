@@ -25,7 +25,7 @@ from .callback import (Callback, CancelBatchException, CancelEpochException, Can
                        TerminateOnNaNCallback, TrackerCallback, TrainEvalCallback, event)
 from .fastcore import L, delegates
 from .layers import BatchNorm, Embedding, LinBnDrop, Module, SigmoidRange, TabularModel, trunc_normal_
-from .learner import Learner, Recorder, TrainingDivergedError, collab_learner, load_learner
+from .learner import Learner, Recorder, TrainingDivergedError, bayes_learner, collab_learner, load_learner
 from .metrics import MSELossFlat, mae, mse, rmse
 from .models import (CollabNN, DotProduct, DotProductBias, EmbeddingDotBias, EmbeddingNN,
                      create_params, emb_sz_rule, get_emb_sz, tabular_config)
@@ -44,7 +44,7 @@ from .ranking import map_at_k, ndcg_at_k, precision_at_k, ranking_metrics, recal
 __version__ = _core.__version__
 
 __all__ = ["CategoryMap", "CollabDataLoaders", "DataLoader", "DataLoaders", "URLs", "untar_data",
-           "Learner", "Recorder", "TrainingDivergedError", "collab_learner", "MSELossFlat", "mae",
+           "Learner", "Recorder", "TrainingDivergedError", "collab_learner", "bayes_learner", "MSELossFlat", "mae",
            "mse", "rmse", "DotProduct", "DotProductBias", "Embedding", "EmbeddingDotBias",
            "create_params", "sigmoid_range", "trunc_normal_", "CollabNN", "EmbeddingNN",
            "TabularModel", "emb_sz_rule", "get_emb_sz", "tabular_config", "SGD", "Adam", "Adagrad", "set_seed",
@@ -74,3 +74,4 @@ def __getattr__(name):
 
 
 from . import datasets; from .datasets import load_movielens, synthetic; __all__ += ["datasets", "load_movielens", "synthetic"]  # noqa: E402,E702
+from .implicit_learner import implicit_learner; __all__ += ["implicit_learner"]  # noqa: E402,E702

@@ -283,6 +283,10 @@ def evaluate(args):
 
     from . import DataLoaders, mae, mse, rmse
     learn = _load_model(args.model)
+    if getattr(learn, "rank_metrics", None) is not None:   # an implicit learner: scores, not ratings
+        raise CliError(f"{args.model} is an implicit-feedback model (ALS or BPR): its scores are no ratings, "
+                       "so a loss on a ratings file means nothing; rank on held-out interactions in "
+                       "Python with implicit_learner(...).ranking_metrics() (see docs/implicit.md)")
     d = learn.dls
     df = read_ratings_file(args.ratings, args.format, args.sep)
     u, i, r = _columns(df, args.ratings, args.user_col, args.item_col, args.rating_col,

@@ -18,9 +18,11 @@ import numpy as np
 import pandas as pd
 
 from . import _core
+from .nn import Module
+from .paths import TrainingPath
 from .seed import get_rng
 
-__all__ = ["BayesianFM", "CollabBayesFM", "bayes_fm"]
+__all__ = ["BayesianFM", "CollabBayesFM", "bayes_fm", "BayesModel", "BayesPath"]
 
 _FIX = {'alpha': 1, 'groups': 2}
 
@@ -307,7 +309,7 @@ class BayesianFM:
         "Sweeps averaged in so far (those after burn-in)."
         return int(self.counters[1])
 
-    def run_sweeps(self, n):
+    def run_sweeps(self, n, sigint=True):
         """Runs n Gibbs sweeps from the current state; returns their training RMSE (n,) float64.
 
         The state (parameters, hyperparameters, running means, sweep counter) stays in the object,
@@ -316,7 +318,8 @@ class BayesianFM:
         in progress (a fraction of a sweep; the call's own SIGINT handler asks it to), then
         KeyboardInterrupt is raised with the sweeps completed recorded; the next call resumes inside
         the interrupted sweep, the chain unchanged bit for bit. A second Ctrl-C raises at once
-        (the worker still ends after its factor)."""
+        (the worker still ends after its factor). sigint=False leaves Ctrl-C to the caller (a
+        training loop that stops between its calls): the sweeps run in the calling thread."""
         n = _int_arg(n, 'n', 0)
         rmse = np.zeros(n)
         if n == 0:
@@ -347,8 +350,8 @@ class BayesianFM:
                 if threading.current_thread() is threading.main_thread() else None
         except ValueError:       # not the main interpreter: no signal handling here
             previous = None
-        if previous is None:     # another thread, or a handler not set from Python
-            call()
+        if previous is None or not sigint:   # another thread, a handler not set from Python,
+            call()                           # or the caller's own Ctrl-C handling
         else:
             # the first Ctrl-C only asks the worker to stop (the handler never raises inside
             # Thread.start or join, so the worker is always waited for); a second one raises
@@ -863,3 +866,473 @@ def bayes_fm(dls, n_factors=10, n_samples=500, burn_in=50, implicit='both', date
                         eval_rows=(np.ascontiguousarray(xv.T), xdv) if xv.shape[0] else None,
                         **kwargs)
     return model
+
+
+# ---------------------------------------------------------------------------------------------
+# the Learner's model and training path (`bayes_learner` in collabc.learner)
+
+def _side_tables(w, V, block, off):
+    """Per block row: the summed factors p (M, K), the linear part lin (M,) and the within-row
+    pair term 0.5 (|p|^2 - sum x^2 |v|^2) (M,) of the features of `block` at offset `off`."""
+    ptr, ind, dat = block[:3]
+    M = ptr.size - 1
+    rows = np.repeat(np.arange(M), np.diff(ptr))
+    x = dat.astype(np.float64)
+    p = np.zeros((M, V.shape[1]))
+    np.add.at(p, rows, x[:, None] * V[off + ind])
+    lin = np.bincount(rows, weights=x * w[off + ind], minlength=M)
+    sq = np.bincount(rows, weights=x * x * (V[off + ind] ** 2).sum(1), minlength=M)
+    return p, lin, 0.5 * ((p ** 2).sum(1) - sq)
+
+
+class BayesPath(TrainingPath):
+    """The Learner's training path for a `BayesModel` (see `collabc.paths`): an iteration is a
+    Gibbs sweep, an epoch `sweeps_per_epoch` sweeps (fewer at the end of `fit()`), the loss of
+    a sweep the training MSE of that sweep's sample. There is no optimizer to step: learning
+    rates, momentums and weight decay do not apply (`check_fit` refuses them). Ctrl-C is the
+    loop's: it stops between segments (whole sweeps)."""
+    unit = "sweep"
+    granularity = 1
+    first_segment = 1      # the first segment of an epoch is one sweep, then ~0.25 s each
+    n_params = 1           # the Learner's optimizer is never stepped
+
+    def __init__(self, learn):
+        super().__init__(learn)
+        self.target = None
+
+    @property
+    def model(self):
+        return self.learn.model
+
+    @property
+    def n_iter(self):
+        m = self.model
+        if self.target is None or m.fm is None:
+            return m.sweeps_per_epoch
+        return max(1, min(m.sweeps_per_epoch, self.target - m.fm.sweeps_done))
+
+    def check_fit(self, how, lr=None, wd=None):
+        "Refuses what does not apply to a sampler: schedules, lr_find, lr, wd."
+        if how != "fit":
+            raise TypeError(f"{how}() does not apply to the Bayesian model: a Gibbs sampler has no "
+                            f"learning rate or momentum to schedule. Use learn.fit() (the sweeps left "
+                            f"to n_samples) or learn.fit(n_epoch) (n_epoch x sweeps_per_epoch sweeps)")
+        for name, v in (("lr", lr), ("wd", wd)):
+            if v is not None:
+                raise ValueError(f"{name} does not apply to the Bayesian model (a Gibbs sampler); "
+                                 f"call learn.fit() or learn.fit(n_epoch) without it")
+
+    def default_epochs(self):
+        "fit() without n_epoch: the sweeps left to n_samples, in epochs of sweeps_per_epoch."
+        m = self.model
+        m._need_sampler()
+        left = m.fm.n_samples - m.fm.sweeps_done
+        if left <= 0:
+            raise ValueError(f"all n_samples={m.fm.n_samples} sweeps have run; learn.fit(n_epoch) "
+                             f"runs n_epoch x {m.sweeps_per_epoch} more")
+        return -(-left // m.sweeps_per_epoch)
+
+    def set_epochs(self, n_epoch):
+        self.target = self.model.fm.sweeps_done + n_epoch * self.model.sweeps_per_epoch \
+            if self.model.fm is not None else None
+
+    def prepare_opt(self, opt):
+        "No buffers: nothing is stepped."
+
+    def begin_fit(self):
+        self.model._need_sampler()
+
+    def begin_epoch(self, rng):
+        "Nothing: the sampler draws from its own counter-based stream (its seed)."
+
+    def run(self, start, lrs, moms, losses):
+        rmse = self.model._run(len(lrs))
+        losses[:] = rmse ** 2
+        bad = np.flatnonzero(~np.isfinite(rmse))
+        return int(bad[0]) if bad.size else -1
+
+    def diverged(self, epoch, it, loss, lr):
+        return (f"the sampler's training loss became {loss} in epoch {epoch}, sweep {it}: the data "
+                f"or the priors give a non-finite chain")
+
+
+class BayesModel(Module):
+    """A Bayesian factorization machine (`CollabBayesFM`) as a collabc model: what
+    `bayes_learner` trains and `load_learner` gives back.
+
+    It predicts the average over posterior samples. The validation rows of its data get the
+    exact running mean over every kept sweep (what the epoch table shows); other pairs, top-n,
+    similarity and fold-in use `n_draws` stored draws (kept sweeps evenly spaced over
+    [burn_in, n_samples)), each held as dot-model tables: per draw, a user's vector is the sum
+    of its one-hot, implicit and metadata factors and its bias the global bias plus their
+    linear and within-user pair terms (the same for items). The average of the draws'
+    predictions is then one dot product of the draws' vectors side by side (user side scaled
+    by 1/n_draws), so `_tables()` is a dot model of rank n_factors x draws and the whole
+    dot-model toolbox (recommend, most_similar, pca, FoldIn) works on it. During burn-in (no
+    draw yet) the current sample stands in. Date features enter the validation and training
+    rows' predictions; other pairs are predicted for an unknown day (no date feature).
+
+    Built for inference (`from_config`, by `load_learner`) it holds the draws only."""
+    own_path = "bayes"
+    _dot_like = True
+    has_bias = True
+    y_range = None
+    preds_ndim = 1
+
+    def __init__(self, n_factors, n_users, n_items, n_draws=25, n_dates=0, implicit_user=False,
+                 sweeps_per_epoch=10):
+        super().__init__()
+        self.rank = _int_arg(n_factors, 'n_factors', 1)
+        self.n_users = _int_arg(n_users, 'n_users', 1)
+        self.n_items = _int_arg(n_items, 'n_items', 1)
+        self.n_draws = _int_arg(n_draws, 'n_draws', 1)
+        self.n_dates = _int_arg(n_dates, 'n_dates', 0)
+        if not isinstance(implicit_user, bool):
+            raise TypeError(f"implicit_user must be True or False, got {implicit_user!r}")
+        self.implicit_user = implicit_user
+        self.sweeps_per_epoch = _int_arg(sweeps_per_epoch, 'sweeps_per_epoch', 1)
+        self.fm = None
+        self._draws = {k: np.zeros(s, dt) for k, (s, dt) in self._draw_shapes().items()}
+        self._cache = None
+
+    # ------------------------------------------------------------------ configuration
+    @staticmethod
+    def _shapes(n_factors, n_users, n_items, n_draws=25, n_dates=0, implicit_user=False):
+        S, K = n_draws, n_factors
+        out = {"draw_w0": ((S,), np.float32), "draw_u_weight": ((S, n_users, K), np.float32),
+               "draw_u_bias": ((S, n_users), np.float32), "draw_i_weight": ((S, n_items, K), np.float32),
+               "draw_i_bias": ((S, n_items), np.float32),
+               "draw_user_prior": ((S, 3 + 2 * K), np.float32), "n_drawn": ((1,), np.int64)}
+        if n_dates:
+            out.update({"draw_date_weight": ((S, n_dates, K), np.float32),
+                        "draw_date_bias": ((S, n_dates), np.float32), "date_days": ((n_dates,), np.int64),
+                        "date_freq": ((n_dates,), np.float32)})
+        if implicit_user:
+            out.update({"draw_imp_weight": ((S, n_items, K), np.float32),
+                        "draw_imp_bias": ((S, n_items), np.float32)})
+        return out
+
+    def _draw_shapes(self):
+        return self._shapes(self.rank, self.n_users, self.n_items, self.n_draws, self.n_dates,
+                            self.implicit_user)
+
+    @classmethod
+    def planned_shapes(cls, n_factors, n_users, n_items, n_draws=25, n_dates=0, implicit_user=False,
+                       sweeps_per_epoch=10):
+        "The shapes of the tensors a model of these arguments holds (nothing allocated)."
+        for name, v, lo in (("n_factors", n_factors, 1), ("n_users", n_users, 1), ("n_items", n_items, 1),
+                            ("n_draws", n_draws, 1), ("n_dates", n_dates, 0),
+                            ("sweeps_per_epoch", sweeps_per_epoch, 1)):
+            _int_arg(v, name, lo)
+        return {k: s for k, (s, _) in cls._shapes(n_factors, n_users, n_items, n_draws, n_dates,
+                                                  implicit_user).items()}
+
+    def get_config(self):
+        "A JSON-able description that rebuilds the inference model with `from_config`."
+        return {"class": type(self).__name__,
+                "args": {"n_factors": self.rank, "n_users": self.n_users, "n_items": self.n_items,
+                         "n_draws": self.n_draws, "n_dates": self.n_dates,
+                         "implicit_user": self.implicit_user, "sweeps_per_epoch": self.sweeps_per_epoch},
+                **({"user": self.user, "item": self.item} if getattr(self, "classes", None) is not None else {})}
+
+    @classmethod
+    def from_config(cls, config, classes=None):
+        "The model of `get_config()`, with empty draws (`load_state_dict` fills them)."
+        if not isinstance(config, dict) or config.get("class") != cls.__name__ \
+                or not isinstance(config.get("args"), dict):
+            raise ValueError(f"config is not a {cls.__name__} configuration")
+        model = cls(**config["args"])
+        if classes is not None and config.get("user") in classes and config.get("item") in classes:
+            model.classes, model.user, model.item = classes, config["user"], config["item"]
+        return model
+
+    @classmethod
+    def from_dls(cls, dls, n_factors=10, n_samples=500, burn_in=50, implicit='both', date_name=None,
+                 user_meta=None, item_meta=None, seed=None, n_threads=None, n_draws=25,
+                 sweeps_per_epoch=None, **kwargs):
+        "The sampler (`bayes_fm`) on `dls` in a model; see `collabc.bayes_learner`."
+        fm = bayes_fm(dls, n_factors=n_factors, n_samples=n_samples, burn_in=burn_in,
+                      implicit=implicit, date_name=date_name, user_meta=user_meta,
+                      item_meta=item_meta, seed=seed, n_threads=n_threads, **kwargs)
+        if sweeps_per_epoch is None:
+            sweeps_per_epoch = max(1, -(-n_samples // 10))
+        model = cls(n_factors, fm.n_users, fm.n_items, n_draws=n_draws,
+                    n_dates=0 if fm._date_cats is None else len(fm._date_cats),
+                    implicit_user='user_implicit' in fm._feature_slices,
+                    sweeps_per_epoch=sweeps_per_epoch)
+        model.fm = fm
+        model.classes, model.user, model.item = dls.classes, dls.user_name, dls.item_name
+        model._train_x = np.ascontiguousarray(dls.train.x, dtype=np.int32)
+        if fm._date_cats is not None:
+            model._draws["date_days"][:] = fm._date_cats
+            codes = fm.x[1]
+            model._draws["date_freq"][:] = np.bincount(codes, minlength=len(fm._date_cats)) / max(codes.size, 1)
+        kept = n_samples - burn_in
+        model.stride = max(1, kept // model.n_draws)
+        return model
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self, destination=None, prefix="", keep_vars=False):
+        """The draws (float32 tables), and while it has its sampler the sampler's whole state
+        (`sampler_*`: parameters, hyperparameters, running means, caches, counters, seed), so
+        that a checkpoint resumes the chain exactly."""
+        out = dict(self._draws)
+        if self.fm is not None:
+            st = self.fm.get_state()
+            st.pop('train_rmse')
+            st.pop('samples', None)
+            out.update({f"sampler_{k}": np.asarray(v).reshape(-1) if k == 'seed' else v
+                        for k, v in st.items()})
+        return {prefix + k: v for k, v in out.items()}
+
+    def named_buffers(self, prefix="", recurse=True):
+        "The draws' tables (what `summary()` lists): not trained by an optimizer, drawn."
+        for k, v in self._draws.items():
+            yield prefix + k, v
+
+    def inference_state_dict(self):
+        "What an export holds: the draws only."
+        return dict(self._draws)
+
+    def check_state_dict(self, state_dict, strict=True):
+        """Raises ValueError/KeyError unless `state_dict` fits this model (keys, shapes, the draw
+        count, the sampler's counters); changes nothing. Returns (missing, unexpected) keys."""
+        own = self.state_dict()
+        sd = dict(state_dict)
+        missing = [k for k in own if k not in sd]
+        unexpected = [k for k in sd if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(f"state_dict does not fit: missing {missing}, unexpected {unexpected}")
+        for k, v in sd.items():
+            if k in own and np.shape(v) != own[k].shape:
+                raise ValueError(f"state_dict[{k!r}] has shape {np.shape(v)}, the model's is {own[k].shape}")
+        n = int(np.asarray(sd.get("n_drawn", self._draws["n_drawn"]))[0])
+        if not 0 <= n <= self.n_draws:
+            raise ValueError(f"n_drawn must lie in [0, {self.n_draws}], got {n}")
+        if "date_freq" in sd and not (np.all(np.asarray(sd["date_freq"]) >= 0)):
+            raise ValueError("date_freq must be non-negative")
+        if self.fm is not None and "sampler_counters" in sd:
+            c = np.asarray(sd["sampler_counters"])
+            if c[2] not in (0, 1) or not 0 <= c[1] <= c[0] or not 0 <= c[3] < max(self.rank, 1):
+                raise ValueError("the sampler's counters are inconsistent")
+            if n and c[1] < n:
+                raise ValueError(f"{n} draws stored but only {c[1]} sweeps kept")
+        return missing, unexpected
+
+    def load_state_dict(self, state_dict, strict=True):
+        missing, unexpected = self.check_state_dict(state_dict, strict)
+        sd = dict(state_dict)
+        if self.fm is not None and "sampler_theta" in sd:
+            st = {k[len("sampler_"):]: np.asarray(v) for k, v in sd.items() if k.startswith("sampler_")}
+            st['seed'] = np.asarray(st['seed']).reshape(())
+            st['train_rmse'] = self.fm.train_rmse
+            self.fm.set_state(st)
+        for k in self._draws:
+            if k in sd:
+                self._draws[k] = np.array(sd[k], dtype=self._draws[k].dtype)
+        self._cache = None
+        return missing, unexpected
+
+    # ------------------------------------------------------------------ sampling
+    def _need_sampler(self):
+        if self.fm is None:
+            raise RuntimeError("this BayesModel holds posterior draws for inference (from "
+                               "load_learner) and no sampler: build one with bayes_learner(dls) to train")
+
+    def _run(self, n):
+        "n sweeps, storing the draws that fall among them; their training RMSE."
+        fm, out = self.fm, []
+        self._cache = None
+        while n > 0:
+            nd = int(self._draws["n_drawn"][0])
+            at = fm.burn_in + (nd + 1) * self.stride
+            k = n if nd >= self.n_draws or at <= fm.sweeps_done else min(n, at - fm.sweeps_done)
+            out.append(fm.run_sweeps(k, sigint=False))
+            n -= k
+            if nd < self.n_draws and fm.sweeps_done == at:
+                self._store_draw(nd)
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def _draw_from(self, theta, hyper):
+        "One draw's tables from a sample (theta, hyper) of the sampler."
+        fm = self.fm
+        w0, w, V = fm._split(theta)
+        ub, ib = fm.blocks
+        p_u, lin_u, pair_u = _side_tables(w, V, ub, fm.d0)
+        p_i, lin_i, pair_i = _side_tables(w, V, ib, fm.d0 + int(ub[6][0]))
+        d = {"draw_w0": w0, "draw_u_weight": p_u, "draw_u_bias": w0 + lin_u + pair_u,
+             "draw_i_weight": p_i, "draw_i_bias": lin_i + pair_i}
+        if self.n_dates:
+            d["draw_date_weight"], d["draw_date_bias"] = V[:fm.d0], w[:fm.d0]
+        if self.implicit_user:
+            sl = fm._slice('user_implicit')
+            d["draw_imp_weight"], d["draw_imp_bias"] = V[sl], w[sl]
+        G, K = fm.n_groups, fm.n_factors
+        g = int(fm.group[fm._slice('user').start])
+        d["draw_user_prior"] = np.concatenate([[hyper[0], hyper[1 + g], hyper[1 + G + g]],
+                                               hyper[1 + 2 * G + g * K:1 + 2 * G + (g + 1) * K],
+                                               hyper[1 + 2 * G + G * K + g * K:1 + 2 * G + G * K + (g + 1) * K]])
+        return d
+
+    def _store_draw(self, s):
+        for k, v in self._draw_from(self.fm.theta, self.fm.hyper).items():
+            self._draws[k][s] = v
+        self._draws["n_drawn"][0] = s + 1
+        self._cache = None
+
+    def _date_mean(self, d):
+        "Per draw, the date terms averaged over the training days: (w_bar (S,), v_bar (S, K))."
+        S = d["draw_w0"].shape[0]
+        if not self.n_dates:
+            return np.zeros(S), np.zeros((S, self.rank))
+        f = self._draws["date_freq"].astype(np.float64)
+        return d["draw_date_bias"] @ f, np.einsum("sdk,d->sk", d["draw_date_weight"].astype(np.float64), f)
+
+    def _current(self):
+        "The draws to use: the stored ones, or (none yet) the sampler's current sample."
+        n = int(self._draws["n_drawn"][0])
+        if n:
+            return {k: v[:n] for k, v in self._draws.items() if k.startswith("draw_")}
+        if self.fm is None:
+            raise RuntimeError("the model holds no posterior draw yet: train it (learn.fit()) first")
+        return {k: np.asarray(v, np.float32)[None] for k, v in self._draw_from(self.fm.theta, self.fm.hyper).items()}
+
+    # ------------------------------------------------------------------ the dot-model view
+    def _tables(self):
+        """(U, I, bu, bi): the draws side by side, U (n_users, K x draws) scaled by 1/draws,
+        I (n_items, K x draws), biases (n, 1) averaged, so that bu + bi + U.I is the average of
+        the draws' predictions (for an unknown day)."""
+        key = (int(self._draws["n_drawn"][0]), None if self.fm is None else self.fm.sweeps_done)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        d = self._current()
+        S = d["draw_w0"].shape[0]
+        U = np.ascontiguousarray(d["draw_u_weight"].transpose(1, 0, 2).reshape(self.n_users, -1) / np.float32(S))
+        I = np.ascontiguousarray(d["draw_i_weight"].transpose(1, 0, 2).reshape(self.n_items, -1))
+        wbar, vbar = self._date_mean(d)     # an unknown day: the date terms averaged over the days
+        bu = (d["draw_u_bias"] + np.einsum("snk,sk->sn", d["draw_u_weight"], vbar) + wbar[:, None]).mean(0)
+        bi = (d["draw_i_bias"] + np.einsum("snk,sk->sn", d["draw_i_weight"], vbar)).mean(0)
+        bu, bi = bu.astype(np.float32)[:, None], bi.astype(np.float32)[:, None]
+        tabs = (U, I, bu, bi)
+        self._cache = (key, tabs)
+        return tabs
+
+    @property
+    def n_factors(self):
+        "The width of the dot-model tables: n_factors of the sampler x the draws in use."
+        return self._tables()[0].shape[1]
+
+    def _fused_ok(self):
+        return True
+
+    def _ids(self, arr, is_item):
+        cls = getattr(self, "classes", None)
+        if cls is None:
+            raise ValueError("this model was not built from classes: index its tables directly")
+        from .data import encode_ids
+        name = self.item if is_item else self.user
+        return encode_ids(cls[name], list(arr), f"{'item' if is_item else 'user'} column {name!r}", hint=False)
+
+    def bias(self, arr, is_item=True):
+        "The lesson's `model.bias(ids, is_item)`: the posterior-mean biases of raw ids (float32)."
+        U, I, bu, bi = self._tables()
+        return (bi if is_item else bu)[self._ids(arr, is_item), 0]
+
+    def weight(self, arr, is_item=True):
+        "The lesson's `model.weight(ids, is_item)`: the draws' vectors of raw ids side by side."
+        U, I, bu, bi = self._tables()
+        return (I if is_item else U)[self._ids(arr, is_item)]
+
+    # ------------------------------------------------------------------ predictions
+    def forward(self, x):
+        from .autograd import tensor
+        return tensor(self._predict(np.asarray(getattr(x, "_data", x))))
+
+    def _predict(self, x):
+        x = np.asarray(x)
+        fm = self.fm
+        if fm is not None and fm.n_kept and x.shape == fm._valid_x.shape and np.array_equal(x, fm._valid_x):
+            return fm.eval_predictions().astype(np.float32)
+        codes = None
+        if fm is not None and fm._date_cats is not None and x.shape == self._train_x.shape \
+                and np.array_equal(x, self._train_x):
+            ptr, ind = fm.x[0], fm.x[1]   # the sampler's rows are the training rows sorted by user
+            cs = np.full(x.shape[0], -1, np.int64)
+            have = np.diff(ptr) > 0
+            cs[have] = ind[ptr[:-1][have]]
+            codes = np.empty_like(cs)
+            codes[np.argsort(self._train_x[:, 0], kind='stable')] = cs
+        return self._predict_draws(x, codes)
+
+    def _predict_draws(self, x, codes=None):
+        "The average of the draws' predictions for pairs x (n, 2), day codes (n,) or None."
+        U, I, bu, bi = self._tables()
+        u, i = x[:, 0], x[:, 1]
+        out = np.einsum("nk,nk->n", U[u].astype(np.float64), I[i]) + bu[u, 0] + bi[i, 0]
+        if codes is not None and self.n_dates:   # known days: the day's terms, not their average
+            d = self._current()
+            wbar, vbar = self._date_mean(d)
+            have = codes >= 0
+            c = codes[have]
+            Wd = d["draw_date_weight"][:, c] - vbar[:, None]       # (S, m, K)
+            uu = d["draw_u_weight"][:, u[have]] + d["draw_i_weight"][:, i[have]]
+            out[have] += (d["draw_date_bias"][:, c] - wbar[:, None] + (Wd * uu).sum(2)).mean(0)
+        return out.astype(np.float32)
+
+    # ------------------------------------------------------------------ fold-in
+    def fold_in_user(self, learn, items, ratings, name=None):
+        """A new user (`FoldIn`) from encoded item indices and ratings: for every draw, the
+        posterior mean of the user's conditional (its one-hot bias and factors; everything else
+        fixed at the draw, its implicit features the rated items, no metadata, an unknown day),
+        a Bayesian linear regression solved exactly; the draws' solutions side by side as one
+        dot-model vector, so its scores are the average over the draws. The day of the ratings
+        is unknown: the date terms are averaged over the training days, as in `_tables()`."""
+        from .foldin import FoldIn
+        d = self._current()
+        S, K = d["draw_w0"].shape[0], self.rank
+        items = np.asarray(items, dtype=np.int64)
+        r = np.asarray(ratings, dtype=np.float64)
+        if items.size == 0:
+            raise ValueError("ratings is empty: fold-in needs at least one rating")
+        if items.min() < 1:
+            raise ValueError("fold-in ratings cannot be about '#na#'")
+        facs, biases = [], []
+        uniq = np.unique(items)
+        wbar, vbar = self._date_mean(d)
+        for s in range(S):
+            I = d["draw_i_weight"][s].astype(np.float64)
+            bi = d["draw_i_bias"][s].astype(np.float64)
+            p, lin, half = np.zeros(K), 0.0, 0.0
+            if self.implicit_user:
+                xv = 1.0 / np.sqrt(uniq.size)
+                Vj = d["draw_imp_weight"][s][uniq].astype(np.float64)
+                p = xv * Vj.sum(0)
+                lin = xv * float(d["draw_imp_bias"][s][uniq].sum())
+                half = 0.5 * (p @ p - xv * xv * float((Vj ** 2).sum()))
+            pr = d["draw_user_prior"][s].astype(np.float64)
+            alpha, mu = pr[0], np.concatenate([[pr[1]], pr[3:3 + K]])
+            prec = np.concatenate([[pr[2]], pr[3 + K:]])
+            # score_j = c_j + b + v.z_j (the user's one-hot bias b and factors v unknown)
+            c0 = float(d["draw_w0"][s]) + lin + half + wbar[s] + vbar[s] @ p
+            Z = np.hstack([np.ones((items.size, 1)), p + vbar[s] + I[items]])
+            c = c0 + bi[items] + I[items] @ (p + vbar[s])
+            A = alpha * Z.T @ Z + np.diag(prec)
+            sol = np.linalg.solve(A, alpha * Z.T @ (r - c) + prec * mu)
+            b, v = sol[0], sol[1:]
+            facs.append(p + v)
+            biases.append(c0 + b + v @ (p + vbar[s]))
+        return FoldIn(learn, np.concatenate(facs) / S, float(np.mean(biases)), False, rated=items,
+                      name=name, n_ratings=items.size)
+
+    def __repr__(self):
+        return (f"BayesModel(n_factors={self.rank}, n_users={self.n_users}, n_items={self.n_items}, "
+                f"draws={int(self._draws['n_drawn'][0])}/{self.n_draws}"
+                + ("" if self.fm is None else f", sweeps={self.fm.sweeps_done}/{self.fm.n_samples}") + ")")
+
+
+def make_bayes_path(learn):
+    "The training path of a `BayesModel` (`collabc.paths.make_path` asks the model for it)."
+    return BayesPath(learn)
+
+
+BayesModel.make_path = staticmethod(make_bayes_path)

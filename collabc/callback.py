@@ -516,11 +516,13 @@ class ShowGraphCallback(Callback):
         ax = self.ax
         ax.clear()
         ax.plot(range(len(rec.losses)), rec.losses, label="train")
-        if rec.values:
-            ax.plot(rec.iters, [v[1] for v in rec.values], label="valid")
+        # a table without a validation loss (an implicit learner's: ranking metrics) has none to draw
+        valid = [v[1] for v in rec.values] if "valid_loss" in rec.metric_names else []
+        if valid:
+            ax.plot(rec.iters, valid, label="valid")
         total = self.n_epoch * self.n_iter
         ax.set_xlim(0, max(total, len(rec.losses), 1))
-        finite = [v for v in rec.losses + [v[1] for v in rec.values] if np.isfinite(v)]
+        finite = [v for v in rec.losses + valid if np.isfinite(v)]
         if finite:
             ax.set_ylim(0, max(finite) * 1.05)
         ax.set_xlabel("batch")

@@ -28,8 +28,10 @@ from functools import partial
 
 import numpy as np
 
+from .bayes import BayesModel
 from .data import CategoryMap, DataLoader, DataLoaders
 from . import foldin
+from .implicit import ImplicitModel
 from .metrics import MSELossFlat, mae, mse, rmse
 from .models import CollabNN, DotProduct, DotProductBias, EmbeddingDotBias, EmbeddingNN, Module
 from .optim import SGD, Adagrad, Adam
@@ -40,7 +42,8 @@ __all__ = ["save", "load", "export", "read_export", "MODEL_CLASSES", "CollabcFil
 _KNOWN_METRICS = {"mse": mse, "rmse": rmse, "_rmse": rmse, "mae": mae}
 _OPT_FUNCS = {"Adam": Adam, "SGD": SGD, "Adagrad": Adagrad}
 #: the model classes files can name (each has get_config() and from_config())
-MODEL_CLASSES = {c.__name__: c for c in (EmbeddingDotBias, DotProduct, DotProductBias, EmbeddingNN, CollabNN)}
+MODEL_CLASSES = {c.__name__: c for c in (EmbeddingDotBias, DotProduct, DotProductBias, EmbeddingNN, CollabNN,
+                                         ImplicitModel, BayesModel)}
 
 
 def _model_config(model):
@@ -95,6 +98,17 @@ def _build_model(cfg, classes, arrays, path):
         raise CollabcFileError(f"{path}: cannot rebuild {name} from its configuration ({e})") from None
 
 
+def _checked(model, sd, path, strict=True):
+    "A model with its own check of a state dict (BayesModel, ImplicitModel) runs it: a misfit is a CollabcFileError."
+    check = getattr(model, "check_state_dict", None)
+    if check is not None:
+        try:
+            check(sd, strict)
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError) as e:
+            raise CollabcFileError(f"{path}: its model state does not fit ({e})") from None
+    return sd
+
+
 def _model_state(model, arrays, path, strict=True):
     """The model's state dict with the file's `model/` tensors in place, checked (names, shapes,
     finite values) without touching the model."""
@@ -113,7 +127,7 @@ def _model_state(model, arrays, path, strict=True):
         if name in own and (a.dtype.kind not in "fiu" or not np.all(np.isfinite(a))):
             raise CollabcFileError(f"{path}: tensor {name!r} holds NaN or inf")
     own.update({n: a for n, a in sd.items() if n in own})
-    return own
+    return _checked(model, own, path, strict)
 
 
 _LABEL_ENCODINGS = ("int-decimal", "str+1")   # beyond the array's own dtype (format 3)
@@ -338,7 +352,9 @@ def export(learn, file, with_seen=True):
                              f"{len(d.classes[col])} {what} classes ('#na#' included); an exported learner "
                              f"needs one class per row (build the model from the data: "
                              f"collab_learner, or n_users=dls.n_users / n_items=dls.n_items)")
-    arrays = {f"model/{n}": np.asarray(v) for n, v in learn.model.state_dict().items()}
+    # a model may export less than it checkpoints (collabc.bayes: the draws, not the sampler)
+    state = getattr(learn.model, "inference_state_dict", learn.model.state_dict)()
+    arrays = {f"model/{n}": np.asarray(v) for n, v in state.items()}
     encodings = {}
     for what, col in (("user", d.user_name), ("item", d.item_name)):
         arrays[f"classes/{what}"], enc = _labels_array(d.classes[col], what, col)

@@ -547,7 +547,7 @@ class CollabDataLoaders(DataLoaders):
     @classmethod
     def from_df(cls, ratings, valid_pct=0.2, user_name=None, item_name=None, rating_name=None,
                 seed=None, path='.', bs=64, val_bs=None, shuffle=True, valid_idx=None,
-                classes_from='auto'):
+                classes_from='auto', implicit=False, weight_name=None, time_name=None, min_train=1):
         """Split `ratings`, encode its user and item columns and build the loaders.
 
         ratings: DataFrame; user_name/item_name/rating_name default to its first three columns
@@ -562,7 +562,21 @@ class CollabDataLoaders(DataLoaders):
         values (category order for a categorical column); ids without a class encode to 0.
         bs / val_bs (default bs): batch sizes; the training loader shuffles (if `shuffle`) and
         drops its last partial batch, the validation loader keeps its order and every row.
+
+        implicit=True: `ratings` holds interactions (clicks, plays, purchases; no rating column):
+        `collabc.implicit.implicit_from_df(ratings, user_name, item_name, weight_name, valid_pct,
+        time_name, seed, min_train)` sums repeated pairs (weights from `weight_name`, else 1
+        each) and holds out `valid_pct` of each user's pairs (at random, or the most recent by
+        `time_name`); the loaders carry it as `dls.implicit` for `implicit_learner`.
         """
+        if implicit:
+            return _implicit_loaders(cls, ratings, valid_pct, user_name, item_name, rating_name, seed, path,
+                                     bs, val_bs, shuffle, valid_idx, classes_from, weight_name, time_name,
+                                     min_train)
+        for arg, v, default in (('weight_name', weight_name, None), ('time_name', time_name, None),
+                                ('min_train', min_train, 1)):
+            if v is not default and v != default:
+                raise ValueError(f"{arg} is for implicit feedback: pass implicit=True (got {arg}={v!r})")
         if not isinstance(ratings, pd.DataFrame):
             raise TypeError(f"ratings must be a pandas DataFrame, got {type(ratings).__name__}")
         if len(ratings) == 0:
@@ -608,3 +622,31 @@ class CollabDataLoaders(DataLoaders):
     def from_csv(cls, csv, **kwargs):
         "`from_df(pd.read_csv(csv), **kwargs)`: a comma-separated file with a header row."
         return cls.from_df(pd.read_csv(csv), **kwargs)
+
+
+_IMPLICIT_SPLIT = None
+
+
+def register_implicit_split(split):
+    """Called by `collabc.implicit` (which builds on this module, so this module does not import
+    it) with its `implicit_from_df`, the split `from_df(..., implicit=True)` uses."""
+    global _IMPLICIT_SPLIT
+    _IMPLICIT_SPLIT = split
+
+
+def _implicit_loaders(cls, df, valid_pct, user_name, item_name, rating_name, seed, path, bs, val_bs,
+                      shuffle, valid_idx, classes_from, weight_name, time_name, min_train):
+    "`from_df(..., implicit=True)`: the loaders of `collabc.implicit.implicit_from_df`'s split."
+    if _IMPLICIT_SPLIT is None:
+        raise RuntimeError("implicit=True needs collabc.implicit: import collabc (or collabc.implicit) first")
+    if rating_name is not None:
+        raise ValueError(f"implicit=True has no rating column: pass the interaction counts or weights as "
+                         f"weight_name={rating_name!r} (or neither: every row counts 1)")
+    if valid_idx is not None:
+        raise ValueError("implicit=True splits per user (valid_pct, time_name), not by valid_idx")
+    if classes_from != 'auto':
+        raise ValueError("implicit=True takes its classes from the training pairs; leave classes_from='auto'")
+    bs = _check_bs(bs, 'bs')
+    val_bs = bs if val_bs is None else _check_bs(val_bs, 'val_bs')
+    data = _IMPLICIT_SPLIT(df, user_name, item_name, weight_name, valid_pct, time_name, seed, min_train)
+    return data.dataloaders(bs, val_bs, shuffle, path, cls=cls)

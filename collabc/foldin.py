@@ -145,6 +145,8 @@ def fold_in(learn, ratings, is_item=False, name=None, noise_var=None, max_iter=5
         raise TypeError(f"fold-in needs a dot-product model (EmbeddingDotBias, DotProductBias, "
                         f"DotProduct), not {type(m).__name__}")
     idx, r = _parse_ratings(learn, ratings, is_item)
+    if not is_item and hasattr(m, "fold_in_user"):   # the model's own (collabc.bayes: per draw)
+        return m.fold_in_user(learn, idx, r, name=name)
     _, _, cw, cb = dot_tables(m, is_item)
     A = cw[idx].astype(np.float64)
     if m.has_bias:
@@ -201,6 +203,6 @@ def average_embedding(learn, is_item=False, name=None):
     if not is_dot_model(m):
         raise TypeError(f"the average embedding needs a dot-product model, not {type(m).__name__}")
     mu, _ = _prior(learn, is_item)
-    K = m.n_factors
+    K = mu.size - (1 if m.has_bias else 0)
     return FoldIn(learn, mu[:K], mu[K] if m.has_bias else 0.0, is_item,
                   name=name if name is not None else f"average {'item' if is_item else 'user'}")

@@ -35,13 +35,16 @@ import pandas as pd
 from . import _core
 from ._checks import check_float, check_int
 from .csr import csr_rows
-from .data import CategoryMap, DataLoader, DataLoaders
+from .data import CategoryMap, DataLoader, DataLoaders, register_implicit_split
+from .autograd import tensor
+from .layers import Embedding
+from .models import _DotFamily
 from .ranking import ranking_scores
 from .seed import get_rng
 from .topn import rank_vectors
 
 __all__ = ["implicit_from_df", "ImplicitData", "Interactions", "ImplicitALS", "BPR", "Popularity",
-           "evaluate", "EpochRun"]
+           "evaluate", "EpochRun", "ImplicitModel"]
 
 _NA = "#na#"
 
@@ -227,13 +230,16 @@ class ImplicitData:
         users, starts = np.unique(x[:, 0], return_index=True)
         return users.astype(np.int64), np.split(x[:, 1], starts[1:])
 
-    def dataloaders(self, bs=64, val_bs=None, shuffle=True, path="."):
-        """collabc `DataLoaders` over the split: x = [user, item], y = the weights (rating_name =
-        the weight column's name, or 'weight')."""
+    def dataloaders(self, bs=64, val_bs=None, shuffle=True, path=".", cls=DataLoaders):
+        """collabc `DataLoaders` (of class `cls`) over the split: x = [user, item], y = the weights
+        (rating_name = the weight column's name, or 'weight'); `dls.implicit` is this
+        ImplicitData (what `implicit_learner` trains and evaluates on)."""
         train = DataLoader(self.train_x, self.train_w, bs=bs, shuffle=shuffle)
         valid = DataLoader(self.valid_x, self.valid_w, bs=bs if val_bs is None else val_bs, shuffle=False)
-        return DataLoaders(train, valid, self.classes, self.user_name, self.item_name,
-                           self.weight_name or "weight", path=path)
+        dls = cls(train, valid, self.classes, self.user_name, self.item_name, self.weight_name or "weight",
+                  path=path)
+        dls.implicit = self
+        return dls
 
     def __repr__(self):
         return (f"ImplicitData(user={self.user_name!r} ({self.n_users}), item={self.item_name!r} "
@@ -361,6 +367,9 @@ def implicit_from_df(df, user_name=None, item_name=None, weight_name=None, valid
                         np.ascontiguousarray(x[is_valid]), np.ascontiguousarray(wp[is_valid]))
 
 
+register_implicit_split(implicit_from_df)   # CollabDataLoaders.from_df(..., implicit=True)
+
+
 def _inter(data):
     if isinstance(data, ImplicitData):
         return data.interactions()
@@ -381,11 +390,21 @@ class EpochRun:
     the segment, for a schedule) and `unit_losses` (n_units,), each block's mean loss once run;
     ALS has neither (None): it has no learning rate, and reports its loss per epoch."""
 
-    def __init__(self, n_units, unit, step, finish, lrs=None, unit_losses=None):
+    def __init__(self, n_units, unit, step, finish, lrs=None, unit_losses=None, skip=None):
         self.n_units, self.unit = int(n_units), int(unit)
         self.n_done = 0
         self.lrs, self.unit_losses = lrs, unit_losses
-        self._step, self._finish, self._result = step, finish, None
+        self._step, self._finish, self._result, self._skip = step, finish, None, skip
+
+    def skip(self, n):
+        """Passes over the next n units without training them (a training loop's skipped
+        segment): ALS rows keep their values; BPR blocks count as skipped samples in `result()`.
+        Returns the units done so far."""
+        n = min(_int("n", n, lo=0), self.n_units - self.n_done)
+        if n > 0 and self._skip is not None:
+            self._skip(self.n_done, n)
+        self.n_done += n
+        return self.n_done
 
     done = property(lambda self: self.n_done >= self.n_units, doc="True once every unit has run")
     progress = property(lambda self: self.n_done / self.n_units if self.n_units else 1.0)
@@ -464,10 +483,14 @@ class _FactorModel:
         "float32 scores of the (user, item) index pairs: u.v (+ the item's bias)."
         users = _ids(users, "users", self.n_users)
         items = _ids(items, "items", self.n_items)
-        s = np.einsum("ij,ij->i", self.user_factors[users], self.item_factors[items])
-        if self.item_bias is not None:
-            s = s + self.item_bias[items]
-        return s.astype(np.float32)
+        if users.shape != items.shape:
+            raise ValueError(f"users and items must have the same length, got {len(users)} and {len(items)}")
+        out = np.empty(len(users), np.float32)   # in C, pair by pair: no (n, K) gathers
+        ib = self.item_bias
+        ub = None if ib is None else np.zeros(self.n_users, np.float32)   # the kernel takes both biases
+        _core.dotbias_forward(out, self.user_factors, self.item_factors, ub, ib,
+                              np.ascontiguousarray(users, np.int32), np.ascontiguousarray(items, np.int32))
+        return out
 
     def recommend(self, users, n=10, exclude=None, threads=None):
         """(idx (Q, n) int32, scores (Q, n) float32): the n best items per user index, best first,
@@ -681,7 +704,11 @@ class BPR(_FactorModel):
                     "auc": float(stats[:, 0].sum() / n_used) if n_used else float("nan"),
                     "skipped": float(stats[:, 1].sum() / sizes.sum()) if sizes.sum() else 0.0}
 
-        return EpochRun(nb * nb, nb, step, finish, lrs=lrs, unit_losses=losses)
+        def skip(done, n):   # the blocks' samples count as skipped, not as used with loss 0
+            b = blocks[done:done + n]
+            stats[done:done + n, 1] = starts[b + 1] - starts[b]
+
+        return EpochRun(nb * nb, nb, step, finish, lrs=lrs, unit_losses=losses, skip=skip)
 
     def fold_in(self, items, n_steps=None, lr=0.05, seed=0):
         """The factors (K,) float32 of a new user who interacted with the item indices `items`,
@@ -756,20 +783,25 @@ def _scores(model, users, k, inter, threads):
                         first=1, threads=threads)[0]
 
 
-def evaluate(model, data, k=10, baseline=True, threads=None):
+def evaluate(model, data, k=10, baseline=True, threads=None, users=None):
     """Ranking quality of `model` on `data`'s held-out pairs: for every user with held-out items
     known at training time, the model ranks every item but '#na#' and the user's training items;
     precision@k = hits / k, recall@k = hits / |held out|, NDCG@k (binary gains) and MAP@k
     (normalised by min(k, |held out|)), averaged over those users (`collabc.ranking`'s
     definitions). With `baseline`, the popularity baseline is measured on the same users and the
-    report says whether the model beats it. Returns a `RankingReport` (a dict)."""
+    report says whether the model beats it. `users` (user indices) evaluates only those of them
+    that have held-out pairs. Returns a `RankingReport` (a dict)."""
     if not isinstance(data, ImplicitData):
         raise TypeError(f"data must be an ImplicitData (with a held-out split), got {type(data).__name__}")
     k = _int("k", k)
     inter = data.interactions()
     if (getattr(model, "n_users", None), getattr(model, "n_items", None)) != (inter.n_users, inter.n_items):
         raise ValueError("the model's tables do not match the data's users and items")
-    users, relevant = data.relevant()
+    users_, relevant = data.relevant()
+    if users is not None:
+        keep = np.isin(users_, _ids(np.asarray(users), "users", inter.n_users))
+        users_, relevant = users_[keep], [r for r, k_ in zip(relevant, keep) if k_]
+    users = users_
     if len(users) == 0:
         raise ValueError("no held-out pairs to evaluate (valid_pct=0, or every held-out item is unknown "
                          "to the training data)")
@@ -784,3 +816,127 @@ def evaluate(model, data, k=10, baseline=True, threads=None):
                           f"{rep['model']} does NOT beat the popularity baseline (NDCG@{k} "
                           f"{rep[f'ndcg@{k}']:.4f} <= {base[f'ndcg@{k}']:.4f})")
     return rep
+
+
+# ---------------------------------------------------------------------------------------------
+# the models as collabc Modules (what a Learner holds)
+
+_HYPERS = {"als": ("reg", "alpha", "cg_steps", "init_scale", "seed"),
+           "bpr": ("lr", "reg", "reg_bias", "opt", "eps", "n_groups", "seed")}
+_SAVED = {"als": ("reg", "alpha", "cg_steps"), "bpr": ("lr", "reg", "reg_bias", "opt", "eps", "n_groups")}
+
+
+class ImplicitModel(_DotFamily):
+    """An `ImplicitALS` or `BPR` (`core`) as a collabc dot-product `Module`, what
+    `implicit_learner` puts in a `Learner`: its parameters `u_weight.weight`, `i_weight.weight`
+    (and BPR's `i_bias.weight`, (n_items, 1)) are the core's own tables (no copy), so the
+    Learner's recommend, most_similar, get_preds, save/load and export read and write the
+    model the C kernels train. Scores are `u . v` (+ the item's bias); there is no user bias
+    and no y_range. `ImplicitModel('als' | 'bpr', n_users, n_items, n_factors, **hypers)`."""
+
+    y_range, has_bias = None, False
+
+    def __init__(self, model, n_users, n_items, n_factors=64, **hypers):
+        if model not in _HYPERS:
+            raise ValueError(f"model must be 'als' or 'bpr', got {model!r}")
+        unknown = sorted(set(hypers) - set(_HYPERS[model]))
+        if unknown:
+            raise TypeError(f"unknown hyperparameter(s) {unknown} for model={model!r}; it takes "
+                            f"{list(_HYPERS[model])}")
+        core = (ImplicitALS if model == "als" else BPR)(n_users, n_items, n_factors, **hypers)
+        self.kind, self.core = model, core
+        self.n_users, self.n_items, self.n_factors = core.n_users, core.n_items, core.n_factors
+        self.u_weight = Embedding(self.n_users, self.n_factors, _weight=core.user_factors)
+        self.i_weight = Embedding(self.n_items, self.n_factors, _weight=core.item_factors)
+        if core.item_bias is not None:
+            self.i_bias = Embedding(self.n_items, 1, _weight=core.item_bias.reshape(-1, 1))
+            # BPR's sample stream (its seed, epochs started): saved, so a loaded checkpoint resumes exactly
+            self.register_buffer("sampling", tensor(np.zeros(2, np.int64)))
+        self.classes = None
+
+    def state_dict(self, *args, **kwargs):
+        if self.kind == "bpr":
+            self.sampling._data[:] = (self.core._seed, self.core._epochs_started)
+        return super().state_dict(*args, **kwargs)
+
+    def check_state_dict(self, state_dict, strict=True):
+        "Raises ValueError if `state_dict` holds a state this model cannot train on (checked at load)."
+        if self.kind == "bpr" and "sampling" in state_dict:
+            v = np.asarray(getattr(state_dict["sampling"], "_data", state_dict["sampling"]))
+            if v.shape != (2,) or v.dtype.kind not in "iu" or v.min() < 0 or v.max() >= 2**63:
+                raise ValueError(f"the BPR sampling state must be two integers in [0, 2**63), got {_short(v)}")
+
+    def load_state_dict(self, state_dict, strict=True):
+        self.check_state_dict(state_dict, strict)
+        out = super().load_state_dict(state_dict, strict)
+        if self.kind == "bpr":
+            self.core._seed, self.core._epochs_started = (int(x) for x in self.sampling._data)
+        return out
+
+    def _tables(self):
+        c = self.core
+        return (c.user_factors, c.item_factors, None,
+                None if c.item_bias is None else c.item_bias.reshape(-1, 1))
+
+    def _fused_ok(self):
+        return True   # scored by the C ranking kernel and `core.score`, never through autograd
+
+    @property
+    def n_params(self):
+        return int(sum(p._data.size for p in self.parameters()))
+
+    def forward(self, x):
+        users, items = x[:, 0], x[:, 1]
+        res = (self.u_weight(users) * self.i_weight(items)).sum(1)
+        return res + self.i_bias(items).squeeze() if self.kind == "bpr" else res
+
+    def _predict(self, x):
+        return self.core.score(x[:, 0], x[:, 1])
+
+    def _fit_epoch(self, *args, **kwargs):
+        raise TypeError("an ImplicitModel trains with implicit_learner(dls, 'als' | 'bpr') (an ImplicitLearner), "
+                        "not with the rating Learner's MSE training")
+
+    _fit_blocks = _fit_epoch
+
+    def hypers(self):
+        "The hyperparameters a file keeps (those that rebuild the model; not the seed)."
+        c = self.core
+        out = {k: getattr(c, k) for k in _SAVED[self.kind]}
+        if self.kind == "bpr" and out["n_groups"] is None:
+            out["n_groups"] = "auto"
+        return out
+
+    def _init_args(self):
+        return {"model": self.kind, "n_users": self.n_users, "n_items": self.n_items,
+                "n_factors": self.n_factors, **self.hypers()}
+
+    @classmethod
+    def planned_shapes(cls, model, n_users, n_items, n_factors=64, **hypers):
+        "{state-dict name: shape} of `cls(**args)`, without building it (see `_DotFamily`)."
+        if model not in _HYPERS:
+            raise ValueError(f"model must be 'als' or 'bpr', got {_short(model)}")
+        unknown = sorted(set(hypers) - set(_SAVED[model]))
+        if unknown:
+            raise TypeError(f"unknown hyperparameter(s) {unknown} for model={model!r}")
+        nu, ni, k = _int("n_users", n_users, lo=2), _int("n_items", n_items, lo=2), _int("n_factors", n_factors)
+        out = {"u_weight.weight": (nu, k), "i_weight.weight": (ni, k)}
+        if model == "bpr":
+            out["i_bias.weight"], out["sampling"] = (ni, 1), (2,)
+        return out
+
+    @classmethod
+    def from_config(cls, cfg, classes=None):
+        "The model `get_config()` describes (tables freshly drawn: load the weights next)."
+        res = cls(**cfg["args"])
+        if classes is not None and cfg.get("user") is not None:
+            res.classes, res.user, res.item = classes, cfg["user"], cfg["item"]
+        return res
+
+    def __repr__(self):
+        return f"ImplicitModel({self.core!r})"
+
+
+def _short(v):
+    s = repr(v)
+    return s if len(s) <= 60 else s[:57] + "..."

@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from . import _core, checkpoint, foldin, inference, interpret, ranking, topn
+from .bayes import BayesModel
 from ._checks import check_float, check_int
 from .callback import (Callback, CancelBatchException, CancelEpochException, CancelFitException,
                        CancelTrainException, CancelValidException, ProgressCallback, Recorder,
@@ -38,10 +39,13 @@ from .paths import make_path, path_kind
 from .schedule import (LRFinder, ParamScheduler, SchedCos, combine_scheds, combined_cos, suggest_funcs_list,
                        suggest_lrs, plot_lr_find)
 
-__all__ = ["Learner", "Recorder", "collab_learner", "load_learner", "TrainingDivergedError",
-           "default_threads"]
+__all__ = ["Learner", "Recorder", "collab_learner", "bayes_learner", "load_learner",
+           "TrainingDivergedError", "default_threads"]
 
 _SEGMENT_SECONDS = 0.25
+#: {model class name: Learner subclass} for models whose learner is not `Learner` itself, so that
+#: `load_learner` rebuilds the right one (collabc.implicit_learner registers ImplicitModel's)
+_LEARNERS = {}
 
 
 def default_threads():
@@ -299,9 +303,19 @@ class Learner:
 
     # ------------------------------------------------------------------ training
     @_exclusive
-    def fit(self, n_epoch, lr=None, wd=None, cbs=None, reset_opt=False, start_epoch=0):
-        "Train `n_epoch` epochs at a constant `lr` (default `self.lr`)."
+    def fit(self, n_epoch=None, lr=None, wd=None, cbs=None, reset_opt=False, start_epoch=0):
+        """Train `n_epoch` epochs at a constant `lr` (default `self.lr`). A model that brings its
+        own path may give a default for n_epoch (`bayes_learner`: the sweeps left)."""
+        self._check_fit("fit", lr, wd)
+        if n_epoch is None and hasattr(self._path, "default_epochs"):
+            n_epoch = self._path.default_epochs()
         self._fit(n_epoch, lr, wd, cbs, reset_opt, start_epoch)
+
+    def _check_fit(self, how, lr=None, wd=None):
+        "A model's own path may refuse a way of fitting (`bayes_learner`: schedules, lr, wd)."
+        check = getattr(self._path, "check_fit", None)
+        if check is not None:
+            check(how, lr, wd)
 
     def _fit(self, n_epoch, lr=None, wd=None, cbs=None, reset_opt=False, start_epoch=0):
         n_epoch = _check_epochs(n_epoch)
@@ -327,6 +341,8 @@ class Learner:
             self.opt.set_hypers(wd=wd)
         self.opt.set_hypers(lr=self.lr if lr is None else lr)
         self.n_epoch = n_epoch
+        if hasattr(self._path, "set_epochs"):
+            self._path.set_epochs(n_epoch)
         with self.added_cbs(cbs):
             self._run_fit()
 
@@ -395,7 +411,8 @@ class Learner:
         unit = path.granularity
         path.begin_epoch(self.data_rng)
         total = self.n_epoch * n_iter
-        self.iter, seg = 0, unit * max(1, min(n_iter // unit, 64 // unit or 1))
+        first = getattr(path, "first_segment", 64)
+        self.iter, seg = 0, unit * max(1, min(n_iter // unit, first // unit or 1))
         while self.iter < n_iter:
             if self.seg_max is not None:
                 seg = max(unit, min(seg, self.seg_max // unit * unit))
@@ -460,6 +477,7 @@ class Learner:
     def fit_one_cycle(self, n_epoch, lr_max=None, div=25.0, div_final=1e5, pct_start=0.25,
                       wd=None, moms=None, cbs=None, reset_opt=False, start_epoch=0):
         "fastai's one-cycle policy: cosine lr warm-up then annealing, momentum the other way."
+        self._check_fit("fit_one_cycle")
         n_epoch = _check_epochs(n_epoch)
         div = _positive_float("div", div)
         div_final = _positive_float("div_final", div_final)
@@ -476,6 +494,7 @@ class Learner:
     def fit_flat_cos(self, n_epoch, lr=None, div_final=1e5, pct_start=0.75, wd=None, cbs=None,
                      reset_opt=False, start_epoch=0):
         "fastai's flat-then-cosine policy: lr constant for pct_start of the fit, then cosine to lr/div_final."
+        self._check_fit("fit_flat_cos")
         n_epoch = _check_epochs(n_epoch)
         div_final = _positive_float("div_final", div_final)
         pct_start = check_float("pct_start", pct_start, 0.0, 1.0)
@@ -487,6 +506,7 @@ class Learner:
     def fit_sgdr(self, n_cycles, cycle_len, lr_max=None, cycle_mult=2, cbs=None, reset_opt=False,
                  wd=None, start_epoch=0):
         "fastai's SGD with warm restarts: n_cycles cosine cycles from lr_max to 0, each cycle_mult times longer."
+        self._check_fit("fit_sgdr")
         n_cycles = _check_epochs(n_cycles, "n_cycles")
         cycle_len = _check_epochs(cycle_len, "cycle_len")
         cycle_mult = check_int("cycle_mult", cycle_mult, 1)
@@ -506,6 +526,7 @@ class Learner:
         restored afterwards; `learn.recorder` holds the run's lrs and smoothed losses. Returns
         `SuggestedLRs(valley=...)` (one field per suggestion function; None for
         `suggest_funcs=None`) and draws `plot_lr_find` if `show_plot`."""
+        self._check_fit("lr_find")
         start_lr, end_lr = _positive_float("start_lr", start_lr), _positive_float("end_lr", end_lr)
         if not start_lr < end_lr:
             raise ValueError(f"start_lr must be below end_lr, got {start_lr} and {end_lr}")
@@ -716,7 +737,7 @@ def load_learner(fname, cpu=True, model=None):
     `collabc.persist`) before the model is built; a bad file raises `CollabcFileError`."""
     dls, model, kwargs, extras = checkpoint.read_export(fname, model)
     try:
-        learn = Learner(dls, model, path=pathlib.Path(fname).parent, **kwargs)
+        learn = _LEARNERS.get(type(model).__name__, Learner)(dls, model, path=pathlib.Path(fname).parent, **kwargs)
         learn._new_opt()  # the optimizer's stored keyword arguments, checked now, not at fit
     except (TypeError, ValueError, OverflowError) as e:
         raise checkpoint.CollabcFileError(f"{fname}: its learner settings are invalid ({e})") from None
@@ -745,3 +766,28 @@ def collab_learner(dls, n_factors=50, use_nn=False, emb_szs=None, layers=None, c
     else:
         model = EmbeddingDotBias.from_classes(n_factors, dls.classes, y_range=y_range)
     return Learner(dls, model, loss_func=loss_func, **kwargs)
+
+
+def bayes_learner(dls, n_factors=10, n_samples=500, burn_in=50, implicit='both', date_name=None,
+                  user_meta=None, item_meta=None, seed=None, n_threads=None, n_draws=25,
+                  sweeps_per_epoch=None, metrics=None, cbs=None, path=None, model_dir="models", **kwargs):
+    """A `Learner` over a Bayesian factorization machine fitted by Gibbs sampling (issue 19;
+    `collabc.bayes`, docs/bayes.md): biases and rank-`n_factors` factors for users and items,
+    with `implicit` 'both' (the items each user rated and the users who rated each item as
+    extra features), 'user' or 'none', the rating's day (`date_name`) and user/item metadata
+    (DataFrames indexed by raw id); hyperpriors re-sampled every sweep; predictions averaged
+    over the `n_samples - burn_in` sweeps after `burn_in`.
+
+    `learn.fit()` runs the sweeps left to n_samples, `learn.fit(n)` n epochs more; an epoch is
+    `sweeps_per_epoch` sweeps (default n_samples / 10, so `fit()` prints about ten rows): its
+    row shows the smoothed training MSE of the sweeps' samples and the valid MSE of the averaged
+    prediction so far (the current sample's during burn-in). There is no learning rate:
+    `fit_one_cycle`, `fit_flat_cos`, `fit_sgdr`, `lr_find` and `fit(lr=...)` raise. `n_draws`
+    evenly spaced samples are kept for predictions beyond the validation rows, `recommend`,
+    `most_similar`, `pca`, fold-in and `export` (see `collabc.bayes.BayesModel`). Other keyword
+    arguments go to `bayes_fm` (priors: alpha_0, beta_0, gamma_0, mu_0, reg_0, init_std)."""
+    model = BayesModel.from_dls(dls, n_factors=n_factors, n_samples=n_samples, burn_in=burn_in,
+                                implicit=implicit, date_name=date_name, user_meta=user_meta,
+                                item_meta=item_meta, seed=seed, n_threads=n_threads, n_draws=n_draws,
+                                sweeps_per_epoch=sweeps_per_epoch, **kwargs)
+    return Learner(dls, model, metrics=metrics, cbs=cbs, path=path, model_dir=model_dir)

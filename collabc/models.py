@@ -93,8 +93,9 @@ def predict_array(model, x, bs=4096, shaped=False):
 
 
 def is_dot_model(model):
-    "A built-in dot-product model still on its fused path (its tables can be read directly)."
-    return isinstance(model, _DotFamily) and model._fused_ok()
+    """A built-in dot-product model still on its fused path (its tables can be read directly), or
+    a model whose `_tables()` are a dot model's (`_dot_like`, e.g. collabc.bayes.BayesModel)."""
+    return (isinstance(model, _DotFamily) and model._fused_ok()) or getattr(type(model), "_dot_like", False)
 
 
 def check_preds(model, pred, n):

@@ -15,6 +15,10 @@ to it through this interface:
   it on was applied on the exact path);
 * `diverged(epoch, it, loss, lr)` - the message for that case.
 
+Optional (a model's own path, `collabc.bayes.BayesPath`): `first_segment` (iterations in an
+epoch's first segment, default 64), `check_fit(how, lr, wd)` (refuses a fit it cannot run),
+`default_epochs()` (what `fit()` without n_epoch runs) and `set_epochs(n_epoch)`.
+
 `ExactPath` is fastai's training, step for step: mini-batches, dense optimizer updates, through
 a built-in model's fused C driver. `AutogradPath` is the same training for any other `Module`:
 forward, MSELossFlat and backward through collabc's autograd, then fastai's optimizer over the
@@ -230,7 +234,11 @@ class SparsePath(TrainingPath):
 
 
 def path_kind(model, train_mode):
-    "Which path trains `model`: 'sparse', 'exact' (its fused C driver) or 'autograd'."
+    """Which path trains `model`: 'sparse', 'exact' (its fused C driver) or 'autograd', or the
+    model's own (`model.own_path`, e.g. 'bayes': `model.make_path(learn)` makes it)."""
+    own = getattr(model, "own_path", None)
+    if own is not None:
+        return own
     if train_mode == "sparse":
         return "sparse"
     fused = getattr(model, "_fused_ok", None)
@@ -239,4 +247,6 @@ def path_kind(model, train_mode):
 
 def make_path(learn, kind):
     "The path object of `kind` (see `path_kind`)."
+    if kind == getattr(learn.model, "own_path", None):
+        return learn.model.make_path(learn)
     return {"exact": ExactPath, "sparse": SparsePath, "autograd": AutogradPath}[kind](learn)

@@ -310,6 +310,18 @@ def test_evaluate_unknown_ids(work):
                    "collabc evaluate", "1 row(s) have a user or item the model does not know", "user 999")
 
 
+def test_evaluate_refuses_an_implicit_model_with_a_pointer_to_ranking(work):
+    "An ALS/BPR export scores, it does not predict ratings: a loss on a ratings file would be a wrong answer."
+    from collabc import CollabDataLoaders, implicit_learner
+    d, df, _ = work
+    dls = CollabDataLoaders.from_df(df[["uid", "movie"]], implicit=True, seed=0)
+    learn = implicit_learner(dls, "als", n_factors=4, seed=0)
+    learn.fit(1)
+    learn.export(d / "als.npz")
+    one_line_error(run("evaluate", "als.npz", "ratings.csv", cwd=d), 1, "collabc evaluate",
+                   "implicit-feedback model", "ranking_metrics()")
+
+
 # ----------------------------------------------------------------------------- data sets
 def test_datasets_list(tmp_path):
     code, out, err = run("datasets", cwd=tmp_path, env={"COLLABC_DATA": str(tmp_path / "none")})

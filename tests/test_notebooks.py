@@ -32,6 +32,8 @@ EXPECT = {
     "07_bootstrapping.ipynb": {"epoch_table", "png"},     # recommendation concentration
     "08_neural.ipynb": {"epoch_table"},
     "09_scale.ipynb": {"epoch_table", "html"},            # needs collabc[ray]: skipped without it
+    "10_implicit.ipynb": {"ranking_table"},               # implicit_learner's table: ranking metrics
+    "11_bayes.ipynb": {"epoch_table"},
 }
 
 
@@ -72,8 +74,13 @@ def _has_epoch_table(html):
         and "<th>valid_loss</th>" in html
 
 
+# notebooks that start a local Ray run in the worker of tests/test_ray.py (one Ray at a time)
+RUNS = [pytest.param(p, marks=pytest.mark.xdist_group("ray")) if "collabc.ray" in p.read_text() else p
+        for p in NOTEBOOKS]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", RUNS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs(path, tmp_path):
     pytest.importorskip("nbformat")
     pytest.importorskip("nbclient")
@@ -95,6 +102,9 @@ def test_notebook_runs(path, tmp_path):
     if "epoch_table" in expect:
         # the epoch table renders as fastai's HTML table in Jupyter
         assert any(_has_epoch_table(h) for h in html), f"{path.name}: no HTML epoch table"
+    if "ranking_table" in expect:   # an implicit learner's table: train_loss and ranking metrics
+        assert any("<th>train_loss</th>" in h and "<th>ndcg@10</th>" in h for h in html), \
+            f"{path.name}: no HTML epoch table with ranking metrics"
     if "html" in expect:
         assert html, f"{path.name}: no HTML output"
     if "png" in expect:

@@ -21,7 +21,8 @@ pytest.importorskip("ray.tune", reason='collabc[ray] is not installed (pip insta
 import ray  # noqa: E402
 
 # Ray Data's own configuration code warns about its deprecated settings on first use
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),
+              pytest.mark.xdist_group("ray")]   # one local Ray at a time (see pyproject.toml)
 
 from collabc import (SGD, Adagrad, Adam, Callback, CollabDataLoaders, collab_learner,  # noqa: E402
                      load_learner, rmse, set_seed)
