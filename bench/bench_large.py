@@ -11,7 +11,9 @@ next to the planted model's own RMSE (the noise floor).
 
 The loaders are built from arrays without copies (the path for data that is already
 encoded: `DataLoader(x, y)` keeps a C-contiguous int32 (n, 2) `x` and float32 `y` as they are,
-np.memmap included). `bench/bench_encode.py` times `CollabDataLoaders.from_df` on such a set.
+np.memmap included), with `reorder=True`: the sparse path groups the training rows into blocks in
+those arrays instead of in a copy (12 bytes a rating; `--copy-layout` measures the default copy).
+`bench/bench_encode.py` times `CollabDataLoaders.from_df` on such a set.
 
 Targets (issue: large data), this 2-core machine class: <= 0.8 s per epoch on the 25M set
 (LibMF measured 0.78-0.89 s per iteration here with 2 threads, peak 342 MiB, holdout RMSE
@@ -78,7 +80,7 @@ def build(n_users, n_items, n_ratings, seed=0, holdout=0.02):
     return x, r, n - h, floor
 
 
-def run(name, n_users, n_items, n_ratings, epochs=20, lr=0.05, wd=0.02, n_threads=2):
+def run(name, n_users, n_items, n_ratings, epochs=20, lr=0.05, wd=0.02, n_threads=2, reorder=True):
     t = time.perf_counter()
     x, y, cut, floor = build(n_users, n_items, n_ratings)
     t_gen = time.perf_counter() - t
@@ -87,7 +89,7 @@ def run(name, n_users, n_items, n_ratings, epochs=20, lr=0.05, wd=0.02, n_thread
     peak_reset = reset_peak()
     t = time.perf_counter()
     classes = {"user": CategoryMap(range(1, n_users + 1)), "item": CategoryMap(range(1, n_items + 1))}
-    dls = DataLoaders(DataLoader(x[:cut], y[:cut], bs=64, shuffle=True),
+    dls = DataLoaders(DataLoader(x[:cut], y[:cut], bs=64, shuffle=True, reorder=reorder),
                       DataLoader(x[cut:], y[cut:], bs=4096), classes, "user", "item", "rating")
     t_enc = time.perf_counter() - t
     assert np.shares_memory(dls.train.x, x), "the loaders must use the arrays in place"
@@ -100,7 +102,8 @@ def run(name, n_users, n_items, n_ratings, epochs=20, lr=0.05, wd=0.02, n_thread
     times = np.array(learn.recorder.times)
     rmses = [v[2] for v in learn.recorder.values]
     print(f"== {name}: {n_users:,} users x {n_items:,} items, {len(y):,} ratings ({len(y) - cut:,} held out)")
-    print(f"synthetic data {t_gen:.1f} s; loaders from arrays {t_enc:.2f} s (no copy); fit {t_fit:.1f} s")
+    print(f"synthetic data {t_gen:.1f} s; loaders from arrays {t_enc:.2f} s (no copy); fit {t_fit:.1f} s; "
+          f"block layout {'in place (reorder=True)' if reorder else 'a copy (reorder=False)'}")
     print(f"epoch seconds: first {times[0]:.3f} (includes block grouping), then median "
           f"{np.median(times[1:]):.3f} (min {times[1:].min():.3f}; mean of all {len(times)} "
           f"{times.mean():.3f}); LibMF {LIBMF[name]} s per iteration "
@@ -117,10 +120,12 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--small", action="store_true", help="only the MovieLens-1M shape")
     p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--copy-layout", action="store_true",
+                   help="the training loader's default: the block layout is a copy (reorder=False)")
     a = p.parse_args()
-    run("1M", 6040, 3706, 1_000_209, epochs=a.epochs)
+    run("1M", 6040, 3706, 1_000_209, epochs=a.epochs, reorder=not a.copy_layout)
     if not a.small:
-        sec, err, peak = run("25M", 162_541, 59_047, 25_000_095, epochs=a.epochs)
+        sec, err, peak = run("25M", 162_541, 59_047, 25_000_095, epochs=a.epochs, reorder=not a.copy_layout)
         print(f"targets: <= 0.8 s per epoch: {'PASS' if sec <= 0.8 else 'FAIL'} ({sec:.2f}); "
               f"peak (generation included) <= 600 MiB: {'PASS' if peak <= 600 else 'FAIL'} ({peak:.0f}); "
               f"holdout RMSE <= 0.89: {'PASS' if err <= 0.89 else 'FAIL'} ({err:.4f})")

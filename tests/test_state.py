@@ -1,6 +1,7 @@
 """State lives with its owner: the data's layout (shared loaders, the caller's arrays), the
 optimizer's buffers through save/load/export (resuming as if never saved, all-or-nothing
 loads), and the sparse path's results depending only on the data, the seed and n_blocks."""
+import copy
 import threading
 
 import numpy as np
@@ -84,6 +85,46 @@ def test_the_callers_arrays_are_never_modified():
     np.testing.assert_array_equal(bx[key(bx, by)], x[key(x, y)])
     np.testing.assert_array_equal(by[key(bx, by)], y[key(x, y)].astype(np.float32))
     assert starts[-1] == len(x) and not bx.flags.writeable
+
+
+@pytest.mark.parametrize("opt", [Adagrad, Adam])
+def test_reorder_groups_the_callers_arrays_in_place_with_the_same_result(opt):
+    "DataLoader(reorder=True): no copy of the rows for the sparse layout, the same fit bit for bit."
+    full = dls_for(ratings(3000))
+    results = {}
+    for reorder in (False, True):
+        x, y = full.train.x.copy(), full.train.y.copy()
+        dl = DataLoader(x, y, bs=32, shuffle=True, reorder=reorder)
+        dl.seed, dl.rng = full.train.seed, full.train.new_rng()
+        learn = learner(DataLoaders(dl, full.valid, full.classes, "user", "item", "rating"), "sparse", opt=opt)
+        results[reorder] = fit(learn, "sparse")
+        bx, by, starts = dl.block_layout(learn.n_blocks)
+        assert np.shares_memory(bx, x) == reorder and np.shares_memory(dl.x, x)
+        if reorder:     # the same rows, grouped by block, read-only now
+            assert not x.flags.writeable and not y.flags.writeable
+            key = lambda a, b: np.lexsort((b, a[:, 1], a[:, 0]))        # noqa: E731
+            x0, y0 = full.train.x, full.train.y
+            np.testing.assert_array_equal(x[key(x, y)], x0[key(x0, y0)])
+            np.testing.assert_array_equal(y[key(x, y)], y0[key(x0, y0)])
+            assert not np.array_equal(x, x0)
+            # a second fit (the layout is kept) and another grid (the arrays regrouped) still train
+            results["again"] = fit(learner(DataLoaders(dl, full.valid, full.classes, "user", "item",
+                                                       "rating"), "sparse", opt=opt), "sparse")
+            with pytest.raises(ValueError, match=f"grouped in place for n_blocks={learn.n_blocks}"):
+                dl.block_layout(learn.n_blocks + 1)      # one grid: regrouping would change the fit
+            results["copied"] = fit(learner(DataLoaders(copy.deepcopy(dl), full.valid, full.classes, "user",
+                                                        "item", "rating"), "sparse", opt=opt), "sparse")
+        else:
+            np.testing.assert_array_equal(x, full.train.x)   # the default never touches them
+    np.testing.assert_array_equal(results[True], results[False])
+    np.testing.assert_array_equal(results["again"], results[False])
+    np.testing.assert_array_equal(results["copied"], results[False])   # a copy keeps its layout
+    with pytest.raises(ValueError, match="reorder=True groups x and y in place, but they are read-only"):
+        ro = full.train.x.copy()
+        ro.flags.writeable = False
+        DataLoader(ro, full.train.y.copy(), reorder=True)
+    with pytest.raises(TypeError, match="reorder must be True or False"):
+        DataLoader(full.train.x, full.train.y, reorder="yes")
 
 
 def test_sparse_results_do_not_depend_on_threads_or_timing():
