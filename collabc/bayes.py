@@ -891,6 +891,7 @@ class BayesPath(TrainingPath):
     a sweep the training MSE of that sweep's sample. There is no optimizer to step: learning
     rates, momentums and weight decay do not apply (`check_fit` refuses them). Ctrl-C is the
     loop's: it stops between segments (whole sweeps)."""
+    restorable = False   # never reports divergence (see collabc.paths)
     unit = "sweep"
     granularity = 1
     first_segment = 1      # the first segment of an epoch is one sweep, then ~0.25 s each

@@ -66,7 +66,8 @@ class CancelBatchException(Exception):
 
 
 class TrainingDivergedError(FloatingPointError):
-    "The training loss became NaN or inf; the model holds its parameters from before that batch."
+    """The training loss became NaN or inf; the model holds its parameters from before that batch,
+    or, when an earlier update had already made them non-finite, from the start of that segment."""
 
 
 _inner = ["before_segment", "after_segment", "after_cancel_batch"]

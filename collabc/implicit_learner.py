@@ -44,6 +44,7 @@ class ImplicitPath(TrainingPath):
     scheduled lr with its own mean loss. `epoch_loss` is the loss of the last finished epoch
     (for ALS, at the start of a fit, the loss of the model as it is: `als_loss`, O(nnz K)).
     A BPR score that becomes NaN or infinite raises `TrainingDivergedError` from `run`."""
+    restorable = False   # never reports divergence (see collabc.paths)
 
     def __init__(self, learn):
         super().__init__(learn)

@@ -83,6 +83,20 @@ class _Summary(str):
         return str(self)
 
 
+
+def _all_finite(snap):
+    "Whether every live array of a `Learner._segment_copy` holds finite values only."
+    return all(np.isfinite(a).all() for a, _ in snap)
+
+
+def _restore_if_broken(snap):
+    "Puts a snapshot back when a live array holds NaN or inf; returns whether it did."
+    if _all_finite(snap):
+        return False
+    for a, saved in snap:
+        np.copyto(a, saved)
+    return True
+
 class Learner:
     """fastai's `Learner` for collabc models: `fit`, `fit_one_cycle`, `fit_flat_cos`,
     `fit_sgdr`, `lr_find`, `validate`, callbacks (`cbs`), a `recorder`.
@@ -425,6 +439,7 @@ class Learner:
             self.seg_losses = np.zeros(n)
             t0 = time.perf_counter()
             bad = -1
+            snap = self._segment_copy() if path.restorable else None
             try:
                 self("before_segment")
                 lrs = np.ascontiguousarray(self.seg_lrs, dtype=np.float64)
@@ -446,9 +461,16 @@ class Learner:
             except CancelBatchException:
                 self.seg_done = n
                 self("after_cancel_batch")
-            if bad >= 0:
-                raise TrainingDivergedError(path.diverged(self.epoch, self.iter + bad, self.loss,
-                                                          float(self.seg_lrs[bad])))
+            if snap is not None and (bad >= 0 or not _all_finite(snap)):
+                restored = _restore_if_broken(snap)
+                if bad < 0:   # every loss finite, but the last update overflowed
+                    bad, self.loss = self.seg_done - 1, float("inf")
+                msg = path.diverged(self.epoch, self.iter + bad, self.loss, float(self.seg_lrs[bad]))
+                if restored:   # the path's "keeps its parameters from before..." no longer holds
+                    msg = (msg.split(";")[0] + "; an earlier update had already made parameters or "
+                           f"optimizer state non-finite, so the model and the optimizer were put back as "
+                           f"they were at {path.unit} {self.iter} of this epoch. Try a lower learning rate.")
+                raise TrainingDivergedError(msg)
             self.iter += self.seg_done
             if self._interrupted and self.iter < n_iter:
                 units = path.unit + ("es" if path.unit.endswith("ch") else "s")
@@ -458,6 +480,13 @@ class Learner:
             # segments of about a quarter second: Ctrl-C, the bar and callbacks respond that fast
             dt = max(time.perf_counter() - t0, 1e-6)
             seg = max(unit, min(n_iter, int(n * _SEGMENT_SECONDS / dt) // unit * unit))
+
+    def _segment_copy(self):
+        """(live array, copy) pairs of the model's floating tensors and the optimizer's buffers,
+        taken at the start of a segment (see `TrainingPath.restorable`)."""
+        live = [t.numpy() if hasattr(t, "numpy") else np.asarray(t) for t in self.model.state_dict().values()]
+        live += list(self.opt.state.values())
+        return [(a, a.copy()) for a in live if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.size]
 
     def _do_validate(self):
         self.valid_values = self._validate_values()

@@ -13,7 +13,11 @@ to it through this interface:
   at the given per-iteration lr and momentum, writes each one's loss, and returns -1, or the
   position (within the segment) of the first iteration whose loss was not finite (nothing from
   it on was applied on the exact path);
-* `diverged(epoch, it, loss, lr)` - the message for that case.
+* `diverged(epoch, it, loss, lr)` - the message for that case;
+* `restorable` - whether the loop keeps a copy of the model's tensors and the optimizer's
+  buffers at the start of each segment, to put back when a segment leaves them non-finite (an
+  update whose own loss was finite can overflow; the next loss then is NaN, and "the parameters
+  from before that batch" are already broken). Paths that never report divergence say False.
 
 Optional (a model's own path, `collabc.bayes.BayesPath`): `first_segment` (iterations in an
 epoch's first segment, default 64), `check_fit(how, lr, wd)` (refuses a fit it cannot run),
@@ -42,6 +46,7 @@ class TrainingPath:
     "The interface the loop uses (see the module docstring); subclasses fill it in."
     unit = "batch"
     granularity = 1
+    restorable = True
 
     def __init__(self, learn):
         self.learn = learn

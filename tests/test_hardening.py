@@ -952,3 +952,26 @@ def test_hostile_arrays_raise_a_clean_error(exported, tmp_path, case):
     members["collabc.json"] = json.dumps(header).encode()
     with pytest.raises(CollabcFileError):
         load_learner(_rezip(tmp_path / f"{case}.npz", members))
+
+
+@pytest.mark.parametrize("mode,use_nn", [("exact", False), ("exact", True), ("sparse", False)],
+                         ids=["dot", "nn", "sparse"])
+def test_an_overflowing_update_never_leaves_the_model_non_finite(mode, use_nn):
+    """An update whose own loss was finite can overflow (lr 1e10 without y_range); the next loss is
+    NaN and 'the parameters from before that batch' are already broken. The loop puts the model and
+    the optimizer back as they were at the start of the segment and says so (found by hypothesis)."""
+    from collabc import collab_learner
+    set_seed(0)
+    dls = CollabDataLoaders.from_df(ratings(n=400), bs=32)
+    put_back = 0
+    for seed in range(6):
+        set_seed(seed)
+        learn = quiet(collab_learner(dls, n_factors=2, y_range=None, use_nn=use_nn, train_mode=mode))
+        try:
+            learn.fit(1, 1e10)
+        except TrainingDivergedError as e:
+            put_back += "were put back as they were at" in str(e)
+        assert np.all(np.isfinite(learn.model.params)) and np.all(np.isfinite(learn.model.stats))
+        assert all(np.all(np.isfinite(b)) for b in learn.opt.state.values())
+    if mode == "exact":
+        assert put_back, "no case reached the overflow this test is about"
