@@ -83,19 +83,10 @@ class _Summary(str):
         return str(self)
 
 
-
 def _all_finite(snap):
     "Whether every live array of a `Learner._segment_copy` holds finite values only."
     return all(np.isfinite(a).all() for a, _ in snap)
 
-
-def _restore_if_broken(snap):
-    "Puts a snapshot back when a live array holds NaN or inf; returns whether it did."
-    if _all_finite(snap):
-        return False
-    for a, saved in snap:
-        np.copyto(a, saved)
-    return True
 
 class Learner:
     """fastai's `Learner` for collabc models: `fit`, `fit_one_cycle`, `fit_flat_cos`,
@@ -461,12 +452,15 @@ class Learner:
             except CancelBatchException:
                 self.seg_done = n
                 self("after_cancel_batch")
-            if snap is not None and (bad >= 0 or not _all_finite(snap)):
-                restored = _restore_if_broken(snap)
+            broken = snap is not None and not _all_finite(snap)
+            if broken:   # put back the segment's start: "before the bad batch" is already broken
+                for a, saved in snap:
+                    np.copyto(a, saved)
+            if bad >= 0 or broken:
                 if bad < 0:   # every loss finite, but the last update overflowed
                     bad, self.loss = self.seg_done - 1, float("inf")
                 msg = path.diverged(self.epoch, self.iter + bad, self.loss, float(self.seg_lrs[bad]))
-                if restored:   # the path's "keeps its parameters from before..." no longer holds
+                if broken:   # the path's "keeps its parameters from before..." no longer holds
                     msg = (msg.split(";")[0] + "; an earlier update had already made parameters or "
                            f"optimizer state non-finite, so the model and the optimizer were put back as "
                            f"they were at {path.unit} {self.iter} of this epoch. Try a lower learning rate.")

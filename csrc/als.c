@@ -10,6 +10,7 @@
 #include "als.h"
 #include "fpmode.h"
 #include "simd.h"
+#include "vec16.h"
 #include "status.h"
 #include "threads.h"
 
@@ -273,42 +274,16 @@ typedef struct {
     atomic_int tid;
 } solve_job;
 
-/* Row arithmetic: 16-lane vectors (GCC / Clang vector extensions; one AVX-512 register, two AVX2
- * ones, four SSE ones in the versions of simd.h) when 16 divides K, else plain loops
+/* Row arithmetic: 16-lane vectors (vec16.h) when 16 divides K, else plain loops
  * (cf_dot_f32's order: 16 interleaved partial sums combined pairwise). */
-#if defined(__GNUC__) && (defined(__clang__) || __GNUC__ >= 12) && !defined(CF_NO_VECTOR_EXT)
-#define CF_ALS_VEC 1
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-typedef float av16 __attribute__((vector_size(64)));
-typedef float av8 __attribute__((vector_size(32)));
-typedef float av4 __attribute__((vector_size(16)));
-CF_INLINE av16 vld(const float *p) {
-    av16 v;
-    __builtin_memcpy(&v, p, sizeof v);
-    return v;
-}
-#define VST(p, v)                                                                              \
-    do {                                                                                       \
-        const av16 v_ = (v);                                                                   \
-        __builtin_memcpy((p), &v_, sizeof v_);                                                 \
-    } while (0)
-CF_INLINE float vsum(av16 a) {
-    av8 b = __builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7) +
-            __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15);
-    av4 c = __builtin_shufflevector(b, b, 0, 1, 2, 3) + __builtin_shufflevector(b, b, 4, 5, 6, 7);
-    return (c[0] + c[2]) + (c[1] + c[3]);
-}
-#endif
 
 /* sum_k a[k] b[k] */
 CF_INLINE float dotk(const float *restrict a, const float *restrict b, int64_t K) {
-#ifdef CF_ALS_VEC
+#ifdef CF_VEC16
     if (K % 16 == 0) {
-        av16 acc = vld(a) * vld(b);
-        for (int64_t k = 16; k < K; k += 16) acc += vld(a + k) * vld(b + k);
-        return vsum(acc);
+        cf_v16 acc = ld16(a) * ld16(b);
+        for (int64_t k = 16; k < K; k += 16) acc += ld16(a + k) * ld16(b + k);
+        return hsum16(&acc);
     }
 #endif
     return cf_dot_f32(a, b, K);
@@ -316,9 +291,9 @@ CF_INLINE float dotk(const float *restrict a, const float *restrict b, int64_t K
 
 /* out[k] += c * y[k] */
 CF_INLINE void axpyk(float *restrict out, float c, const float *restrict y, int64_t K) {
-#ifdef CF_ALS_VEC
+#ifdef CF_VEC16
     if (K % 16 == 0) {
-        for (int64_t k = 0; k < K; k += 16) VST(out + k, vld(out + k) + c * vld(y + k));
+        for (int64_t k = 0; k < K; k += 16) st16(out + k, ld16(out + k) + c * ld16(y + k));
         return;
     }
 #endif

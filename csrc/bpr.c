@@ -11,6 +11,7 @@
 #include "bpr.h"
 #include "fpmode.h"
 #include "simd.h"
+#include "vec16.h"
 #include "status.h"
 #include "threads.h"
 
@@ -124,44 +125,17 @@ typedef struct {
     float *au;  /* Adagrad: user rows' accumulators */
 } block_priv;
 
-/* Row arithmetic: 16-lane vectors (GCC / Clang vector extensions; one AVX-512 register, two AVX2
- * ones, four SSE ones in the versions of simd.h) when 16 divides K, else plain loops.
+/* Row arithmetic: 16-lane vectors (vec16.h) when 16 divides K, else plain loops.
  * Either way a sum over k is 16 interleaved partial sums combined pairwise (cf_dot_f32's order). */
-#if defined(__GNUC__) && (defined(__clang__) || __GNUC__ >= 12) && !defined(CF_NO_VECTOR_EXT)
-#define CF_BPR_VEC 1
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-typedef float bv16 __attribute__((vector_size(64)));
-typedef float bv8 __attribute__((vector_size(32)));
-typedef float bv4 __attribute__((vector_size(16)));
-CF_INLINE bv16 vld(const float *p) {
-    bv16 v;
-    __builtin_memcpy(&v, p, sizeof v);
-    return v;
-}
-#define VST(p, v)                                                                              \
-    do {                                                                                       \
-        const bv16 v_ = (v);                                                                   \
-        __builtin_memcpy((p), &v_, sizeof v_);                                                 \
-    } while (0)
-CF_INLINE float vsum(const bv16 *p) {
-    const bv16 a = *p;
-    bv8 b = __builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7) +
-            __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15);
-    bv4 c = __builtin_shufflevector(b, b, 0, 1, 2, 3) + __builtin_shufflevector(b, b, 4, 5, 6, 7);
-    return (c[0] + c[2]) + (c[1] + c[3]);
-}
-#endif
 
 /* returns U_u.(V_i - V_j) */
 CF_INLINE float score_diff(const float *restrict pu, const float *restrict qi,
                            const float *restrict qj, int64_t K) {
-#ifdef CF_BPR_VEC
+#ifdef CF_VEC16
     if (K % 16 == 0) {
-        bv16 acc = vld(pu) * (vld(qi) - vld(qj));
-        for (int64_t k = 16; k < K; k += 16) acc += vld(pu + k) * (vld(qi + k) - vld(qj + k));
-        return vsum(&acc);
+        cf_v16 acc = ld16(pu) * (ld16(qi) - ld16(qj));
+        for (int64_t k = 16; k < K; k += 16) acc += ld16(pu + k) * (ld16(qi + k) - ld16(qj + k));
+        return hsum16(&acc);
     }
 #endif
     float acc[16] = {0};
@@ -177,13 +151,13 @@ CF_INLINE float score_diff(const float *restrict pu, const float *restrict qi,
 /* SGD on the three rows of a sample (from their values before it) */
 CF_INLINE void sgd_rows(float *restrict pu, float *restrict qi, float *restrict qj, float z,
                         float lr, float reg, int64_t K) {
-#ifdef CF_BPR_VEC
+#ifdef CF_VEC16
     if (K % 16 == 0) {
         for (int64_t k = 0; k < K; k += 16) {
-            const bv16 a = vld(pu + k), bi = vld(qi + k), bj = vld(qj + k);
-            VST(pu + k, a + lr * (z * (bi - bj) - reg * a));
-            VST(qi + k, bi + lr * (z * a - reg * bi));
-            VST(qj + k, bj + lr * (-z * a - reg * bj));
+            const cf_v16 a = ld16(pu + k), bi = ld16(qi + k), bj = ld16(qj + k);
+            st16(pu + k, a + lr * (z * (bi - bj) - reg * a));
+            st16(qi + k, bi + lr * (z * a - reg * bi));
+            st16(qj + k, bj + lr * (-z * a - reg * bj));
         }
         return;
     }
@@ -201,19 +175,19 @@ CF_INLINE void adagrad_rows(float *restrict pu, float *restrict qi, float *restr
                             float lr, float reg, float eps, float *acc_u, float *acc_i,
                             float *acc_j, int64_t K) {
     float su, si, sj;
-#ifdef CF_BPR_VEC
+#ifdef CF_VEC16
     if (K % 16 == 0) {
-        bv16 au = {0}, ai = {0}, aj = {0};
+        cf_v16 au = {0}, ai = {0}, aj = {0};
         for (int64_t k = 0; k < K; k += 16) {
-            const bv16 a = vld(pu + k), bi = vld(qi + k), bj = vld(qj + k);
-            const bv16 gu = reg * a - z * (bi - bj), gi = reg * bi - z * a, gj = reg * bj + z * a;
+            const cf_v16 a = ld16(pu + k), bi = ld16(qi + k), bj = ld16(qj + k);
+            const cf_v16 gu = reg * a - z * (bi - bj), gi = reg * bi - z * a, gj = reg * bj + z * a;
             au += gu * gu;
             ai += gi * gi;
             aj += gj * gj;
         }
-        su = vsum(&au);
-        si = vsum(&ai);
-        sj = vsum(&aj);
+        su = hsum16(&au);
+        si = hsum16(&ai);
+        sj = hsum16(&aj);
     } else
 #endif
     {
@@ -241,13 +215,13 @@ CF_INLINE void adagrad_rows(float *restrict pu, float *restrict qi, float *restr
     *acc_j += sj * inv;
     const float cu = lr / sqrtf(*acc_u + eps), ci = lr / sqrtf(*acc_i + eps),
                 cj = lr / sqrtf(*acc_j + eps);
-#ifdef CF_BPR_VEC
+#ifdef CF_VEC16
     if (K % 16 == 0) {
         for (int64_t k = 0; k < K; k += 16) {
-            const bv16 a = vld(pu + k), bi = vld(qi + k), bj = vld(qj + k);
-            VST(pu + k, a - cu * (reg * a - z * (bi - bj)));
-            VST(qi + k, bi - ci * (reg * bi - z * a));
-            VST(qj + k, bj - cj * (reg * bj + z * a));
+            const cf_v16 a = ld16(pu + k), bi = ld16(qi + k), bj = ld16(qj + k);
+            st16(pu + k, a - cu * (reg * a - z * (bi - bj)));
+            st16(qi + k, bi - ci * (reg * bi - z * a));
+            st16(qj + k, bj - cj * (reg * bj + z * a));
         }
         return;
     }

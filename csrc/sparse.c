@@ -9,6 +9,7 @@
 #include <string.h>
 #include "fpmode.h"
 #include "simd.h"
+#include "vec16.h"
 #include "sparse.h"
 #include "status.h"
 #include "checked.h"
@@ -36,39 +37,8 @@ typedef struct {
     int nomem;
 } sparse_job;
 
-#if defined(__GNUC__) && (defined(__clang__) || __GNUC__ >= 12) && !defined(CF_NO_VECTOR_EXT)
-/* GCC / Clang vector extensions: 16 float lanes (one AVX-512 register, two AVX2 ones, four
- * SSE ones in the versions of simd.h), reduced pairwise in registers */
-#define CF_SPARSE_VEC 1
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-typedef float cf_v16 __attribute__((vector_size(64)));
-typedef float cf_v8 __attribute__((vector_size(32)));
-typedef float cf_v4 __attribute__((vector_size(16)));
-typedef int32_t cf_v16i __attribute__((vector_size(64)));
-CF_INLINE cf_v16 ld16(const float *p) {
-    cf_v16 v;
-    __builtin_memcpy(&v, p, sizeof v);
-    return v;
-}
-/* a macro: a 64-byte vector passed by value to a function draws a -Wpsabi note */
-#define st16(p, v)                                                                             \
-    do {                                                                                       \
-        const cf_v16 v_ = (v);                                                                 \
-        __builtin_memcpy((p), &v_, sizeof v_);                                                 \
-    } while (0)
-/* lanes l and l + 8, then l and l + 4, ... (the pairwise order of cf_dot_f32) */
-CF_INLINE float hsum16(const cf_v16 *p) {
-    const cf_v16 a = *p;
-    cf_v8 b = __builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7) +
-              __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15);
-    cf_v4 c = __builtin_shufflevector(b, b, 0, 1, 2, 3) + __builtin_shufflevector(b, b, 4, 5, 6, 7);
-    return (c[0] + c[2]) + (c[1] + c[3]);
-}
-#endif
 
-#ifdef CF_SPARSE_VEC
+#ifdef CF_VEC16
 /* The rows as chunks of 16 lanes: the whole ones, then, if 16 does not divide n (n >= 16),
  * the chunk at n - 16 that ends the row, whose lanes of the last whole chunk the sums mask
  * out (tm: the lanes it adds) */
@@ -79,7 +49,7 @@ CF_INLINE float hsum16(const cf_v16 *p) {
  * first n lanes) */
 CF_INLINE float row_dot16(const float *restrict a, const float *restrict b, int64_t n,
                           const void *tail) {
-#ifdef CF_SPARSE_VEC
+#ifdef CF_VEC16
     if (n >= 16) {
         cf_v16 acc = ld16(a) * ld16(b);
         int64_t f = 16;
@@ -96,7 +66,7 @@ CF_INLINE float row_dot16(const float *restrict a, const float *restrict b, int6
  * the same way) */
 CF_INLINE float row_dot3_16(const float *restrict a, const float *restrict b, int64_t n,
                             const void *tail, float *aa, float *bb) {
-#ifdef CF_SPARSE_VEC
+#ifdef CF_VEC16
     if (n >= 16) {
         cf_v16 va = ld16(a), vb = ld16(b);
         cf_v16 ab = va * vb, a2 = va * va, b2 = vb * vb;
@@ -132,7 +102,7 @@ CF_INLINE float row_dot3_16(const float *restrict a, const float *restrict b, in
 CF_INLINE void scaled_step16(float *restrict pu, float *restrict qi, float dz, float wd,
                                float cu, float ci, int64_t n) {
     int64_t f = 0;
-#ifdef CF_SPARSE_VEC
+#ifdef CF_VEC16
     if (n >= 16) {
         const cf_v16 oa = ld16(pu + n - 16), ob = ld16(qi + n - 16);
         const cf_v16 ta = oa - cu * (dz * ob + wd * oa), tb = ob - ci * (dz * oa + wd * ob);
@@ -155,7 +125,7 @@ CF_INLINE void scaled_step16(float *restrict pu, float *restrict qi, float dz, f
     }
 }
 
-#ifdef CF_SPARSE_VEC
+#ifdef CF_VEC16
 /* The same sums and steps on vectors of W = 8 lanes (two per 16-lane chunk: the AVX2 version)
  * or 4 (four per chunk: SSE, NEON), lane for lane the same operations as the 16-lane code, so
  * the same bits: a 16-lane vector is no register there, and GCC then keeps it in memory,
@@ -251,7 +221,7 @@ CF_SPLIT_LANES(4, cf_v4, cf_v4i)
 /* the sums and the step at vector width vw (a constant in each version: CF_LANES of simd.h) */
 CF_INLINE float row_dot(int vw, const float *restrict a, const float *restrict b, int64_t n,
                         const void *tail) {
-#ifdef CF_SPARSE_VEC
+#ifdef CF_VEC16
     if (n >= 16 && vw == 8) return row_dot_w8(a, b, n, tail);
     if (n >= 16 && vw == 4) return row_dot_w4(a, b, n, tail);
 #endif
@@ -259,7 +229,7 @@ CF_INLINE float row_dot(int vw, const float *restrict a, const float *restrict b
 }
 CF_INLINE float row_dot3(int vw, const float *restrict a, const float *restrict b, int64_t n,
                          const void *tail, float *aa, float *bb) {
-#ifdef CF_SPARSE_VEC
+#ifdef CF_VEC16
     if (n >= 16 && vw == 8) return row_dot3_w8(a, b, n, tail, aa, bb);
     if (n >= 16 && vw == 4) return row_dot3_w4(a, b, n, tail, aa, bb);
 #endif
@@ -267,7 +237,7 @@ CF_INLINE float row_dot3(int vw, const float *restrict a, const float *restrict 
 }
 CF_INLINE void scaled_step(int vw, float *restrict pu, float *restrict qi, float dz, float wd,
                            float cu, float ci, int64_t n) {
-#ifdef CF_SPARSE_VEC
+#ifdef CF_VEC16
     if (vw == 8) {
         scaled_step_w8(pu, qi, dz, wd, cu, ci, n);
         return;
@@ -350,18 +320,18 @@ typedef struct {
      * items and users, copied to the thread by slot for the block (the rows of the blocks
      * other threads train share cache lines with them) */
     float *Ip, *acc_i, *acc_bi, *bi_s, *acc_u, *acc_bu, *bu_s;
-#ifdef CF_SPARSE_VEC
+#ifdef CF_VEC16
     cf_v16i tail; /* the lanes of the chunk at K - 16 that no whole chunk holds */
 #endif
 } block_ctx;
 
-#ifdef CF_SPARSE_VEC
+#ifdef CF_VEC16
 #define CF_TAIL(c) (&(c)->tail)
 #else
 #define CF_TAIL(c) NULL
 #endif
 
-#ifdef CF_SPARSE_VEC
+#ifdef CF_VEC16
 /* lane-wise square root: one SQRTPS on x86 (IEEE, the same as four sqrtf) */
 CF_INLINE cf_v4 sqrt4(cf_v4 v) {
 #if defined(__x86_64__) && !defined(__clang__)
@@ -451,7 +421,7 @@ CF_INLINE void rate_apply(const block_ctx *c, int kind, int vw, const rating *t)
         const float au = *acc_u + su / (float)K, ai = *acc_i + si / (float)K;
         *acc_u = au;
         *acc_i = ai;
-#ifdef CF_SPARSE_VEC
+#ifdef CF_VEC16
         /* the four steps' divisions and square roots at once, lane-wise (same values) */
         cf_v4 a = {au, ai, 1.0f, 1.0f}, num = {lr, lr, 0.0f, 0.0f};
         if (bu) {
@@ -699,7 +669,7 @@ static void block_ctx_init(block_ctx *c, const sparse_job *j, int64_t k, float *
     c->acc_bu = c->acc_u + n_uslots;
     c->bu_s = c->acc_bu + n_uslots;
     if (private_items) block_state(c, j->blocks[k] / j->nb, j->blocks[k] % j->nb, 1);
-#ifdef CF_SPARSE_VEC
+#ifdef CF_VEC16
     for (int l = 0; l < 16; l++) c->tail[l] = l >= 16 - c->K % 16 ? -1 : 0;
 #endif
 }
