@@ -33,7 +33,7 @@ CONFIGS = {   # name: (bayes_fm options, n_samples, burn_in, label)
     'plain': (dict(implicit='none'), 200, 50, "plain MF with biases (200 samples)"),
     'svdpp': (dict(implicit='user'), 500, 50, "+ items each user rated (SVD++-style)"),
     'both': (dict(implicit='both'), 500, 50, "+ users who rated each item (both sides)"),
-    'dates': (dict(implicit='both', date_name='timestamp'), 500, 50, "+ rating-date features"),
+    'dates': (dict(implicit='both', date_name='timestamp'), 500, 50, "+ rating-date features (the day, the user's day)"),
     'meta': (dict(implicit='both', date_name='timestamp', meta=True), 500, 50,
              "+ user and item metadata"),
 }

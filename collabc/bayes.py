@@ -606,8 +606,10 @@ class CollabBayesFM(BayesianFM):
     """A `BayesianFM` over collabc's encoded (user, item) pairs; built by `bayes_fm(dls, ...)`.
 
     Block 0 is the user side (one-hot user, optionally the items the user rated and metadata),
-    block 1 the item side; row-local features are the rating's day (`date_name`). The validation
+    block 1 the item side; row-local features are the rating's day (`date_name`) and, with
+    `user_day`, the (user, day) pair (timeSVD++'s per-user day effect, Koren 2009). The validation
     rows of `dls` are watched: `valid_preds()` is their exact average over the kept samples."""
+    _ud_keys = None    # sorted user * n_days + day code of the (user, day) features, or None
 
     def predict(self, x, dates=None, how='auto'):
         """Averaged predictions (n,) float64 for encoded pairs x (n, 2) [user index, item index].
@@ -642,12 +644,28 @@ class CollabBayesFM(BayesianFM):
         pos = np.minimum(pos, len(self._date_cats) - 1)
         return np.where(self._date_cats[pos] == days, pos, -1)
 
-    def _date_csr(self, codes):
-        have = codes >= 0
+    def _ud_codes(self, users, codes):
+        "The (user, day) feature of each row (-1: a pair the training rows do not hold)."
+        if self._ud_keys is None or not self._ud_keys.size:
+            return np.full(codes.shape[0], -1, np.int64)
+        key = np.asarray(users, np.int64) * len(self._date_cats) + codes
+        pos = np.minimum(np.searchsorted(self._ud_keys, key), self._ud_keys.size - 1)
+        return np.where((codes >= 0) & (self._ud_keys[pos] == key), pos, -1)
+
+    def _date_csr(self, codes, users=None):
+        """The row-local features (CSR): the day one-hot (codes >= 0) and, when the model has
+        them, the (user, day) one-hot after it."""
+        nd = len(self._date_cats)
+        cols = [np.where(codes >= 0, codes, -1)]
+        if self._ud_keys is not None:
+            ud = self._ud_codes(users, codes)
+            cols.append(np.where(ud >= 0, nd + ud, -1))
+        cols = np.stack(cols, 1)
+        have = cols >= 0
         ptr = np.zeros(codes.size + 1, np.int64)
-        np.cumsum(have, out=ptr[1:])
-        return (ptr, codes[have].astype(np.int32), np.ones(int(have.sum()), np.float32),
-                len(self._date_cats))
+        np.cumsum(have.sum(1), out=ptr[1:])
+        width = nd + (0 if self._ud_keys is None else self._ud_keys.size)
+        return (ptr, cols[have].astype(np.int32), np.ones(int(have.sum()), np.float32), width)
 
     def _pair_rows(self, x, dates):
         x = self._check_x(x)
@@ -656,7 +674,7 @@ class CollabBayesFM(BayesianFM):
             if dates is None:
                 raise ValueError(f"dates: the model uses the rating date ({self.date_name!r}); "
                                  f"pass the rows' dates")
-            xd = self._date_csr(self._day_codes(dates, x.shape[0]))
+            xd = self._date_csr(self._day_codes(dates, x.shape[0]), x[:, 0])
         return self.rows(np.ascontiguousarray(x.T), xd)
 
     def valid_preds(self):
@@ -767,12 +785,13 @@ class CollabBayesFM(BayesianFM):
 
 def bayes_fm(dls, n_factors=10, n_samples=500, burn_in=50, implicit='both', date_name=None,
              user_meta=None, item_meta=None, seed=None, n_threads=None, keep_samples=False,
-             **kwargs):
+             user_day=True, **kwargs):
     """A `CollabBayesFM` on the training rows of `dls` (a CollabDataLoaders), watching its
     validation rows. implicit: 'both' (the items each user rated and the users who rated each
     item, from the training rows, 1/sqrt(count)), 'user' (the first only) or 'none'. date_name:
-    a column of the rows (datetime64 or integer Unix seconds) whose day becomes a one-hot feature.
-    user_meta / item_meta: DataFrames indexed by the raw ids. Other keyword arguments go to
+    a column of the rows (datetime64 or integer Unix seconds) whose day becomes a one-hot feature,
+    and with user_day (the default) the (user, day) pair too, for the pairs of the training rows:
+    a per-user day effect and factors (timeSVD++'s b_{u,t}). user_meta / item_meta: DataFrames indexed by the raw ids. Other keyword arguments go to
     `BayesianFM` (init_std, alpha_0, beta_0, gamma_0, mu_0, reg_0)."""
     if implicit not in ('both', 'user', 'none'):
         raise ValueError(f"implicit must be 'both', 'user' or 'none', got {implicit!r}")
@@ -820,7 +839,7 @@ def bayes_fm(dls, n_factors=10, n_samples=500, burn_in=50, implicit='both', date
     iblock, ig, ign, isl = side(False)
     groups, names, slices = [], [], {}
     xd = xdv = None
-    date_cats = valid_days = None
+    date_cats = valid_days = ud_keys = None
     d0 = 0
     if date_name is not None:
         df_t, df_v = dls.train.df, dls.valid.df
@@ -833,6 +852,14 @@ def bayes_fm(dls, n_factors=10, n_samples=500, burn_in=50, implicit='both', date
         groups.append(np.zeros(d0, np.int32))
         names.append('date')
         slices['date'] = slice(0, d0)
+        if not isinstance(user_day, bool):
+            raise TypeError(f"user_day must be True or False, got {user_day!r}")
+        if user_day:
+            ud_keys = np.unique(xt[:, 0].astype(np.int64) * d0 + np.searchsorted(date_cats, dt))
+            groups.append(np.full(ud_keys.size, 1, np.int32))
+            names.append('user_day')
+            slices['user_day'] = slice(d0, d0 + ud_keys.size)
+            d0 += ud_keys.size
     goff = len(names)
     groups.append(ug + goff)
     names += ugn
@@ -848,14 +875,15 @@ def bayes_fm(dls, n_factors=10, n_samples=500, burn_in=50, implicit='both', date
     model.n_users, model.n_items = NU, NI
     model.date_name = date_name
     model._date_cats = date_cats
+    model._ud_keys = ud_keys if date_name is not None and user_day else None
     model._feature_slices = slices
     model.classes = {un: ucls, iname: icls}
     if date_cats is not None:
         model._valid_days = None
         codes_t = model._day_codes(pd.Series(dt.astype('datetime64[D]')), dt.size)
-        xd = model._date_csr(codes_t)
+        xd = model._date_csr(codes_t, xt[:, 0])
         valid_days = model._day_codes(pd.Series(dv.astype('datetime64[D]')), dv.size)
-        xdv = model._date_csr(valid_days)
+        xdv = model._date_csr(valid_days, xv[:, 0])
     model._valid_days = valid_days
     model._valid_x = np.ascontiguousarray(xv, dtype=np.int32)
     model._valid_y = np.asarray(yv, dtype=np.float64)
@@ -971,7 +999,8 @@ class BayesModel(Module):
     by 1/n_draws), so `_tables()` is a dot model of rank n_factors x draws and the whole
     dot-model toolbox (recommend, most_similar, pca, FoldIn) works on it. During burn-in (no
     draw yet) the current sample stands in. Date features enter the validation and training
-    rows' predictions; other pairs are predicted for an unknown day (no date feature).
+    rows' predictions; other pairs are predicted for an unknown day (the day terms averaged over
+    the training days, the (user, day) terms over the user's own training days).
 
     Built for inference (`from_config`, by `load_learner`) it holds the draws only."""
     own_path = "bayes"
@@ -981,13 +1010,16 @@ class BayesModel(Module):
     preds_ndim = 1
 
     def __init__(self, n_factors, n_users, n_items, n_draws=25, n_dates=0, implicit_user=False,
-                 sweeps_per_epoch=10):
+                 sweeps_per_epoch=10, n_udays=0):
         super().__init__()
         self.rank = _int_arg(n_factors, 'n_factors', 1)
         self.n_users = _int_arg(n_users, 'n_users', 1)
         self.n_items = _int_arg(n_items, 'n_items', 1)
         self.n_draws = _int_arg(n_draws, 'n_draws', 1)
         self.n_dates = _int_arg(n_dates, 'n_dates', 0)
+        self.n_udays = _int_arg(n_udays, 'n_udays', 0)
+        if self.n_udays and not self.n_dates:
+            raise ValueError("n_udays (user-day features) needs n_dates > 0")
         if not isinstance(implicit_user, bool):
             raise TypeError(f"implicit_user must be True or False, got {implicit_user!r}")
         self.implicit_user = implicit_user
@@ -998,7 +1030,7 @@ class BayesModel(Module):
 
     # ------------------------------------------------------------------ configuration
     @staticmethod
-    def _shapes(n_factors, n_users, n_items, n_draws=25, n_dates=0, implicit_user=False):
+    def _shapes(n_factors, n_users, n_items, n_draws=25, n_dates=0, implicit_user=False, n_udays=0):
         S, K = n_draws, n_factors
         out = {"draw_w0": ((S,), np.float32), "draw_u_weight": ((S, n_users, K), np.float32),
                "draw_u_bias": ((S, n_users), np.float32), "draw_i_weight": ((S, n_items, K), np.float32),
@@ -1008,6 +1040,10 @@ class BayesModel(Module):
             out.update({"draw_date_weight": ((S, n_dates, K), np.float32),
                         "draw_date_bias": ((S, n_dates), np.float32), "date_days": ((n_dates,), np.int64),
                         "date_freq": ((n_dates,), np.float32)})
+        if n_udays:
+            out.update({"draw_uday_weight": ((S, n_udays, K), np.float32),
+                        "draw_uday_bias": ((S, n_udays), np.float32), "uday_user": ((n_udays,), np.int64),
+                        "uday_code": ((n_udays,), np.int64), "uday_freq": ((n_udays,), np.float32)})
         if implicit_user:
             out.update({"draw_imp_weight": ((S, n_items, K), np.float32),
                         "draw_imp_bias": ((S, n_items), np.float32)})
@@ -1015,25 +1051,26 @@ class BayesModel(Module):
 
     def _draw_shapes(self):
         return self._shapes(self.rank, self.n_users, self.n_items, self.n_draws, self.n_dates,
-                            self.implicit_user)
+                            self.implicit_user, self.n_udays)
 
     @classmethod
     def planned_shapes(cls, n_factors, n_users, n_items, n_draws=25, n_dates=0, implicit_user=False,
-                       sweeps_per_epoch=10):
+                       sweeps_per_epoch=10, n_udays=0):
         "The shapes of the tensors a model of these arguments holds (nothing allocated)."
         for name, v, lo in (("n_factors", n_factors, 1), ("n_users", n_users, 1), ("n_items", n_items, 1),
                             ("n_draws", n_draws, 1), ("n_dates", n_dates, 0),
-                            ("sweeps_per_epoch", sweeps_per_epoch, 1)):
+                            ("sweeps_per_epoch", sweeps_per_epoch, 1), ("n_udays", n_udays, 0)):
             _int_arg(v, name, lo)
         return {k: s for k, (s, _) in cls._shapes(n_factors, n_users, n_items, n_draws, n_dates,
-                                                  implicit_user).items()}
+                                                  implicit_user, n_udays).items()}
 
     def get_config(self):
         "A JSON-able description that rebuilds the inference model with `from_config`."
         return {"class": type(self).__name__,
                 "args": {"n_factors": self.rank, "n_users": self.n_users, "n_items": self.n_items,
                          "n_draws": self.n_draws, "n_dates": self.n_dates,
-                         "implicit_user": self.implicit_user, "sweeps_per_epoch": self.sweeps_per_epoch},
+                         "implicit_user": self.implicit_user, "sweeps_per_epoch": self.sweeps_per_epoch,
+                         **({"n_udays": self.n_udays} if self.n_udays else {})},
                 **({"user": self.user, "item": self.item} if getattr(self, "classes", None) is not None else {})}
 
     @classmethod
@@ -1060,14 +1097,24 @@ class BayesModel(Module):
         model = cls(n_factors, fm.n_users, fm.n_items, n_draws=n_draws,
                     n_dates=0 if fm._date_cats is None else len(fm._date_cats),
                     implicit_user='user_implicit' in fm._feature_slices,
-                    sweeps_per_epoch=sweeps_per_epoch)
+                    sweeps_per_epoch=sweeps_per_epoch,
+                    n_udays=0 if fm._ud_keys is None else fm._ud_keys.size)
         model.fm = fm
         model.classes, model.user, model.item = dls.classes, dls.user_name, dls.item_name
         model._train_x = np.ascontiguousarray(dls.train.x, dtype=np.int32)
         if fm._date_cats is not None:
+            nd = len(fm._date_cats)
             model._draws["date_days"][:] = fm._date_cats
-            codes = fm.x[1]
-            model._draws["date_freq"][:] = np.bincount(codes, minlength=len(fm._date_cats)) / max(codes.size, 1)
+            codes = fm.x[1][fm.x[1] < nd]
+            model._draws["date_freq"][:] = np.bincount(codes, minlength=nd) / max(codes.size, 1)
+            if fm._ud_keys is not None:
+                # each (user, day) feature: its user, its day, its share of the user's training rows
+                cnt = np.bincount(fm.x[1][fm.x[1] >= nd] - nd, minlength=fm._ud_keys.size)
+                user = fm._ud_keys // nd
+                model._draws["uday_user"][:] = user
+                model._draws["uday_code"][:] = fm._ud_keys % nd
+                model._draws["uday_freq"][:] = cnt / np.maximum(
+                    np.bincount(user, weights=cnt, minlength=fm.n_users), 1)[user]
         kept = n_samples - burn_in
         model.stride = max(1, kept // model.n_draws)
         return model
@@ -1112,6 +1159,11 @@ class BayesModel(Module):
             raise ValueError(f"n_drawn must lie in [0, {self.n_draws}], got {n}")
         if "date_freq" in sd and not (np.all(np.asarray(sd["date_freq"]) >= 0)):
             raise ValueError("date_freq must be non-negative")
+        for k, hi in (("uday_user", self.n_users), ("uday_code", self.n_dates)):
+            if k in sd and np.size(sd[k]) and not (0 <= np.min(sd[k]) and np.max(sd[k]) < hi):
+                raise ValueError(f"{k} must lie in [0, {hi})")
+        if "uday_freq" in sd and not np.all((np.asarray(sd["uday_freq"]) >= 0) & (np.asarray(sd["uday_freq"]) <= 1)):
+            raise ValueError("uday_freq must lie in [0, 1]")
         if self.fm is not None and "sampler_counters" in sd:
             c = np.asarray(sd["sampler_counters"])
             if c[2] not in (0, 1) or not 0 <= c[1] <= c[0] or not 0 <= c[3] < max(self.rank, 1):
@@ -1164,7 +1216,9 @@ class BayesModel(Module):
         d = {"draw_w0": w0, "draw_u_weight": p_u, "draw_u_bias": w0 + lin_u + pair_u,
              "draw_i_weight": p_i, "draw_i_bias": lin_i + pair_i}
         if self.n_dates:
-            d["draw_date_weight"], d["draw_date_bias"] = V[:fm.d0], w[:fm.d0]
+            d["draw_date_weight"], d["draw_date_bias"] = V[:self.n_dates], w[:self.n_dates]
+        if self.n_udays:
+            d["draw_uday_weight"], d["draw_uday_bias"] = V[self.n_dates:fm.d0], w[self.n_dates:fm.d0]
         if self.implicit_user:
             sl = fm._slice('user_implicit')
             d["draw_imp_weight"], d["draw_imp_bias"] = V[sl], w[sl]
@@ -1190,13 +1244,32 @@ class BayesModel(Module):
         return d["draw_date_bias"] @ f, np.einsum("sdk,d->sk", d["draw_date_weight"].astype(np.float64), f)
 
     def _current(self):
-        "The draws to use: the stored ones, or (none yet) the sampler's current sample."
+        """The draws to use: the stored ones, or (none yet) the sampler's current sample. With
+        user-day features, each user's vector and bias hold the user's day terms averaged over
+        the user's training days (`_uday_mean`): what an unknown day of the user adds."""
         n = int(self._draws["n_drawn"][0])
         if n:
-            return {k: v[:n] for k, v in self._draws.items() if k.startswith("draw_")}
-        if self.fm is None:
+            d = {k: v[:n] for k, v in self._draws.items() if k.startswith("draw_")}
+        elif self.fm is None:
             raise RuntimeError("the model holds no posterior draw yet: train it (learn.fit()) first")
-        return {k: np.asarray(v, np.float32)[None] for k, v in self._draw_from(self.fm.theta, self.fm.hyper).items()}
+        else:
+            d = {k: np.asarray(v, np.float32)[None] for k, v in self._draw_from(self.fm.theta, self.fm.hyper).items()}
+        if self.n_udays:
+            ew, ev = self._uday_mean(d)
+            p_u = d["draw_u_weight"].astype(np.float64)
+            d["draw_u_bias"] = (d["draw_u_bias"] + ew + (p_u * ev).sum(2)).astype(np.float32)
+            d["draw_u_weight"] = (p_u + ev).astype(np.float32)
+        return d
+
+    def _uday_mean(self, d):
+        "Per draw, each user's (user, day) terms averaged over the user's training days: (S, n_users), (S, n_users, K)."
+        user, f = self._draws["uday_user"], self._draws["uday_freq"].astype(np.float64)
+        S = d["draw_w0"].shape[0]
+        ev = np.zeros((S, self.n_users, self.rank))
+        np.add.at(ev.transpose(1, 0, 2), user, (f[None, :, None] * d["draw_uday_weight"]).transpose(1, 0, 2))
+        ew = np.zeros((S, self.n_users))
+        np.add.at(ew.T, user, (f[None, :] * d["draw_uday_bias"]).T)
+        return ew, ev
 
     # ------------------------------------------------------------------ the dot-model view
     def _tables(self):
@@ -1262,11 +1335,21 @@ class BayesModel(Module):
             have = np.diff(ptr) > 0
             cs[have] = ind[ptr[:-1][have]]
             codes = np.empty_like(cs)
-            codes[np.argsort(self._train_x[:, 0], kind='stable')] = cs
+            order = np.argsort(self._train_x[:, 0], kind='stable')
+            codes[order] = cs
+            ud = None
+            if self.n_udays:     # the second feature of a row: its (user, day)
+                two = np.diff(ptr) > 1
+                us = np.full(x.shape[0], -1, np.int64)
+                us[two] = ind[ptr[:-1][two] + 1] - self.n_dates
+                ud = np.empty_like(us)
+                ud[order] = us
+            return self._predict_draws(x, codes, ud)
         return self._predict_draws(x, codes)
 
-    def _predict_draws(self, x, codes=None):
-        "The average of the draws' predictions for pairs x (n, 2), day codes (n,) or None."
+    def _predict_draws(self, x, codes=None, ud=None):
+        """The average of the draws' predictions for pairs x (n, 2), day codes (n,) or None, and
+        (user, day) feature codes (n,) or None (-1: unknown, the user's average day terms)."""
         U, I, bu, bi = self._tables()
         u, i = x[:, 0], x[:, 1]
         out = np.einsum("nk,nk->n", U[u].astype(np.float64), I[i]) + bu[u, 0] + bi[i, 0]
@@ -1278,6 +1361,16 @@ class BayesModel(Module):
             Wd = d["draw_date_weight"][:, c] - vbar[:, None]       # (S, m, K)
             uu = d["draw_u_weight"][:, u[have]] + d["draw_i_weight"][:, i[have]]
             out[have] += (d["draw_date_bias"][:, c] - wbar[:, None] + (Wd * uu).sum(2)).mean(0)
+            if ud is not None and self.n_udays:
+                # a known (user, day): its own terms in place of the user's average ones;
+                # d's user vectors hold the average ev already (see _current)
+                ew, ev = self._uday_mean(d)
+                k = have & (ud >= 0)
+                e, uk = ud[k], u[k]
+                dv = d["draw_uday_weight"][:, e] - ev[:, uk]                   # (S, m, K)
+                other = (d["draw_u_weight"][:, uk] - ev[:, uk] + d["draw_i_weight"][:, i[k]]
+                         + d["draw_date_weight"][:, codes[k]])
+                out[k] += (d["draw_uday_bias"][:, e] - ew[:, uk] + (dv * other).sum(2)).mean(0)
         return out.astype(np.float32)
 
     # ------------------------------------------------------------------ fold-in

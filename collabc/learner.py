@@ -793,11 +793,13 @@ def collab_learner(dls, n_factors=50, use_nn=False, emb_szs=None, layers=None, c
 
 def bayes_learner(dls, n_factors=10, n_samples=500, burn_in=50, implicit='both', date_name=None,
                   user_meta=None, item_meta=None, seed=None, n_threads=None, n_draws=25,
-                  sweeps_per_epoch=None, metrics=None, cbs=None, path=None, model_dir="models", **kwargs):
+                  sweeps_per_epoch=None, metrics=None, cbs=None, path=None, model_dir="models",
+                  user_day=True, **kwargs):
     """A `Learner` over a Bayesian factorization machine fitted by Gibbs sampling (issue 19;
     `collabc.bayes`, docs/bayes.md): biases and rank-`n_factors` factors for users and items,
     with `implicit` 'both' (the items each user rated and the users who rated each item as
-    extra features), 'user' or 'none', the rating's day (`date_name`) and user/item metadata
+    extra features), 'user' or 'none', the rating's day (`date_name`; with `user_day`, the
+    default, also the rating's (user, day) pair: a per-user day effect) and user/item metadata
     (DataFrames indexed by raw id); hyperpriors re-sampled every sweep; predictions averaged
     over the `n_samples - burn_in` sweeps after `burn_in`.
 
@@ -812,5 +814,5 @@ def bayes_learner(dls, n_factors=10, n_samples=500, burn_in=50, implicit='both',
     model = BayesModel.from_dls(dls, n_factors=n_factors, n_samples=n_samples, burn_in=burn_in,
                                 implicit=implicit, date_name=date_name, user_meta=user_meta,
                                 item_meta=item_meta, seed=seed, n_threads=n_threads, n_draws=n_draws,
-                                sweeps_per_epoch=sweeps_per_epoch, **kwargs)
+                                sweeps_per_epoch=sweeps_per_epoch, user_day=user_day, **kwargs)
     return Learner(dls, model, metrics=metrics, cbs=cbs, path=path, model_dir=model_dir)

@@ -254,7 +254,7 @@ def test_collab_builder_runs_and_predicts(dated):
     m = bayes_fm(dls, n_factors=3, n_samples=40, burn_in=10, implicit='both', date_name='timestamp',
                  user_meta=um, item_meta=im, seed=0, keep_samples=True)
     assert {'user', 'user_implicit', 'user_meta', 'item', 'item_implicit', 'item_meta', 'date'} <= set(m._feature_slices)
-    assert m.group_names[:2] == ['date', 'user'] and 'user_gender' in m.group_names
+    assert m.group_names[:3] == ['date', 'user_day', 'user'] and 'user_gender' in m.group_names
     rmse = m.fit()
     assert rmse.shape == (40,) and rmse[-1] < 1.0
     vp = m.valid_preds()

@@ -137,6 +137,45 @@ def test_dated_model_uses_days_it_knows_and_averages_the_others(dated):
     np.testing.assert_allclose(m._predict_draws(x[:50]), avg, atol=2e-5)
 
 
+def test_user_day_features_are_exact_for_known_pairs_and_survive_export(dated, tmp_path):
+    """date_name adds the (user, day) one-hot of the training pairs (user_day=True, the default):
+    a known pair's own terms, an unknown day the user's average day terms; export keeps both."""
+    learn = quiet(bayes_learner(dated, n_factors=2, n_samples=30, burn_in=10, n_draws=4,
+                                date_name='timestamp', seed=4, keep_samples=True, path=tmp_path))
+    with learn.no_bar():
+        learn.fit()
+    m, fm = learn.model, learn.model.fm
+    days = dated.train.df.timestamp.to_numpy()
+    x = np.ascontiguousarray(dated.train.x)
+    n_pairs = np.unique(x[:, 0].astype(np.int64) * 10 ** 6 + fm._day_codes(days, len(days))).size
+    assert m.n_udays == n_pairs and fm.group_names[:2] == ['date', 'user_day']
+    assert np.all(np.diff(fm.x[0]) == 2)             # every training row: its day and its (user, day)
+    # an unknown day: the user's own (user, day) terms weighted by the user's rows on each day
+    u = int(x[0, 0])
+    mine = np.flatnonzero(m._draws["uday_user"] == u)
+    np.testing.assert_allclose(m._draws["uday_freq"][mine].sum(), 1.0, rtol=1e-6)
+    xs = np.ascontiguousarray(np.column_stack([np.full(5, u), np.arange(1, 6)]).astype(np.int32))
+    c0 = np.full(5, int(m._draws["uday_code"][mine[0]]))
+    avg = sum(float(m._draws["uday_freq"][e]) * m._predict_draws(xs, c0, np.full(5, e)) for e in mine)
+    np.testing.assert_allclose(m._predict_draws(xs, c0), avg, atol=2e-5)
+    # export: the user-day draws go along, predictions unchanged; a hostile user index is refused
+    f = learn.export('dated.npz')
+    new = load_learner(f)
+    assert new.model.n_udays == m.n_udays
+    np.testing.assert_array_equal(new.model._predict_draws(x[:100]), m._predict_draws(x[:100]))
+    header, arrays = read_archive(f, kind="learner")
+    bad = dict(arrays, **{"model/uday_user": np.full(m.n_udays, 10 ** 6, np.int64)})
+    write_archive(tmp_path / 'bad.npz', "learner", header, bad)
+    with pytest.raises(CollabcFileError, match="uday_user"):
+        load_learner(tmp_path / 'bad.npz')
+    # user_day=False: the day alone, as before
+    plain = bayes_learner(dated, n_factors=2, n_samples=5, burn_in=1, date_name='timestamp',
+                          user_day=False, seed=4)
+    assert plain.model.n_udays == 0 and plain.model.fm.group_names[:2] == ['date', 'user']
+    with pytest.raises(TypeError, match="user_day"):
+        bayes_learner(dated, date_name='timestamp', user_day='yes')
+
+
 def test_recommend_similar_pca_and_interpretation(dls):
     learn = quiet(bayes_learner(dls, n_factors=2, n_samples=30, burn_in=10, n_draws=4, seed=3))
     with learn.no_bar():
