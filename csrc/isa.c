@@ -17,8 +17,10 @@ unsigned cf_isa_supported(void) {
     unsigned m = 1u << CF_ISA_GENERIC;
 #ifdef CF_MULTIVERSION
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) m |= 1u << CF_ISA_AVX2;
-    if (__builtin_cpu_supports("avx512f")) m |= 1u << CF_ISA_AVX512;
+    /* both levels are compiled with FMA too (fexp.h); every CPU with AVX2 or AVX-512F has it */
+    const int fma = __builtin_cpu_supports("fma");
+    if (fma && __builtin_cpu_supports("avx2")) m |= 1u << CF_ISA_AVX2;
+    if (fma && __builtin_cpu_supports("avx512f")) m |= 1u << CF_ISA_AVX512;
 #endif
     return m;
 }

@@ -3,7 +3,7 @@
  *
  * A hot kernel is written once, as a CF_INLINE function NAME_body, and CF_DISPATCH_FN /
  * CF_DISPATCH_PROC (a value / void) then define NAME(params): on x86-64 Linux with GCC it
- * compiles the body three times, as NAME_avx512 (target "avx512f"), NAME_avx2 (target "avx2")
+ * compiles the body three times, as NAME_avx512 (target "avx512f,fma"), NAME_avx2 (target "avx2,fma")
  * and NAME_generic (the x86-64 baseline), and calls the version of the level in use (isa.h:
  * the best the CPU runs, or the one COLLABC_ISA named at import). Elsewhere, or with
  * CF_NO_MULTIVERSION defined (the sanitizer builds), only the generic version exists and
@@ -25,8 +25,8 @@
     __attribute__((noinline, noclone)) tgt extra static ret name##sfx params {                \
         RET name##_body args;                                                                 \
     }
-#define CF_TGT_AVX512 __attribute__((target("avx512f")))
-#define CF_TGT_AVX2 __attribute__((target("avx2")))
+#define CF_TGT_AVX512 __attribute__((target("avx512f,fma")))
+#define CF_TGT_AVX2 __attribute__((target("avx2,fma")))
 #define CF_TGT_GENERIC
 
 /* the vector width (float lanes) of each version, for kernels written per width */

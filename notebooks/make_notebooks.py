@@ -1427,7 +1427,9 @@ def bayes_notebook():
             ## The Bayesian learner
 
             Rank 10, the items each user rated and the users who rated each item as extra features
-            (`implicit='both'`, the default), and the rating's day (`date_name`). `fit()` runs the
+            (`implicit='both'`, the default), and the rating's date (`date_name`): the day everyone
+shares and the user's own day (`user_day=True`, the default: timeSVD++'s per-user day
+effect, for the (user, day) pairs of the training rows). `fit()` runs the
             sampler's sweeps through the same training loop: an epoch is a group of sweeps (here 20),
             the train loss is the (smoothed) training MSE of the sweeps' own samples, the valid loss
             that of the **averaged** prediction so far (the current sample's during the first
@@ -1462,7 +1464,7 @@ def bayes_notebook():
                 plain.fit()
             results = pd.DataFrame({'model': ["the lesson's dot model (SGD, 5 epochs)",
                                               'Bayesian MF, plain (100 samples)',
-                                              'Bayesian MF, implicit both sides + day (200 samples)'],
+                                              'Bayesian MF, implicit both sides + day + user day (200 samples)'],
                                     'valid MSE': [dot_mse, plain.validate()[0], bayes.validate()[0]]})
             assert results['valid MSE'][2] < results['valid MSE'][1] < results['valid MSE'][0]
             assert results['valid MSE'][2] < dot_mse - 0.03

@@ -44,7 +44,9 @@ def test_sparse_sgd_and_linear_are_clean_in_every_version():
         for name in vers.values():
             res = cs.check_function(funcs[name])
             assert res, f"{name}: no hot loop found"
-            assert not [r for r in res if r[3]], name
+            # clean, apart from the loops KNOWN lists (run_rows_sgd_avx512: its loops over ratings
+            # for K < 16, which go through a stack chunk; the count must match exactly)
+            assert len([r for r in res if r[3]]) == cs.KNOWN.get(name, (0, ""))[0], name
 
 
 def test_checker_finds_a_spill(tmp_path):
