@@ -1428,8 +1428,8 @@ def bayes_notebook():
 
             Rank 10, the items each user rated and the users who rated each item as extra features
             (`implicit='both'`, the default), and the rating's date (`date_name`): the day everyone
-shares and the user's own day (`user_day=True`, the default: timeSVD++'s per-user day
-effect, for the (user, day) pairs of the training rows). `fit()` runs the
+            shares and the user's own day (`user_day=True`, the default: timeSVD++'s per-user day
+            effect, for the (user, day) pairs of the training rows). `fit()` runs the
             sampler's sweeps through the same training loop: an epoch is a group of sweeps (here 20),
             the train loss is the (smoothed) training MSE of the sweeps' own samples, the valid loss
             that of the **averaged** prediction so far (the current sample's during the first
