@@ -656,7 +656,7 @@ class CollabBayesFM(BayesianFM):
         """The row-local features (CSR): the day one-hot (codes >= 0) and, when the model has
         them, the (user, day) one-hot after it."""
         nd = len(self._date_cats)
-        cols = [np.where(codes >= 0, codes, -1)]
+        cols = [codes]
         if self._ud_keys is not None:
             ud = self._ud_codes(users, codes)
             cols.append(np.where(ud >= 0, nd + ud, -1))
@@ -791,8 +791,9 @@ def bayes_fm(dls, n_factors=10, n_samples=500, burn_in=50, implicit='both', date
     item, from the training rows, 1/sqrt(count)), 'user' (the first only) or 'none'. date_name:
     a column of the rows (datetime64 or integer Unix seconds) whose day becomes a one-hot feature,
     and with user_day (the default) the (user, day) pair too, for the pairs of the training rows:
-    a per-user day effect and factors (timeSVD++'s b_{u,t}). user_meta / item_meta: DataFrames indexed by the raw ids. Other keyword arguments go to
-    `BayesianFM` (init_std, alpha_0, beta_0, gamma_0, mu_0, reg_0)."""
+    a per-user day effect and factors (timeSVD++'s b_{u,t}). user_meta / item_meta: DataFrames
+    indexed by the raw ids. Other keyword arguments go to `BayesianFM` (init_std, alpha_0,
+    beta_0, gamma_0, mu_0, reg_0)."""
     if implicit not in ('both', 'user', 'none'):
         raise ValueError(f"implicit must be 'both', 'user' or 'none', got {implicit!r}")
     un, iname = dls.user_name, dls.item_name
@@ -875,7 +876,7 @@ def bayes_fm(dls, n_factors=10, n_samples=500, burn_in=50, implicit='both', date
     model.n_users, model.n_items = NU, NI
     model.date_name = date_name
     model._date_cats = date_cats
-    model._ud_keys = ud_keys if date_name is not None and user_day else None
+    model._ud_keys = ud_keys
     model._feature_slices = slices
     model.classes = {un: ucls, iname: icls}
     if date_cats is not None:
@@ -1160,9 +1161,11 @@ class BayesModel(Module):
         if "date_freq" in sd and not (np.all(np.asarray(sd["date_freq"]) >= 0)):
             raise ValueError("date_freq must be non-negative")
         for k, hi in (("uday_user", self.n_users), ("uday_code", self.n_dates)):
-            if k in sd and np.size(sd[k]) and not (0 <= np.min(sd[k]) and np.max(sd[k]) < hi):
+            v = np.asarray(sd.get(k, np.zeros(0, np.int64)))
+            if v.size and not (v.min() >= 0 and v.max() < hi):
                 raise ValueError(f"{k} must lie in [0, {hi})")
-        if "uday_freq" in sd and not np.all((np.asarray(sd["uday_freq"]) >= 0) & (np.asarray(sd["uday_freq"]) <= 1)):
+        f = np.asarray(sd.get("uday_freq", np.zeros(0)))
+        if not np.all((f >= 0) & (f <= 1)):
             raise ValueError("uday_freq must lie in [0, 1]")
         if self.fm is not None and "sampler_counters" in sd:
             c = np.asarray(sd["sampler_counters"])
@@ -1246,7 +1249,8 @@ class BayesModel(Module):
     def _current(self):
         """The draws to use: the stored ones, or (none yet) the sampler's current sample. With
         user-day features, each user's vector and bias hold the user's day terms averaged over
-        the user's training days (`_uday_mean`): what an unknown day of the user adds."""
+        the user's training days (`_uday_mean`, kept as d["uday_mean"]): what an unknown day of
+        the user adds."""
         n = int(self._draws["n_drawn"][0])
         if n:
             d = {k: v[:n] for k, v in self._draws.items() if k.startswith("draw_")}
@@ -1255,7 +1259,7 @@ class BayesModel(Module):
         else:
             d = {k: np.asarray(v, np.float32)[None] for k, v in self._draw_from(self.fm.theta, self.fm.hyper).items()}
         if self.n_udays:
-            ew, ev = self._uday_mean(d)
+            ew, ev = d["uday_mean"] = self._uday_mean(d)
             p_u = d["draw_u_weight"].astype(np.float64)
             d["draw_u_bias"] = (d["draw_u_bias"] + ew + (p_u * ev).sum(2)).astype(np.float32)
             d["draw_u_weight"] = (p_u + ev).astype(np.float32)
@@ -1331,19 +1335,18 @@ class BayesModel(Module):
         if fm is not None and fm._date_cats is not None and x.shape == self._train_x.shape \
                 and np.array_equal(x, self._train_x):
             ptr, ind = fm.x[0], fm.x[1]   # the sampler's rows are the training rows sorted by user
-            cs = np.full(x.shape[0], -1, np.int64)
-            have = np.diff(ptr) > 0
-            cs[have] = ind[ptr[:-1][have]]
-            codes = np.empty_like(cs)
             order = np.argsort(self._train_x[:, 0], kind='stable')
-            codes[order] = cs
-            ud = None
-            if self.n_udays:     # the second feature of a row: its (user, day)
-                two = np.diff(ptr) > 1
-                us = np.full(x.shape[0], -1, np.int64)
-                us[two] = ind[ptr[:-1][two] + 1] - self.n_dates
-                ud = np.empty_like(us)
-                ud[order] = us
+
+            def feature(j, off):
+                "Each training row's j-th row-local feature less off (-1: none), in dls order."
+                has = np.diff(ptr) > j
+                sorted_ = np.full(x.shape[0], -1, np.int64)
+                sorted_[has] = ind[ptr[:-1][has] + j] - off
+                out = np.empty_like(sorted_)
+                out[order] = sorted_
+                return out
+            codes = feature(0, 0)           # the day, then its (user, day)
+            ud = feature(1, self.n_dates) if self.n_udays else None
             return self._predict_draws(x, codes, ud)
         return self._predict_draws(x, codes)
 
@@ -1364,7 +1367,7 @@ class BayesModel(Module):
             if ud is not None and self.n_udays:
                 # a known (user, day): its own terms in place of the user's average ones;
                 # d's user vectors hold the average ev already (see _current)
-                ew, ev = self._uday_mean(d)
+                ew, ev = d["uday_mean"]
                 k = have & (ud >= 0)
                 e, uk = ud[k], u[k]
                 dv = d["draw_uday_weight"][:, e] - ev[:, uk]                   # (S, m, K)
