@@ -1,8 +1,9 @@
 /* fexp.h - expf inline, for the hot loops of the FMA versions of the kernels (simd.h).
  *
  * The y_range sigmoid of the sparse path calls expf once per rating. As a call into libm it
- * cost about a fifth of the sparse epoch: the call itself, and the vector registers the
- * interleaved kernel must save around it (every vector register is caller-saved). cf_expf_fma
+ * took 10-12% of a profile of the sparse epoch (no speed-up could be measured on a noisy
+ * machine, docs/performance.md), and the interleaved kernel must save its vector registers
+ * around it (every vector register is caller-saved). cf_expf_fma
  * computes the same function inline: the algorithm of glibc's expf for x86-64 with FMA
  * (`__expf_fma`, which glibc's ifunc selects on every CPU with FMA, so on every CPU that runs the
  * avx2 or avx512 versions), operation for operation, so the result is the same float, bit for
