@@ -6,7 +6,8 @@ it, never a dependency of collabc) on the fixed MovieLens-100k split
 Both systems get the same features (myFM's are built from collabc's own arrays: user block =
 one-hot user [+ the items the user rated, 1/sqrt(count)], item block = one-hot item [+ the users
 who rated it], row-local = one-hot day of the rating), the same rank, samples and burn-in, and
-myFM's default priors, which are collabc's. Each run is its own subprocess (peak memory is its
+myFM's default priors, which are collabc's (for plain MF collabc's default factor prior is
+Normal-Wishart, which myFM does not offer; the `-gamma` configurations use myFM's). Each run is its own subprocess (peak memory is its
 VmHWM, seconds are the sampler's alone, not the feature building), collabc and myFM
 alternating. Valid MSE is of the averaged prediction on all 20,000 validation rows (unclipped;
 clipped to [1, 5] in brackets).
@@ -30,7 +31,14 @@ import pandas as pd
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 CONFIGS = {   # name: (bayes_fm options, n_samples, burn_in, label)
+    # plain MF: factor_prior 'auto' is 'wishart' (Normal-Wishart over the factors); myFM has
+    # only the Normal-Gamma prior, which 'plain-gamma' gives collabc too
     'plain': (dict(implicit='none'), 200, 50, "plain MF with biases (200 samples)"),
+    'plain500': (dict(implicit='none'), 500, 50, "plain MF with biases (500 samples)"),
+    'plain-gamma': (dict(implicit='none', factor_prior='gamma'), 200, 50,
+                    "plain MF with biases, Normal-Gamma factor prior (200 samples)"),
+    'plain500-gamma': (dict(implicit='none', factor_prior='gamma'), 500, 50,
+                       "plain MF with biases, Normal-Gamma factor prior (500 samples)"),
     'svdpp': (dict(implicit='user'), 500, 50, "+ items each user rated (SVD++-style)"),
     'both': (dict(implicit='both'), 500, 50, "+ users who rated each item (both sides)"),
     'dates': (dict(implicit='both', date_name='timestamp'), 500, 50, "+ rating-date features (the day, the user's day)"),

@@ -1,6 +1,6 @@
 /* _core_bayes.c - the CPython binding of the Bayesian factorization machine (csrc/bfm.h):
  * bfm_run (Gibbs sweeps in place), bfm_predict (plug-in or sample-averaged predictions) and
- * bfm_random (the sampler's own normal and gamma draws, for tests). Every array is validated
+ * bfm_random and bfm_stream (the sampler's own draws, for tests). Every array is validated
  * (dtype, C order, alignment, writability, shape), then the whole structure by cf_bfm_check
  * (every index in range, the groupings consistent), before the GIL is released. The sparse
  * structures come as tuples of arrays (see the docstrings); C keeps no pointer past a call. */
@@ -142,11 +142,13 @@ static int raise_check(const char *fn, int st, const char *msg) {
 PyDoc_STRVAR(bfm_run_doc,
 "bfm_run(rmse, theta, hyper, theta_mean, hyper_mean, eval_mean, cache, counters, k, d0, group,\n"
 "        blocks, train,\n"
-"        eval, prior, n_sweeps, burn_in, seed, flags=0, n_threads=1, samples=None, stop=None)\n"
+"        eval, prior, n_sweeps, burn_in, seed, flags=0, n_threads=1, samples=None, stop=None,\n"
+"        wishart=0)\n"
 "--\n\n"
 "Runs n_sweeps Gibbs sweeps of the Bayesian factorization machine in place (csrc/bfm.h).\n"
 "rmse (n_sweeps,) float64 written: training RMSE after each sweep. theta (P,) float64,\n"
-"P = 1 + d (1 + k): w0, w, V; hyper (H,) float64, H = 1 + 2 G (1 + k); theta_mean (P,),\n"
+"P = 1 + d (1 + k): w0, w, V; hyper (H,) float64, H = 1 + 2 G (1 + k) (+ G k k with wishart=1:\n"
+"the factors' Normal-Wishart precisions, csrc/bfm.h); theta_mean (P,),\n"
 "hyper_mean (H,) and eval_mean (n_eval,) float64 running means over the kept sweeps; cache\n"
 "(2 n + sum M (1 + 2 k),) float64 the residual, q and block caches; counters (3,) int64 (sweeps done,\n"
 "kept, cache valid). group (d,) int32; blocks: tuple of (ptr int64 [M+1], col int32, val float32,\n"
@@ -161,7 +163,7 @@ PyDoc_STRVAR(bfm_run_doc,
 static PyObject *py_bfm_run(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"rmse", "theta", "hyper", "theta_mean", "hyper_mean", "eval_mean", "cache", "counters", "k",
                              "d0", "group", "blocks", "train", "eval", "prior", "n_sweeps",
-                             "burn_in", "seed", "flags", "n_threads", "samples", "stop", NULL};
+                             "burn_in", "seed", "flags", "n_threads", "samples", "stop", "wishart", NULL};
     const char *fn = "bfm_run";
     argspec s[10] = {{0, "rmse", NPY_FLOAT64, 1}, {0, "theta", NPY_FLOAT64, 1},
                     {0, "hyper", NPY_FLOAT64, 1}, {0, "theta_mean", NPY_FLOAT64, 1},
@@ -170,13 +172,13 @@ static PyObject *py_bfm_run(PyObject *self, PyObject *args, PyObject *kw) {
                     {0, "stop", NPY_INT64, 0, 1}};
     long long k, d0, n_sweeps, burn_in, n_threads = 1;
     unsigned long long seed;
-    int flags = 0;
+    int flags = 0, wishart = 0;
     PyObject *group, *blocks, *train, *evo, *prior;
     double pr[5];
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOLLOOOOOLLK|iLOO", kwlist, &s[0].obj, &s[1].obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOLLOOOOOLLK|iLOOp", kwlist, &s[0].obj, &s[1].obj,
                                      &s[2].obj, &s[3].obj, &s[7].obj, &s[4].obj, &s[8].obj, &s[5].obj, &k, &d0, &group,
                                      &blocks, &train, &evo, &prior, &n_sweeps, &burn_in, &seed,
-                                     &flags, &n_threads, &s[6].obj, &s[9].obj))
+                                     &flags, &n_threads, &s[6].obj, &s[9].obj, &wishart))
         return NULL;
     if (!PyArg_ParseTuple(prior, "ddddd", &pr[0], &pr[1], &pr[2], &pr[3], &pr[4])) {
         PyErr_Clear();
@@ -199,6 +201,7 @@ static PyObject *py_bfm_run(PyObject *self, PyObject *args, PyObject *kw) {
     if (check_args(fn, s, 10) < 0) return NULL;
     model_args ma;
     if (parse_model(fn, &ma, k, d0, group, blocks) < 0) return NULL;
+    ma.m.wishart = wishart;
     const int64_t P = cf_bfm_n_params(&ma.m), H = cf_bfm_n_hyper(&ma.m);
     const int R = (int)ma.m.n_blocks;
     tuple_args tt = {"train", 10,
@@ -382,9 +385,43 @@ static PyObject *py_bfm_random(PyObject *self, PyObject *args, PyObject *kw) {
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(bfm_stream_doc,
+"bfm_stream(out, seed, sweep, slot, nu=None)\n--\n\n"
+"The sampler's draws from one slot's stream (for tests of the Normal-Wishart step): with nu\n"
+"None, out (n,) float64 receives the stream's first n standard normals; else out (k, k)\n"
+"float64 receives the Bartlett factor of a Wishart(nu, I) draw (lower triangular, nu > k - 1).");
+
+static PyObject *py_bfm_stream(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"out", "seed", "sweep", "slot", "nu", NULL};
+    const char *fn = "bfm_stream";
+    argspec s[1] = {{0, "out", NPY_FLOAT64, 1}};
+    unsigned long long seed;
+    long long sweep, slot;
+    PyObject *nu_obj = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OKLL|O", kwlist, &s[0].obj, &seed, &sweep, &slot, &nu_obj))
+        return NULL;
+    if (check_args(fn, s, 1) < 0) return NULL;
+    if (nu_obj == Py_None) {
+        if (check_shape1(fn, &s[0], -1) < 0) return NULL;
+        cf_bfm_std_normals(F64(s[0]), DIM(s[0], 0), (uint64_t)seed, sweep, slot);
+        Py_RETURN_NONE;
+    }
+    const double nu = PyFloat_AsDouble(nu_obj);
+    if (nu == -1.0 && PyErr_Occurred()) return NULL;
+    if (check_shape2(fn, &s[0], -1, -1) < 0) return NULL;
+    const int64_t k = DIM(s[0], 0);
+    if (DIM(s[0], 1) != k || !isfinite(nu) || !(nu > (double)k - 1.0)) {
+        PyErr_Format(PyExc_ValueError, "%s(): 'out' must be square (k, k) and 'nu' a finite number > k - 1", fn);
+        return NULL;
+    }
+    cf_bfm_bartlett(F64(s[0]), k, nu, (uint64_t)seed, sweep, slot);
+    Py_RETURN_NONE;
+}
+
 PyMethodDef cf_bayes_methods[] = {
     {"bfm_run", (PyCFunction)(void (*)(void))py_bfm_run, METH_VARARGS | METH_KEYWORDS, bfm_run_doc},
     {"bfm_predict", (PyCFunction)(void (*)(void))py_bfm_predict, METH_VARARGS | METH_KEYWORDS, bfm_predict_doc},
     {"bfm_random", (PyCFunction)(void (*)(void))py_bfm_random, METH_VARARGS | METH_KEYWORDS, bfm_random_doc},
+    {"bfm_stream", (PyCFunction)(void (*)(void))py_bfm_stream, METH_VARARGS | METH_KEYWORDS, bfm_stream_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -137,13 +137,17 @@ class BayesianFM:
     block's in order. eval_rows: (x, idx) of rows whose predictions are averaged during sampling.
     Prior as myFM: alpha, lambda ~ Gamma(alpha_0/2, beta_0/2), mu ~ N(mu_0, 1/(gamma_0 lambda)),
     w0 ~ N(0, 1/reg_0); V starts at N(0, init_std^2), w at 0, alpha at 1, lambda at 1e-5.
+    factor_prior: 'gamma' (the above for every coordinate of the factors, myFM's and libFM's) or
+    'wishart' (BPMF's: a group's factor rows V[j] ~ N(mu, Lambda^-1) over the n_factors
+    coordinates together, Lambda ~ Wishart(nu_0 = n_factors, W_0 = I), mu ~ N(mu_0,
+    (gamma_0 Lambda)^-1); csrc/bfm.h). The linear weights are Normal-Gamma either way.
     fix: None, or 'alpha' and/or 'groups' to keep those hyperparameters at `hyper`'s values.
     """
 
     def __init__(self, y, blocks=(), idx=None, x=None, group=None, *, n_factors=10,
                  n_samples=500, burn_in=50, seed=None, n_threads=None, keep_samples=False,
                  init_std=0.1, alpha_0=1.0, beta_0=1.0, gamma_0=1.0, mu_0=0.0, reg_0=1.0,
-                 eval_rows=None, group_names=None, fix=None, hyper=None):
+                 eval_rows=None, group_names=None, fix=None, hyper=None, factor_prior='gamma'):
         self.n_factors = _int_arg(n_factors, 'n_factors', 0)
         self.n_samples = _int_arg(n_samples, 'n_samples', 1)
         self.burn_in = _int_arg(burn_in, 'burn_in', 0)
@@ -166,6 +170,9 @@ class BayesianFM:
                 raise ValueError(f"fix must hold 'alpha' and/or 'groups', got {f!r}")
             flags |= _FIX[f]
         self.flags = flags
+        if factor_prior not in ('gamma', 'wishart'):
+            raise ValueError(f"factor_prior must be 'gamma' or 'wishart', got {factor_prior!r}")
+        self.factor_prior = factor_prior
 
         y = np.asarray(y)
         if y.ndim != 1 or y.size == 0:
@@ -230,7 +237,7 @@ class BayesianFM:
 
         K, d, G = self.n_factors, self.d, self.n_groups
         self.n_params = 1 + d * (1 + K)
-        self.n_hyper = 1 + 2 * G * (1 + K)
+        self.n_hyper = 1 + 2 * G * (1 + K) + (G * K * K if factor_prior == 'wishart' else 0)
         if seed is None:
             seed = int(get_rng().integers(0, 2**63 - 1))
         self.seed = _int_arg(seed, 'seed', 0)
@@ -243,7 +250,9 @@ class BayesianFM:
             hyper[1:1 + G] = 0.0
             hyper[1 + G:1 + 2 * G] = 1e-5
             hyper[1 + 2 * G:1 + 2 * G + G * K] = 0.0
-            hyper[1 + 2 * G + G * K:] = 1e-5
+            hyper[1 + 2 * G + G * K:1 + 2 * G + 2 * G * K] = 1e-5
+            if factor_prior == 'wishart':
+                hyper[1 + 2 * G + 2 * G * K:] = (1e-5 * np.eye(K))[None].repeat(G, 0).ravel()
         self.hyper = np.array(hyper, dtype=np.float64)
         if self.hyper.shape != (self.n_hyper,) or not np.all(np.isfinite(self.hyper)) or self.hyper[0] <= 0:
             raise ValueError(f"hyper must be {self.n_hyper} finite numbers with hyper[0] (alpha) > 0")
@@ -341,7 +350,7 @@ class BayesianFM:
                     self.eval_mean if self._eval is not None else None, self.cache,
                     self.counters, self.n_factors, self.d0, self.group, self._blocks, self._train,
                     self._eval, self.prior, n, self.burn_in, self.seed, self.flags,
-                    self.n_threads, self.samples, stop))
+                    self.n_threads, self.samples, stop, self.factor_prior == 'wishart'))
             except BaseException as e:   # re-raised in the calling thread
                 error.append(e)
 
@@ -517,12 +526,20 @@ class BayesianFM:
         return self._split(self.theta_mean)[2]
 
     def hyper_means(self):
-        "Posterior means of the hyperparameters: dict alpha, mu_w, lambda_w, mu_V, lambda_V."
+        """Posterior means of the hyperparameters: dict alpha, mu_w, lambda_w, mu_V, lambda_V
+        (the factors' precisions per coordinate) and Lambda_V (G, K, K), the factors' precision
+        matrices (diagonal, lambda_V, with factor_prior='gamma')."""
         self._need_kept()
-        G, K, h = self.n_groups, self.n_factors, self.hyper_mean
+        return self._hyper_dict(self.hyper_mean)
+
+    def _hyper_dict(self, h):
+        G, K = self.n_groups, self.n_factors
+        lam_v = h[1 + 2 * G + G * K:1 + 2 * G + 2 * G * K].reshape(G, K)
+        Lam = h[1 + 2 * G + 2 * G * K:].reshape(G, K, K) if self.factor_prior == 'wishart' else \
+            lam_v[:, :, None] * np.eye(K)[None]
         return {'alpha': float(h[0]), 'mu_w': h[1:1 + G], 'lambda_w': h[1 + G:1 + 2 * G],
-                'mu_V': h[1 + 2 * G:1 + 2 * G + G * K].reshape(G, K),
-                'lambda_V': h[1 + 2 * G + G * K:].reshape(G, K)}
+                'mu_V': h[1 + 2 * G:1 + 2 * G + G * K].reshape(G, K), 'lambda_V': lam_v,
+                'Lambda_V': Lam}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -773,11 +790,12 @@ class CollabBayesFM(BayesianFM):
         c = w0 + lin_u + lin_i + 0.5 * ((z ** 2).sum(1) - s_u.sum() - sq_i.sum(1))
         h = self.hyper_means()
         g = int(self.group[self._slice('user').start])
-        prec = np.concatenate([[h['lambda_w'][g]], h['lambda_V'][g]])
+        prec = np.zeros((K + 1, K + 1))
+        prec[0, 0], prec[1:, 1:] = h['lambda_w'][g], h['Lambda_V'][g]
         mu = np.concatenate([[h['mu_w'][g]], h['mu_V'][g]])
         Z = np.hstack([np.ones((items.size, 1)), z[items]])
-        A = h['alpha'] * Z.T @ Z + np.diag(prec)
-        b = h['alpha'] * Z.T @ (ratings - c[items]) + prec * mu
+        A = h['alpha'] * Z.T @ Z + prec
+        b = h['alpha'] * Z.T @ (ratings - c[items]) + prec @ mu
         sol = np.linalg.solve(A, b)
         scores = c + sol[0] + z @ sol[1:]
         return {'bias': float(sol[0]), 'factors': sol[1:], 'scores': scores}
@@ -785,17 +803,26 @@ class CollabBayesFM(BayesianFM):
 
 def bayes_fm(dls, n_factors=10, n_samples=500, burn_in=50, implicit='both', date_name=None,
              user_meta=None, item_meta=None, seed=None, n_threads=None, keep_samples=False,
-             user_day=True, **kwargs):
+             user_day=True, factor_prior='auto', **kwargs):
     """A `CollabBayesFM` on the training rows of `dls` (a CollabDataLoaders), watching its
     validation rows. implicit: 'both' (the items each user rated and the users who rated each
     item, from the training rows, 1/sqrt(count)), 'user' (the first only) or 'none'. date_name:
     a column of the rows (datetime64 or integer Unix seconds) whose day becomes a one-hot feature,
     and with user_day (the default) the (user, day) pair too, for the pairs of the training rows:
     a per-user day effect and factors (timeSVD++'s b_{u,t}). user_meta / item_meta: DataFrames
-    indexed by the raw ids. Other keyword arguments go to `BayesianFM` (init_std, alpha_0,
-    beta_0, gamma_0, mu_0, reg_0)."""
+    indexed by the raw ids. factor_prior: the prior of the factors, 'gamma' (Normal-Gamma per
+    coordinate, myFM's), 'wishart' (Normal-Wishart per group over the factors together, BPMF's;
+    see `BayesianFM`) or 'auto' (the default): 'wishart' for plain MF (implicit='none', no
+    dates, no metadata), where it measured better on the fixed split, else 'gamma', which
+    measured better with the extra features (docs/bayes.md). Other keyword arguments go to
+    `BayesianFM` (init_std, alpha_0, beta_0, gamma_0, mu_0, reg_0)."""
     if implicit not in ('both', 'user', 'none'):
         raise ValueError(f"implicit must be 'both', 'user' or 'none', got {implicit!r}")
+    if factor_prior not in ('auto', 'gamma', 'wishart'):
+        raise ValueError(f"factor_prior must be 'auto', 'gamma' or 'wishart', got {factor_prior!r}")
+    if factor_prior == 'auto':
+        plain = implicit == 'none' and date_name is None and user_meta is None and item_meta is None
+        factor_prior = 'wishart' if plain else 'gamma'
     un, iname = dls.user_name, dls.item_name
     ucls, icls = dls.classes[un], dls.classes[iname]
     NU, NI = len(ucls), len(icls)
@@ -893,7 +920,7 @@ def bayes_fm(dls, n_factors=10, n_samples=500, burn_in=50, implicit='both', date
                         burn_in=burn_in, seed=seed, n_threads=n_threads,
                         keep_samples=keep_samples, group_names=names,
                         eval_rows=(np.ascontiguousarray(xv.T), xdv) if xv.shape[0] else None,
-                        **kwargs)
+                        factor_prior=factor_prior, **kwargs)
     return model
 
 
@@ -1011,8 +1038,11 @@ class BayesModel(Module):
     preds_ndim = 1
 
     def __init__(self, n_factors, n_users, n_items, n_draws=25, n_dates=0, implicit_user=False,
-                 sweeps_per_epoch=10, n_udays=0):
+                 sweeps_per_epoch=10, n_udays=0, factor_prior='gamma'):
         super().__init__()
+        if factor_prior not in ('gamma', 'wishart'):
+            raise ValueError(f"factor_prior must be 'gamma' or 'wishart', got {factor_prior!r}")
+        self.factor_prior = factor_prior
         self.rank = _int_arg(n_factors, 'n_factors', 1)
         self.n_users = _int_arg(n_users, 'n_users', 1)
         self.n_items = _int_arg(n_items, 'n_items', 1)
@@ -1031,7 +1061,8 @@ class BayesModel(Module):
 
     # ------------------------------------------------------------------ configuration
     @staticmethod
-    def _shapes(n_factors, n_users, n_items, n_draws=25, n_dates=0, implicit_user=False, n_udays=0):
+    def _shapes(n_factors, n_users, n_items, n_draws=25, n_dates=0, implicit_user=False, n_udays=0,
+                factor_prior='gamma'):
         S, K = n_draws, n_factors
         out = {"draw_w0": ((S,), np.float32), "draw_u_weight": ((S, n_users, K), np.float32),
                "draw_u_bias": ((S, n_users), np.float32), "draw_i_weight": ((S, n_items, K), np.float32),
@@ -1048,22 +1079,26 @@ class BayesModel(Module):
         if implicit_user:
             out.update({"draw_imp_weight": ((S, n_items, K), np.float32),
                         "draw_imp_bias": ((S, n_items), np.float32)})
+        if factor_prior == 'wishart':   # the user factors' prior precision (draw_user_prior: its diagonal)
+            out["draw_user_prec"] = ((S, K, K), np.float32)
         return out
 
     def _draw_shapes(self):
         return self._shapes(self.rank, self.n_users, self.n_items, self.n_draws, self.n_dates,
-                            self.implicit_user, self.n_udays)
+                            self.implicit_user, self.n_udays, self.factor_prior)
 
     @classmethod
     def planned_shapes(cls, n_factors, n_users, n_items, n_draws=25, n_dates=0, implicit_user=False,
-                       sweeps_per_epoch=10, n_udays=0):
+                       sweeps_per_epoch=10, n_udays=0, factor_prior='gamma'):
         "The shapes of the tensors a model of these arguments holds (nothing allocated)."
         for name, v, lo in (("n_factors", n_factors, 1), ("n_users", n_users, 1), ("n_items", n_items, 1),
                             ("n_draws", n_draws, 1), ("n_dates", n_dates, 0),
                             ("sweeps_per_epoch", sweeps_per_epoch, 1), ("n_udays", n_udays, 0)):
             _int_arg(v, name, lo)
+        if factor_prior not in ('gamma', 'wishart'):
+            raise ValueError(f"factor_prior must be 'gamma' or 'wishart', got {factor_prior!r}")
         return {k: s for k, (s, _) in cls._shapes(n_factors, n_users, n_items, n_draws, n_dates,
-                                                  implicit_user, n_udays).items()}
+                                                  implicit_user, n_udays, factor_prior).items()}
 
     def get_config(self):
         "A JSON-able description that rebuilds the inference model with `from_config`."
@@ -1071,7 +1106,8 @@ class BayesModel(Module):
                 "args": {"n_factors": self.rank, "n_users": self.n_users, "n_items": self.n_items,
                          "n_draws": self.n_draws, "n_dates": self.n_dates,
                          "implicit_user": self.implicit_user, "sweeps_per_epoch": self.sweeps_per_epoch,
-                         **({"n_udays": self.n_udays} if self.n_udays else {})},
+                         **({"n_udays": self.n_udays} if self.n_udays else {}),
+                         **({"factor_prior": self.factor_prior} if self.factor_prior != 'gamma' else {})},
                 **({"user": self.user, "item": self.item} if getattr(self, "classes", None) is not None else {})}
 
     @classmethod
@@ -1099,7 +1135,7 @@ class BayesModel(Module):
                     n_dates=0 if fm._date_cats is None else len(fm._date_cats),
                     implicit_user='user_implicit' in fm._feature_slices,
                     sweeps_per_epoch=sweeps_per_epoch,
-                    n_udays=0 if fm._ud_keys is None else fm._ud_keys.size)
+                    n_udays=0 if fm._ud_keys is None else fm._ud_keys.size, factor_prior=fm.factor_prior)
         model.fm = fm
         model.classes, model.user, model.item = dls.classes, dls.user_name, dls.item_name
         model._train_x = np.ascontiguousarray(dls.train.x, dtype=np.int32)
@@ -1167,6 +1203,14 @@ class BayesModel(Module):
         f = np.asarray(sd.get("uday_freq", np.zeros(0)))
         if not np.all((f >= 0) & (f <= 1)):
             raise ValueError("uday_freq must lie in [0, 1]")
+        # the fold-in's prior: the noise precision and the precisions positive, the factors'
+        # matrix (Normal-Wishart) symmetric positive definite, for the draws stored
+        pr = np.asarray(sd.get("draw_user_prior", np.ones((0, 3 + 2 * self.rank))), np.float64)[:n]
+        if not np.all(pr[:, [0, 2] + list(range(3 + self.rank, 3 + 2 * self.rank))] > 0):
+            raise ValueError("draw_user_prior must hold positive precisions (alpha, lambda_w, lambda_V)")
+        P = np.asarray(sd.get("draw_user_prec", np.zeros((0, self.rank, self.rank))), np.float64)[:n]
+        if P.size and not (np.array_equal(P, P.transpose(0, 2, 1)) and np.all(np.linalg.eigvalsh(P) > 0)):
+            raise ValueError("draw_user_prec must hold symmetric positive definite matrices")
         if self.fm is not None and "sampler_counters" in sd:
             c = np.asarray(sd["sampler_counters"])
             if c[2] not in (0, 1) or not 0 <= c[1] <= c[0] or not 0 <= c[3] < max(self.rank, 1):
@@ -1225,11 +1269,12 @@ class BayesModel(Module):
         if self.implicit_user:
             sl = fm._slice('user_implicit')
             d["draw_imp_weight"], d["draw_imp_bias"] = V[sl], w[sl]
-        G, K = fm.n_groups, fm.n_factors
         g = int(fm.group[fm._slice('user').start])
-        d["draw_user_prior"] = np.concatenate([[hyper[0], hyper[1 + g], hyper[1 + G + g]],
-                                               hyper[1 + 2 * G + g * K:1 + 2 * G + (g + 1) * K],
-                                               hyper[1 + 2 * G + G * K + g * K:1 + 2 * G + G * K + (g + 1) * K]])
+        h = fm._hyper_dict(hyper)
+        d["draw_user_prior"] = np.concatenate([[h['alpha'], h['mu_w'][g], h['lambda_w'][g]],
+                                               h['mu_V'][g], h['lambda_V'][g]])
+        if self.factor_prior == 'wishart':
+            d["draw_user_prec"] = h['Lambda_V'][g]
         return d
 
     def _store_draw(self, s):
@@ -1408,13 +1453,15 @@ class BayesModel(Module):
                 half = 0.5 * (p @ p - xv * xv * float((Vj ** 2).sum()))
             pr = d["draw_user_prior"][s].astype(np.float64)
             alpha, mu = pr[0], np.concatenate([[pr[1]], pr[3:3 + K]])
-            prec = np.concatenate([[pr[2]], pr[3 + K:]])
+            prec = np.diag(np.concatenate([[pr[2]], pr[3 + K:]]))   # the bias's and factors' precision
+            if "draw_user_prec" in d:                   # Normal-Wishart: the factors' matrix
+                prec[1:, 1:] = d["draw_user_prec"][s]
             # score_j = c_j + b + v.z_j (the user's one-hot bias b and factors v unknown)
             c0 = float(d["draw_w0"][s]) + lin + half + wbar[s] + vbar[s] @ p
             Z = np.hstack([np.ones((items.size, 1)), p + vbar[s] + I[items]])
             c = c0 + bi[items] + I[items] @ (p + vbar[s])
-            A = alpha * Z.T @ Z + np.diag(prec)
-            sol = np.linalg.solve(A, alpha * Z.T @ (r - c) + prec * mu)
+            A = alpha * Z.T @ Z + prec
+            sol = np.linalg.solve(A, alpha * Z.T @ (r - c) + prec @ mu)
             b, v = sol[0], sol[1:]
             facs.append(p + v)
             biases.append(c0 + b + v @ (p + vbar[s]))

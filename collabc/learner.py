@@ -810,7 +810,8 @@ def bayes_learner(dls, n_factors=10, n_samples=500, burn_in=50, implicit='both',
     `fit_one_cycle`, `fit_flat_cos`, `fit_sgdr`, `lr_find` and `fit(lr=...)` raise. `n_draws`
     evenly spaced samples are kept for predictions beyond the validation rows, `recommend`,
     `most_similar`, `pca`, fold-in and `export` (see `collabc.bayes.BayesModel`). Other keyword
-    arguments go to `bayes_fm` (priors: alpha_0, beta_0, gamma_0, mu_0, reg_0, init_std)."""
+    arguments go to `bayes_fm` (factor_prior: 'auto', 'gamma' or 'wishart', the factors'
+    hyperprior; priors: alpha_0, beta_0, gamma_0, mu_0, reg_0, init_std)."""
     model = BayesModel.from_dls(dls, n_factors=n_factors, n_samples=n_samples, burn_in=burn_in,
                                 implicit=implicit, date_name=date_name, user_meta=user_meta,
                                 item_meta=item_meta, seed=seed, n_threads=n_threads, n_draws=n_draws,

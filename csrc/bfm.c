@@ -82,6 +82,19 @@ double cf_bfm_std_gamma(uint64_t seed, int64_t sweep, int64_t slot, double shape
     return next_gamma(&st, shape);
 }
 
+void cf_bfm_std_normals(double *out, int64_t n, uint64_t seed, int64_t sweep, int64_t slot) {
+    bfm_stream st = stream_at(seed, sweep, slot);
+    for (int64_t i = 0; i < n; i++) out[i] = next_normal(&st);
+}
+
+void cf_bfm_bartlett(double *A, int64_t k, double nu, uint64_t seed, int64_t sweep, int64_t slot) {
+    bfm_stream st = stream_at(seed, sweep, slot);
+    for (int64_t i = 0; i < k * k; i++) A[i] = 0.0;
+    for (int64_t i = 0; i < k; i++) A[i * k + i] = sqrt(2.0 * next_gamma(&st, (nu - (double)i) / 2.0));
+    for (int64_t i = 1; i < k; i++)
+        for (int64_t c = 0; c < i; c++) A[i * k + c] = next_normal(&st);
+}
+
 /* a draw from N(lin / quad, 1 / quad): the conditional whose log density is
  * -quad/2 x^2 + lin x + const */
 static inline double draw_normal(uint64_t seed, int64_t sweep, int64_t slot, double quad,
@@ -99,7 +112,9 @@ static int64_t n_features(const cf_bfm_model *m) {
 
 int64_t cf_bfm_n_params(const cf_bfm_model *m) { return 1 + n_features(m) * (1 + m->k); }
 
-int64_t cf_bfm_n_hyper(const cf_bfm_model *m) { return 1 + 2 * m->n_groups * (1 + m->k); }
+int64_t cf_bfm_n_hyper(const cf_bfm_model *m) {
+    return 1 + 2 * m->n_groups * (1 + m->k) + (m->wishart ? m->n_groups * m->k * m->k : 0);
+}
 
 /* The sums over a block row's ratings are taken in one of two ways, chosen from the data alone
  * (never from the thread count): gathered through the grouping, row by row, when the ratings
@@ -172,6 +187,7 @@ int cf_bfm_check(char *msg, size_t msg_len, const cf_bfm_model *m, const cf_bfm_
                  const cf_bfm_rows *ev, int flags) {
     if (m->k < 0 || m->d0 < 0 || m->n_blocks < 0 || m->n_groups < 1)
         FAIL(CF_ERR_ARG, "model: negative size or no group");
+    if (m->wishart != 0 && m->wishart != 1) FAIL(CF_ERR_ARG, "model: wishart must be 0 or 1");
     const int64_t d = n_features(m);
     for (int64_t j = 0; j < d; j++)
         if (m->group[j] < 0 || m->group[j] >= m->n_groups)
@@ -832,6 +848,101 @@ static void draw_group_hyper(double *mu, double *lam, int64_t hstride, const dou
     }
 }
 
+/* The Normal-Wishart hyperparameters of every group's factor rows (model->wishart): with n
+ * rows x_j = V[j, .] in group g, their mean xb and scatter S = sum (x_j - xb)(x_j - xb)',
+ *   W_n^-1 = I + S + (gamma_0 n / (gamma_0 + n)) (xb - mu_0)(xb - mu_0)',  nu_n = k + n,
+ *   Lambda ~ Wishart(nu_n, W_n),  mu ~ N((gamma_0 mu_0 + n xb) / (gamma_0 + n), ((gamma_0 + n) Lambda)^-1).
+ * With R R' = W_n^-1 (Cholesky) and A the Bartlett factor: Lambda = M M', M = R^-T A; and
+ * mu = its mean + R A^-T z / sqrt(gamma_0 + n) (covariance R A^-T A^-1 R' = Lambda^-1).
+ * Writes mu_V [G, k], lambda_V [G, k] (Lambda's diagonal) and Lambda_V [G, k, k];
+ * acc [G (1 + k + k k) + 3 k k] scratch. */
+static void draw_group_wishart(double *mu_v, double *lam_v, double *Lam, const double *V,
+                               const cf_bfm_model *m, int64_t d, const cf_bfm_prior *pr,
+                               uint64_t seed, int64_t sweep, int64_t lam_slot, int64_t mu_slot,
+                               double *acc) {
+    const int64_t G = m->n_groups, k = m->k, kk = k * k;
+    double *cnt = acc, *sum = cnt + G, *sq = sum + G * k, *R = sq + G * kk, *A = R + kk, *M = A + kk;
+    for (int64_t i = 0; i < G * (1 + k + kk); i++) acc[i] = 0.0;
+    for (int64_t j = 0; j < d; j++) {
+        const int64_t g = m->group[j];
+        const double *x = V + j * k;
+        cnt[g] += 1.0;
+        for (int64_t a = 0; a < k; a++) {
+            sum[g * k + a] += x[a];
+            for (int64_t b = 0; b <= a; b++) sq[g * kk + a * k + b] += x[a] * x[b];
+        }
+    }
+    for (int64_t g = 0; g < G; g++) {
+        const double n = cnt[g], bn = pr->gamma_0 + n, c = pr->gamma_0 * n / bn;
+        const double *s = sum + g * k, *q = sq + g * kk;
+        /* W_n^-1 (lower triangle) = I + sum x x' - n xb xb' + c (xb - mu_0)(xb - mu_0)' */
+        for (int64_t a = 0; a < k; a++)
+            for (int64_t b = 0; b <= a; b++) {
+                const double xa = n > 0 ? s[a] / n : 0.0, xb = n > 0 ? s[b] / n : 0.0;
+                R[a * k + b] = (a == b) + q[a * k + b] - n * xa * xb +
+                               c * (xa - pr->mu_0) * (xb - pr->mu_0);
+            }
+        /* in place Cholesky: R lower with R R' = W_n^-1 (positive definite: >= I) */
+        for (int64_t a = 0; a < k; a++) {
+            for (int64_t b = 0; b <= a; b++) {
+                double v = R[a * k + b];
+                for (int64_t e = 0; e < b; e++) v -= R[a * k + e] * R[b * k + e];
+                R[a * k + b] = a == b ? sqrt(v) : v / R[b * k + b];
+            }
+            for (int64_t b = a + 1; b < k; b++) R[a * k + b] = 0.0;
+        }
+        cf_bfm_bartlett(A, k, (double)k + n, seed, sweep, lam_slot + g * k);
+        /* M = R^-T A: R' M = A, back substitution (R' upper), column by column */
+        for (int64_t col = 0; col < k; col++)
+            for (int64_t a = k - 1; a >= 0; a--) {
+                double v = A[a * k + col];
+                for (int64_t e = a + 1; e < k; e++) v -= R[e * k + a] * M[e * k + col];
+                M[a * k + col] = v / R[a * k + a];
+            }
+        double *L = Lam + g * kk;
+        for (int64_t a = 0; a < k; a++)
+            for (int64_t b = 0; b < k; b++) {
+                double v = 0.0;
+                for (int64_t e = 0; e < k; e++) v += M[a * k + e] * M[b * k + e];
+                L[a * k + b] = v;
+            }
+        for (int64_t a = 0; a < k; a++) {
+            for (int64_t b = 0; b < a; b++) L[a * k + b] = L[b * k + a]; /* exactly symmetric */
+            lam_v[g * k + a] = L[a * k + a];
+        }
+        /* mu: y = A^-T z (A' y = z, back substitution), then mean + R y / sqrt(bn) */
+        double *y = M; /* M is no longer needed */
+        cf_bfm_std_normals(y, k, seed, sweep, mu_slot + g * k);
+        for (int64_t a = k - 1; a >= 0; a--) {
+            double v = y[a];
+            for (int64_t e = a + 1; e < k; e++) v -= A[e * k + a] * y[e];
+            y[a] = v / A[a * k + a];
+        }
+        for (int64_t a = 0; a < k; a++) {
+            double v = 0.0;
+            for (int64_t e = 0; e <= a; e++) v += R[a * k + e] * y[e];
+            mu_v[g * k + a] = (pr->gamma_0 * pr->mu_0 + s[a]) / bn + v / sqrt(bn);
+        }
+    }
+}
+
+/* The prior's part of V[j, f]'s conditional, for j in group g: quad += Lambda_ff,
+ * lin += Lambda_ff mu_f - sum_{c != f} Lambda_fc (V_jc - mu_c) (Normal-Gamma: Lambda diagonal). */
+static inline void factor_prior(const double *hyper, const cf_bfm_model *m, const double *vj,
+                                int64_t g, int64_t f, double *quad, double *lin) {
+    const int64_t G = m->n_groups, k = m->k;
+    const double *mu = hyper + 1 + 2 * G + g * k;
+    const double lff = hyper[1 + 2 * G + G * k + g * k + f];
+    double l = lff * mu[f];
+    if (m->wishart) {
+        const double *L = hyper + 1 + 2 * G + 2 * G * k + (g * k + f) * k;
+        for (int64_t c = 0; c < k; c++)
+            if (c != f) l -= L[c] * (vj[c] - mu[c]);
+    }
+    *quad += lff;
+    *lin += l;
+}
+
 /* whether the caller asked the driver to stop (a flag another thread may set at any time) */
 static inline int stop_requested(const int64_t *stop) {
 #if defined(__GNUC__)
@@ -930,10 +1041,14 @@ static int64_t sweep_once(sweep_job *j, double *hyper, bfm_pool *pool, const cf_
         pool_run(pool, writeback_task, j, n_chunks_of(j->M, BROW_CHUNK));
     }
 
-    if (!(flags & CF_BFM_FIX_GROUPS))
-        for (int64_t f = 0; f < k; f++)
-            draw_group_hyper(mu_v + f, lam_v + f, k, V + f, k, m, d, pr, seed, sweep, s_lv + f,
-                             s_mv + f, k, acc);
+    if (!(flags & CF_BFM_FIX_GROUPS)) {
+        if (m->wishart)
+            draw_group_wishart(mu_v, lam_v, lam_v + G * k, V, m, d, pr, seed, sweep, s_lv, s_mv, acc);
+        else
+            for (int64_t f = 0; f < k; f++)
+                draw_group_hyper(mu_v + f, lam_v + f, k, V + f, k, m, d, pr, seed, sweep, s_lv + f,
+                                 s_mv + f, k, acc);
+    }
 
 factors:
     for (int64_t f = f0; f < k; f++) {
@@ -956,8 +1071,9 @@ factors:
                 quad += h * h;
                 lin += h * (vo * h - j->e[nn]);
             }
-            quad = alpha * quad + lam_v[g * k + f];
-            lin = alpha * lin + lam_v[g * k + f] * mu_v[g * k + f];
+            quad *= alpha;
+            lin *= alpha;
+            factor_prior(hyper, m, V + jj * k, g, f, &quad, &lin);
             const double vn = draw_normal(seed, sweep, s_v + jj * k + f, quad, lin), delta = vn - vo;
             V[jj * k + f] = vn;
             for (int64_t p = t->xt_ptr[jj]; p < t->xt_ptr[jj + 1]; p++) {
@@ -1003,8 +1119,9 @@ factors:
                 quad += quad2;
                 lin += lin2;
                 lin += quad * vo;
-                quad = alpha * quad + lam_v[g * k + f];
-                lin = alpha * lin + lam_v[g * k + f] * mu_v[g * k + f];
+                quad *= alpha;
+                lin *= alpha;
+                factor_prior(hyper, m, V + jj * k, g, f, &quad, &lin);
                 const double vn = draw_normal(seed, sweep, s_v + jj * k + f, quad, lin),
                              delta = vn - vo;
                 V[jj * k + f] = vn;
@@ -1113,6 +1230,7 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
                const cf_bfm_rows *ev, const cf_bfm_prior *prior, int64_t n_sweeps,
                int64_t burn_in, uint64_t seed, int flags, int n_threads, const int64_t *stop) {
     if (n_sweeps < 0 || burn_in < 0 || n_threads < 1 || m->k < 0 || m->n_blocks > MAX_BLOCKS ||
+        (m->wishart != 0 && m->wishart != 1) ||
         t->rows.n < 1 || (samples && samples_cap < 0) || counters[3] < 0 ||
         counters[3] >= (m->k > 0 ? m->k : 1))
         return CF_ERR_ARG;
@@ -1124,10 +1242,11 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
         if (m->blocks[r].n_rows > maxM) maxM = m->blocks[r].n_rows;
         sumM += m->blocks[r].n_rows;
     }
-    /* scratch: chunk partials [2 nrc]; group accumulators [3 G]; the blocks' columns [sum M];
+    /* scratch: chunk partials [2 nrc]; group accumulators [nacc]; the blocks' columns [sum M];
      * the apply coefficients [2 maxM]; the block rows [maxM] (q lives in the cache: no
      * allocation of the size of the data per call) */
-    const int64_t nd = 2 * nrc + 3 * G + sumM + 2 * maxM;
+    const int64_t nacc = m->wishart ? G * (1 + k + k * k) + 3 * k * k : 3 * G;
+    const int64_t nd = 2 * nrc + nacc + sumM + 2 * maxM;
     double *buf = malloc(sizeof(double) * (size_t)nd);
     brow *br = malloc(sizeof(brow) * (size_t)(maxM > 0 ? maxM : 1));
     int scatter[MAX_BLOCKS] = {0}, any_scatter = 0;
@@ -1164,7 +1283,7 @@ int cf_bfm_run(double *rmse, double *theta, double *hyper, double *theta_mean,
     j.sk = sk;
     double *acc = buf + 2 * nrc;
     {
-        double *p = acc + 3 * G;
+        double *p = acc + nacc;
         for (int64_t r = 0; r < m->n_blocks; r++) {
             j.col[r] = p;
             p += m->blocks[r].n_rows;

@@ -25,11 +25,17 @@ typedef struct {
 } cf_bfm_block;
 
 /* The model's shape: k factors, d0 row-local features, then the features of each block in
- * order (d = d0 + sum n_feat features in all), each in one of n_groups groups. */
+ * order (d = d0 + sum n_feat features in all), each in one of n_groups groups. The prior of a
+ * group's factor rows V[j, .]: with wishart 0, independent N(mu_V[g, f], 1 / lambda_V[g, f])
+ * per coordinate with Normal-Gamma hyperpriors (myFM's, libFM's); with wishart 1,
+ * N(mu_V[g], Lambda_V[g]^-1) over the k coordinates together with a Normal-Wishart hyperprior
+ * (BPMF's, Salakhutdinov & Mnih 2008): Lambda ~ Wishart(nu_0 = k, W_0 = I),
+ * mu | Lambda ~ N(mu_0, (gamma_0 Lambda)^-1). The linear weights w are Normal-Gamma in both. */
 typedef struct {
     int64_t k, d0, n_blocks, n_groups;
     const cf_bfm_block *blocks; /* [n_blocks] */
     const int32_t *group;       /* [d] in [0, n_groups) */
+    int64_t wishart;            /* 0 or 1 (above) */
 } cf_bfm_model;
 
 /* A set of rows (ratings): row-local features by row (CSR) and each row's block rows. */
@@ -74,8 +80,9 @@ enum {
 #define CF_BFM_STOPPED 100
 
 /* Parameter vector theta [P], P = 1 + d + d k: w0, w [d], V [d, k] (row-major).
- * Hyperparameters hyper [H], H = 1 + 2 G + 2 G k: alpha, mu_w [G], lambda_w [G],
- * mu_V [G, k], lambda_V [G, k]. */
+ * Hyperparameters hyper [H], H = 1 + 2 G + 2 G k (+ G k k with wishart): alpha, mu_w [G],
+ * lambda_w [G], mu_V [G, k], lambda_V [G, k], then with wishart Lambda_V [G, k, k], whose
+ * diagonal lambda_V repeats. */
 int64_t cf_bfm_n_params(const cf_bfm_model *m);
 int64_t cf_bfm_n_hyper(const cf_bfm_model *m);
 /* the doubles of cf_bfm_run's cache for n training rows */
@@ -86,10 +93,21 @@ int64_t cf_bfm_cache_size(const cf_bfm_model *m, int64_t n);
  * one sweep, in the order the sweep draws them:
  *   0 alpha (gamma), 1 w0, 2 + g lambda_w[g] (gamma), 2 + G + g mu_w[g], 2 + 2G + j w[j],
  *   2 + 2G + d + g k + f lambda_V[g, f] (gamma), 2 + 2G + d + Gk + g k + f mu_V[g, f],
- *   2 + 2G + d + 2Gk + j k + f V[j, f]. */
+ *   2 + 2G + d + 2Gk + j k + f V[j, f].
+ * With wishart, group g's Lambda_V is drawn from the stream of slot 2 + 2G + d + g k (its
+ * Bartlett factor, cf_bfm_bartlett) and its mu_V from that of slot 2 + 2G + d + Gk + g k (k
+ * normals, cf_bfm_std_normals); the other slots of lambda_V and mu_V go unused. */
 double cf_bfm_std_normal(uint64_t seed, int64_t sweep, int64_t slot);
 /* a Gamma(shape, scale 1) draw (Marsaglia-Tsang; shape < 1 by boosting), shape > 0 */
 double cf_bfm_std_gamma(uint64_t seed, int64_t sweep, int64_t slot, double shape);
+
+/* the first n standard normals of the stream of (seed, sweep, slot) */
+void cf_bfm_std_normals(double *out, int64_t n, uint64_t seed, int64_t sweep, int64_t slot);
+/* The Bartlett factor of a Wishart(nu, I) draw in k dimensions, A [k, k] lower triangular
+ * (A A' ~ Wishart(nu, I)), from the stream of (seed, sweep, slot): first the diagonal,
+ * A_ii = sqrt(2 Gamma((nu - i) / 2, 1)) for i = 0 .. k-1, then the standard normals below it
+ * row by row (A_10, A_20, A_21, ...). nu > k - 1. */
+void cf_bfm_bartlett(double *A, int64_t k, double nu, uint64_t seed, int64_t sweep, int64_t slot);
 
 /* Structural checks of the model, the training rows (may be NULL) and the eval rows (may be
  * NULL): sizes, pointer arrays, every index in range, the groupings consistent with idx (their

@@ -2,8 +2,9 @@
 (csrc/bfm.c), written from the model alone: a dense design matrix X (every rating's row-local
 and block features side by side), every conditional computed from freshly recomputed
 predictions (no residual caches, no relation blocks), in the sweep's order. The random draws
-come from the caller (`normal(slot)`, `gamma(slot, shape)`: the sampler's own draws for the sweep),
-so a C sweep and this one must agree to rounding. No pytest code here."""
+come from the caller (`normal(slot)`, `gamma(slot, shape)`: the sampler's own draws for the sweep;
+with the Normal-Wishart factor prior also `bartlett(slot, k, nu)`, `normals(slot, n)`: a slot's
+stream), so a C sweep and this one must agree to rounding. No pytest code here."""
 import numpy as np
 
 
@@ -35,21 +36,47 @@ def dense_design(blocks, idx, x0, n):
     return np.hstack(parts)
 
 
-def sweep(theta, hyper, X, y, group, k, prior, normal, gamma, fix_alpha=False, fix_groups=False):
+def wishart_hyper(V, group, G, k, prior, bartlett, normals, lam_slot, mu_slot):
+    """The Normal-Wishart draw of every group's (mu (G, k), Lambda (G, k, k)) from the factor
+    rows V (d, k), written from the conjugate posterior: W_n^-1 = I + S + (g0 n / (g0 + n))
+    (xb - m0)(xb - m0)', nu_n = k + n; Lambda = M M' with M = R^-T A (R R' = W_n^-1, A the
+    Bartlett factor drawn at lam_slot + g k); mu = (g0 m0 + n xb) / (g0 + n) + R A^-T z / sqrt(g0 + n),
+    z the normals at mu_slot + g k."""
+    _, _, g0, m0, _ = prior
+    mu, Lam = np.zeros((G, k)), np.zeros((G, k, k))
+    for g in range(G):
+        X = V[group == g]
+        n = X.shape[0]
+        xb = X.mean(0) if n else np.zeros(k)
+        bn = g0 + n
+        Winv = np.eye(k) + (X - xb).T @ (X - xb) + (g0 * n / bn) * np.outer(xb - m0, xb - m0)
+        R = np.linalg.cholesky(Winv)
+        A = bartlett(lam_slot + g * k, k, k + n)
+        M = np.linalg.solve(R.T, A)
+        Lam[g] = M @ M.T
+        y = np.linalg.solve(A.T, normals(mu_slot + g * k, k))
+        mu[g] = (g0 * m0 + X.sum(0)) / bn + R @ y / np.sqrt(bn)
+    return mu, Lam
+
+
+def sweep(theta, hyper, X, y, group, k, prior, normal, gamma, fix_alpha=False, fix_groups=False,
+          wishart=False, bartlett=None, normals=None):
     """One sweep from (theta, hyper); returns the new (theta, hyper). prior = (alpha_0, beta_0,
     gamma_0, mu_0, reg_0). Slots as csrc/bfm.h: 0 alpha, 1 w0, 2+g lambda_w, 2+G+g mu_w,
-    2+2G+j w_j, 2+2G+d+gk+f lambda_V, 2+2G+d+Gk+gk+f mu_V, 2+2G+d+2Gk+jk+f V_jf."""
+    2+2G+j w_j, 2+2G+d+gk+f lambda_V, 2+2G+d+Gk+gk+f mu_V, 2+2G+d+2Gk+jk+f V_jf. wishart: the
+    factors' Normal-Wishart prior (hyper ends with Lambda_V (G, k, k); `wishart_hyper`)."""
     a0, b0, g0, m0, r0 = prior
     theta = theta.astype(np.float64).copy()
     hyper = hyper.astype(np.float64).copy()
     n, d = X.shape
-    G = int(hyper.size - 1) // (2 * (1 + k))
+    G = int(hyper.size - 1) // (2 * (1 + k) + (k * k if wishart else 0))
     y = y.astype(np.float64)
     w = theta[1:1 + d]
     V = theta[1 + d:].reshape(d, k)
     mu_w, lam_w = hyper[1:1 + G], hyper[1 + G:1 + 2 * G]
     mu_v = hyper[1 + 2 * G:1 + 2 * G + G * k].reshape(G, k)
-    lam_v = hyper[1 + 2 * G + G * k:].reshape(G, k)
+    lam_v = hyper[1 + 2 * G + G * k:1 + 2 * G + 2 * G * k].reshape(G, k)
+    Lam = hyper[1 + 2 * G + 2 * G * k:].reshape(G, k, k) if wishart else None
     s_w, s_lv = 2 + 2 * G, 2 + 2 * G + d
     s_mv, s_v = s_lv + G * k, s_lv + 2 * G * k
 
@@ -86,7 +113,10 @@ def sweep(theta, hyper, X, y, group, k, prior, normal, gamma, fix_alpha=False, f
     for j in range(d):
         g = group[j]
         w[j] = draw(s_w + j, X[:, j], w[j], lam_w[g], mu_w[g], alpha)
-    if not fix_groups:
+    if not fix_groups and wishart:
+        mu_v[:], Lam[:] = wishart_hyper(V, group, G, k, prior, bartlett, normals, s_lv, s_mv)
+        lam_v[:] = np.diagonal(Lam, axis1=1, axis2=2)
+    elif not fix_groups:
         for f in range(k):
             mu_f, lam_f = mu_v[:, f].copy(), lam_v[:, f].copy()
             group_hyper(V[:, f], mu_f, lam_f, s_lv + f, s_mv + f, k)
@@ -96,7 +126,11 @@ def sweep(theta, hyper, X, y, group, k, prior, normal, gamma, fix_alpha=False, f
             g = group[j]
             q = X @ V[:, f]
             h = X[:, j] * (q - X[:, j] * V[j, f])
-            V[j, f] = draw(s_v + j * k + f, h, V[j, f], lam_v[g, f], mu_v[g, f], alpha)
+            # the prior of V[j, f] given the rest of the row: N(mu_f - sum_{c != f} L_fc
+            # (V_jc - mu_c) / L_ff, 1 / L_ff) (diagonal L: the Normal-Gamma prior)
+            L = Lam[g] if wishart else np.diag(lam_v[g])
+            other = np.delete(L[f] * (V[j] - mu_v[g]), f).sum()
+            V[j, f] = draw(s_v + j * k + f, h, V[j, f], L[f, f], mu_v[g, f] - other / L[f, f], alpha)
     return theta, hyper
 
 

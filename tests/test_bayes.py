@@ -28,6 +28,20 @@ def draws(seed, sweep):
     return normal, gamma
 
 
+def streams(seed, sweep):
+    "A slot's stream of the sweep: the Bartlett factor and the normals of the Wishart step."
+    def bartlett(slot, k, nu):
+        out = np.zeros((k, k))
+        _core.bfm_stream(out, seed, sweep, slot, float(nu))
+        return out
+
+    def normals(slot, n):
+        out = np.zeros(n)
+        _core.bfm_stream(out, seed, sweep, slot)
+        return out
+    return bartlett, normals
+
+
 def csr_from_dense(A):
     ptr = np.concatenate([[0], np.cumsum((A != 0).sum(1))]).astype(np.int64)
     rows, cols = np.nonzero(A)
@@ -47,24 +61,32 @@ def small_problem(rng, n=40, M=(6, 5), d0=3):
     return y, blocks, idx, csr_from_dense(X0), group
 
 
-def hypers(rng, G, k):
-    h = np.empty(1 + 2 * G * (1 + k))
+def hypers(rng, G, k, wishart=False):
+    h = np.empty(1 + 2 * G * (1 + k) + (G * k * k if wishart else 0))
     h[0] = 1.3
     h[1:1 + G] = rng.normal(0, .1, G)
     h[1 + G:1 + 2 * G] = rng.uniform(.5, 3, G)
     h[1 + 2 * G:1 + 2 * G + G * k] = rng.normal(0, .1, G * k)
-    h[1 + 2 * G + G * k:] = rng.uniform(.5, 3, G * k)
+    h[1 + 2 * G + G * k:1 + 2 * G + 2 * G * k] = rng.uniform(.5, 3, G * k)
+    if wishart:   # a positive definite precision per group, lambda_V its diagonal
+        B = rng.normal(0, .5, (G, k, k))
+        L = B @ B.transpose(0, 2, 1) + np.eye(k)
+        h[1 + 2 * G + G * k:1 + 2 * G + 2 * G * k] = np.diagonal(L, axis1=1, axis2=2).ravel()
+        h[1 + 2 * G + 2 * G * k:] = L.ravel()
     return h
 
 
+@pytest.mark.parametrize("prior", ['gamma', 'wishart'])
 @pytest.mark.parametrize("fix", [None, 'alpha', ('alpha', 'groups')])
 @pytest.mark.parametrize("k", [3, 1])
-def test_sweep_matches_reference(k, fix):
+def test_sweep_matches_reference(k, fix, prior):
     rng = np.random.default_rng(k)
     y, blocks, idx, x0, group = small_problem(rng)
     seed = 1234
+    wishart = prior == 'wishart'
     m = BayesianFM(y, blocks, idx, x0, group, n_factors=k, n_samples=10, burn_in=1, seed=seed,
-                   n_threads=2, hyper=hypers(rng, 4, k), fix=fix, init_std=0.3)
+                   n_threads=2, hyper=hypers(rng, 4, k, wishart), fix=fix, init_std=0.3,
+                   factor_prior=prior)
     m.theta[1:1 + m.d] = rng.normal(0, .2, m.d)
     X = ref.dense_design([b[:3] + (int(b[6][0]),) for b in m.blocks], idx, x0, y.size)
     fixes = () if fix is None else ((fix,) if isinstance(fix, str) else fix)
@@ -72,9 +94,11 @@ def test_sweep_matches_reference(k, fix):
         theta0, hyper0 = m.theta.copy(), m.hyper.copy()
         rmse = m.run_sweeps(1)
         normal, gamma = draws(seed, sweep)
+        bartlett, normals = streams(seed, sweep)
         th, hy = ref.sweep(theta0, hyper0, X, y, group, k, m.prior, normal, gamma,
-                           fix_alpha='alpha' in fixes, fix_groups='groups' in fixes)
-        msg = f"k={k} fix={fix} sweep={sweep} n={y.size} d={m.d} seed={seed}"
+                           fix_alpha='alpha' in fixes, fix_groups='groups' in fixes,
+                           wishart=wishart, bartlett=bartlett, normals=normals)
+        msg = f"k={k} fix={fix} prior={prior} sweep={sweep} n={y.size} d={m.d} seed={seed}"
         np.testing.assert_allclose(m.theta, th, rtol=1e-9, atol=1e-10, err_msg=msg)
         np.testing.assert_allclose(m.hyper, hy, rtol=1e-9, atol=1e-10, err_msg=msg)
         e = ref.predict(th, X, k) - y
@@ -95,6 +119,30 @@ def test_draws_are_the_documented_distributions():
         _core.bfm_random(out, 3, 1, slots, shape)
         assert out.min() > 0
         assert abs(out.mean() / shape - 1) < 0.02 and abs(out.var() / shape - 1) < 0.05
+
+
+def test_wishart_draws_have_the_wishart_moments():
+    """The Bartlett factor's A A' ~ Wishart(nu, I): mean nu I, variance 2 nu on the diagonal
+    and nu off it; the same stream gives the same draw."""
+    k, nu, N = 4, 6.5, 20000
+    W = np.zeros((N, k, k))
+    A = np.zeros((k, k))
+    for i in range(N):
+        _core.bfm_stream(A, 5, 2, i, nu)
+        assert np.all(np.triu(A, 1) == 0) and np.all(np.diag(A) > 0)
+        W[i] = A @ A.T
+    np.testing.assert_allclose(W.mean(0), nu * np.eye(k), atol=0.12)
+    var = W.var(0)
+    np.testing.assert_allclose(np.diag(var) / (2 * nu), 1, atol=0.06)
+    np.testing.assert_allclose(var[np.triu_indices(k, 1)] / nu, 1, atol=0.06)
+    B = np.zeros((k, k))
+    _core.bfm_stream(B, 5, 2, N - 1, nu)
+    np.testing.assert_array_equal(A, B)
+    z = np.zeros(3)
+    _core.bfm_stream(z, 5, 2, 7)
+    assert np.all(np.isfinite(z)) and len(set(z)) == 3
+    with pytest.raises(ValueError, match="nu"):
+        _core.bfm_stream(A, 5, 2, 0, 2.5)
 
 
 def test_rank0_chain_converges_to_bayesian_linear_regression():
@@ -277,6 +325,27 @@ def test_collab_builder_runs_and_predicts(dated):
         m.predict(dls.valid.x[:5])
 
 
+def test_factor_prior_auto_is_wishart_for_plain_mf_only(synth_ratings):
+    dls = dls_of(synth_ratings)
+    plain = bayes_fm(dls, n_factors=2, n_samples=5, burn_in=1, implicit='none', seed=0)
+    rich = bayes_fm(dls, n_factors=2, n_samples=5, burn_in=1, implicit='user', seed=0)
+    forced = bayes_fm(dls, n_factors=2, n_samples=5, burn_in=1, implicit='none', seed=0,
+                      factor_prior='gamma')
+    assert (plain.factor_prior, rich.factor_prior, forced.factor_prior) == ('wishart', 'gamma', 'gamma')
+    G, K = plain.n_groups, 2
+    assert plain.n_hyper == 1 + 2 * G * (1 + K) + G * K * K and forced.n_hyper == 1 + 2 * G * (1 + K)
+    plain.fit()
+    forced.fit()
+    assert not np.array_equal(plain.valid_preds(), forced.valid_preds())
+    h = plain.hyper_means()
+    L = h['Lambda_V']
+    np.testing.assert_allclose(L, L.transpose(0, 2, 1))
+    np.testing.assert_array_equal(np.diagonal(L, axis1=1, axis2=2), h['lambda_V'])
+    assert np.all(np.linalg.eigvalsh(L) > 0)
+    with pytest.raises(ValueError, match="factor_prior"):
+        bayes_fm(dls, n_factors=2, n_samples=5, burn_in=1, factor_prior='normal')
+
+
 def test_fold_in_user_recovers_a_training_user(synth_ratings):
     dls = dls_of(synth_ratings)
     m = bayes_fm(dls, n_factors=2, n_samples=60, burn_in=20, implicit='user', seed=1)
@@ -387,6 +456,8 @@ def core_good_args(fn):
                     group=m.group, blocks=m._blocks, rows=m._eval)
     if fn == "bfm_random":
         return dict(out=np.zeros(5), seed=1, sweep=2, slots=np.arange(5, dtype=np.int64), shape=1.5)
+    if fn == "bfm_stream":
+        return dict(out=np.zeros((3, 3)), seed=1, sweep=2, slot=4, nu=4.5)
     raise KeyError(fn)
 
 

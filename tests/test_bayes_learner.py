@@ -207,8 +207,10 @@ def test_recommend_similar_pca_and_interpretation(dls):
                                rtol=1e-6)
 
 
-def test_fold_in_solves_the_users_conditional(dls):
-    learn = quiet(bayes_learner(dls, n_factors=2, n_samples=40, burn_in=10, implicit='user', seed=4))
+@pytest.mark.parametrize("prior", ['gamma', 'wishart'])
+def test_fold_in_solves_the_users_conditional(dls, prior):
+    learn = quiet(bayes_learner(dls, n_factors=2, n_samples=40, burn_in=10, implicit='user', seed=4,
+                                factor_prior=prior))
     with learn.no_bar():
         learn.fit()
     m, fm = learn.model, learn.model.fm
@@ -222,6 +224,18 @@ def test_fold_in_solves_the_users_conditional(dls):
     idx = np.array([dls.classes['item'].index(i) for i in items])
     want = fm.fold_in_user(idx, np.array([5, 1, 4, 2], float))
     np.testing.assert_allclose(f.predict(list(dls.classes['item'][1:])), want['scores'][1:], atol=1e-4)
+    if prior == 'wishart':   # the factors' prior precision is a full matrix, and it is used
+        L = fm.hyper_means()['Lambda_V'][int(fm.group[fm._slice('user').start])]
+        assert abs(L[0, 1]) > 1e-3 * np.sqrt(L[0, 0] * L[1, 1])
+        np.testing.assert_allclose(m._draws["draw_user_prec"][0], L, rtol=1e-6)
+        diag = fm.hyper_mean.copy()
+        G, K = fm.n_groups, fm.n_factors
+        Lam = diag[1 + 2 * G + 2 * G * K:].reshape(G, K, K)
+        Lam[:] = np.diagonal(Lam, axis1=1, axis2=2)[:, :, None] * np.eye(K)
+        fm.hyper_mean, kept = diag, fm.hyper_mean
+        assert not np.allclose(fm.fold_in_user(idx, np.array([5, 1, 4, 2], float))['factors'],
+                               want['factors'], rtol=1e-4)
+        fm.hyper_mean = kept
     top = learn.recommend(f, n=3)
     assert len(top) == 3 and not set(top.item) & set(items)
     assert learn.average_user().factors.shape == (2,)
@@ -270,9 +284,10 @@ def test_save_load_resumes_the_chain_and_refuses_bad_files(dls, tmp_path):
         assert b.model.fm.sweeps_done == before
 
 
-def test_export_and_load_learner(dls, tmp_path):
+@pytest.mark.parametrize("prior", ['gamma', 'wishart'])
+def test_export_and_load_learner(dls, tmp_path, prior):
     learn = quiet(bayes_learner(dls, n_factors=2, n_samples=30, burn_in=10, n_draws=3, seed=6,
-                                implicit='user', path=tmp_path))
+                                implicit='user', path=tmp_path, factor_prior=prior))
     with learn.no_bar():
         learn.fit()
     f = learn.export('bayes.npz')
@@ -280,6 +295,7 @@ def test_export_and_load_learner(dls, tmp_path):
     assert not any(k.startswith("model/sampler_") for k in arrays)      # the draws only
     new = load_learner(f)
     assert isinstance(new.model, BayesModel) and new.model.fm is None
+    assert new.model.factor_prior == prior and ("model/draw_user_prec" in arrays) == (prior == 'wishart')
     x = np.ascontiguousarray(dls.train.x[:200])
     np.testing.assert_array_equal(new.model._predict(x), learn.model._predict_draws(x))
     pd.testing.assert_frame_equal(new.recommend(5, n=5), learn.recommend(5, n=5))
@@ -298,6 +314,18 @@ def test_export_and_load_learner(dls, tmp_path):
     write_archive(tmp_path / 'h2.npz', "learner", header, arr)
     with pytest.raises(CollabcFileError, match="n_drawn"):
         load_learner(tmp_path / 'h2.npz')
+    # the fold-in's prior: a negative precision, a matrix that is not positive definite
+    pr = arrays["model/draw_user_prior"].copy()
+    pr[1, -1] = -2.0
+    write_archive(tmp_path / 'h3.npz', "learner", header, dict(arrays, **{"model/draw_user_prior": pr}))
+    with pytest.raises(CollabcFileError, match="draw_user_prior"):
+        load_learner(tmp_path / 'h3.npz')
+    if prior == 'wishart':
+        P = arrays["model/draw_user_prec"].copy()
+        P[2] = [[1.0, 2.0], [2.0, 1.0]]
+        write_archive(tmp_path / 'h4.npz', "learner", header, dict(arrays, **{"model/draw_user_prec": P}))
+        with pytest.raises(CollabcFileError, match="draw_user_prec"):
+            load_learner(tmp_path / 'h4.npz')
 
 
 def test_bad_input_is_refused_clearly(dls, dated, synth_ratings):

@@ -270,7 +270,8 @@ def build(fn, draw, rng):
                "bpr_fold_in": ["x"],
                "bfm_run": ["rmse", "theta", "hyper", "theta_mean", "hyper_mean", "eval_mean", "cache",
                            "counters"],
-               "bfm_predict": ["out"], "bfm_random": ["out"], "isa": [], "isa_levels": []}[fn]
+               "bfm_predict": ["out"], "bfm_random": ["out"], "bfm_stream": ["out"], "isa": [],
+               "isa_levels": []}[fn]
     ids = {"dot_fit_epoch": {"x": (th.tb.NU, th.tb.NI), "order": th.tb.R}, "nn_predict": {"x": (5, 4)},
            "nn_fit_epoch": {"x": (5, 4), "order": th.NN_R}, "dot_fit_blocks": {"blocks": 4},
            "als_csr": {"rows": th.IM_NU, "cols": th.IM_NI}, "als_transpose": {"indices": th.IM_NI},

@@ -336,21 +336,37 @@ static void test_blocks_match_flat_model(void) {
     CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL, 0) == CF_OK);
     CHECK(cf_bfm_check(msg, sizeof msg, &f.m, &f.t, NULL, 0) == CF_OK);
     const int64_t S = 5;
-    chain a = new_chain(&v.m, S, p.n), b = new_chain(&f.m, S, p.n);
-    CHECK(a.P == b.P && a.H == b.H);
-    CHECK(run_chain(&a, a.rmse, &v.m, &v.t, &PRIOR, S, 2, 42, 0, 1) == CF_OK);
-    CHECK(run_chain(&b, b.rmse, &f.m, &f.t, &PRIOR, S, 2, 42, 0, 1) == CF_OK);
-    double worst = 0;
-    for (int64_t i = 0; i < a.P; i++) {
-        const double dlt = fabs(a.theta[i] - b.theta[i]) / (1 + fabs(b.theta[i]));
-        if (dlt > worst) worst = dlt;
+    for (int w = 0; w < 2; w++) { /* Normal-Gamma, then Normal-Wishart factor priors */
+        v.m.wishart = f.m.wishart = w;
+        chain a = new_chain(&v.m, S, p.n), b = new_chain(&f.m, S, p.n);
+        CHECK(a.P == b.P && a.H == b.H);
+        CHECK(a.H == 1 + 2 * p.G * (1 + p.k) + w * p.G * p.k * p.k);
+        CHECK(run_chain(&a, a.rmse, &v.m, &v.t, &PRIOR, S, 2, 42, 0, 1) == CF_OK);
+        CHECK(run_chain(&b, b.rmse, &f.m, &f.t, &PRIOR, S, 2, 42, 0, 1) == CF_OK);
+        double worst = 0;
+        for (int64_t i = 0; i < a.P; i++) {
+            const double dlt = fabs(a.theta[i] - b.theta[i]) / (1 + fabs(b.theta[i]));
+            if (dlt > worst) worst = dlt;
+        }
+        CHECK(worst < 1e-9);
+        for (int64_t i = 0; i < a.H; i++) NEAR(a.hyper[i], b.hyper[i], 1e-9);
+        for (int64_t s = 0; s < S; s++) NEAR(a.rmse[s], b.rmse[s], 1e-10);
+        CHECK(a.cnt[0] == S && a.cnt[1] == S - 2);
+        if (w) { /* Lambda_V symmetric, its diagonal in lambda_V */
+            const int64_t G = p.G, k = p.k;
+            const double *lam = a.hyper + 1 + 2 * G + G * k, *L = lam + G * k;
+            for (int64_t g = 0; g < G; g++)
+                for (int64_t r = 0; r < k; r++) {
+                    CHECK(lam[g * k + r] == L[(g * k + r) * k + r] && lam[g * k + r] > 0);
+                    for (int64_t c = 0; c < k; c++)
+                        CHECK(L[(g * k + r) * k + c] == L[(g * k + c) * k + r]);
+                }
+        }
+        free_chain(&a);
+        free_chain(&b);
     }
-    CHECK(worst < 1e-9);
-    for (int64_t i = 0; i < a.H; i++) NEAR(a.hyper[i], b.hyper[i], 1e-9);
-    for (int64_t s = 0; s < S; s++) NEAR(a.rmse[s], b.rmse[s], 1e-10);
-    CHECK(a.cnt[0] == S && a.cnt[1] == S - 2);
-    free_chain(&a);
-    free_chain(&b);
+    v.m.wishart = 2;
+    CHECK(cf_bfm_check(msg, sizeof msg, &v.m, &v.t, NULL, 0) == CF_ERR_ARG);
     free_flat(&f);
     free_problem(&p);
 }
@@ -365,21 +381,24 @@ static void test_threads_and_segments(void) {
     make_views(&v, &p);
     const int64_t S = 7;
     chain c[4];
-    for (int t = 0; t < 3; t++) {
-        c[t] = new_chain(&v.m, S, p.n);
-        CHECK(run_chain(&c[t], c[t].rmse, &v.m, &v.t, &PRIOR, S, 3, 5, 0, t + 1) == CF_OK);
+    for (int w = 0; w < 2; w++) { /* Normal-Gamma, then Normal-Wishart factor priors */
+        v.m.wishart = w;
+        for (int t = 0; t < 3; t++) {
+            c[t] = new_chain(&v.m, S, p.n);
+            CHECK(run_chain(&c[t], c[t].rmse, &v.m, &v.t, &PRIOR, S, 3, 5, 0, t + 1) == CF_OK);
+        }
+        c[3] = new_chain(&v.m, S, p.n);
+        CHECK(run_chain(&c[3], c[3].rmse, &v.m, &v.t, &PRIOR, 4, 3, 5, 0, 2) == CF_OK);
+        CHECK(run_chain(&c[3], c[3].rmse + 4, &v.m, &v.t, &PRIOR, 3, 3, 5, 0, 2) == CF_OK);
+        for (int t = 1; t < 4; t++) {
+            CHECK(memcmp(c[0].theta, c[t].theta, sizeof(double) * (size_t)c[0].P) == 0);
+            CHECK(memcmp(c[0].tm, c[t].tm, sizeof(double) * (size_t)c[0].P) == 0);
+            CHECK(memcmp(c[0].hyper, c[t].hyper, sizeof(double) * (size_t)c[0].H) == 0);
+            CHECK(memcmp(c[0].rmse, c[t].rmse, sizeof(double) * (size_t)S) == 0);
+        }
+        CHECK(c[0].rmse[S - 1] < c[0].rmse[0]);
+        for (int t = 0; t < 4; t++) free_chain(&c[t]);
     }
-    c[3] = new_chain(&v.m, S, p.n);
-    CHECK(run_chain(&c[3], c[3].rmse, &v.m, &v.t, &PRIOR, 4, 3, 5, 0, 2) == CF_OK);
-    CHECK(run_chain(&c[3], c[3].rmse + 4, &v.m, &v.t, &PRIOR, 3, 3, 5, 0, 2) == CF_OK);
-    for (int t = 1; t < 4; t++) {
-        CHECK(memcmp(c[0].theta, c[t].theta, sizeof(double) * (size_t)c[0].P) == 0);
-        CHECK(memcmp(c[0].tm, c[t].tm, sizeof(double) * (size_t)c[0].P) == 0);
-        CHECK(memcmp(c[0].hyper, c[t].hyper, sizeof(double) * (size_t)c[0].H) == 0);
-        CHECK(memcmp(c[0].rmse, c[t].rmse, sizeof(double) * (size_t)S) == 0);
-    }
-    CHECK(c[0].rmse[S - 1] < c[0].rmse[0]);
-    for (int t = 0; t < 4; t++) free_chain(&c[t]);
     free_problem(&p);
 }
 
