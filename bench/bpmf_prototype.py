@@ -12,12 +12,16 @@ a sweep (NumPy, one core), so 500 sweeps take about 3 minutes.
 
     COLLABC_DATA=/path/to/data python bench/bpmf_prototype.py --prior wishart --samples 500 --seeds 0,1,2
 
-Measured 2026-12-02 with this script (docs/bayes.md, "What would close the plain-MF gap"),
+It led to the C sampler's `factor_prior='wishart'` (coordinate-wise, the default for plain MF);
+this script stays as the block-sampler reference for that prior.
+
+Measured 2026-12-02 with this script (docs/bayes.md, "The Normal-Wishart factor prior"),
 valid MSE for seeds 0 / 1 / 2, burn-in 50:
   wishart, 500 samples:             0.7941 / 0.7932 / 0.7934
   wishart, 200 samples:             0.7954 / 0.7951 / 0.7954
   gamma (collabc's priors), 500:    seed 1 only: 0.7951
   collabc's C sampler (coordinate-wise, gamma), 500: 0.7953 / 0.7985 / 0.7955; 200: 0.8000 / 0.7994 / 0.7975
+  collabc's C sampler (coordinate-wise, wishart), 500: 0.7946 / 0.7928 / 0.7957; 200: 0.7961 / 0.7961 / 0.7982
 """
 import argparse
 import os
