@@ -1480,7 +1480,10 @@ def bayes_notebook():
             draws is a dot model (a user's vector sums its own factors and those of the movies it
             rated), and the draws side by side are one dot model whose prediction is their average.
             So `most_similar` and `recommend` work as in the lesson. Recommendations are for an
-            unknown day (the day terms averaged over the training days).
+            unknown day (the day terms averaged over the training days). `most_similar` compares
+            the draws side by side rather than their average: the draws are only partly aligned,
+            and on MovieLens their neighbours share genres more often than those of the averaged
+            factors (`bench/bayes_similar.py`, docs/bayes.md).
         """),
         code("""
             bayes.most_similar('Star Wars (1977)', n=5)

@@ -196,6 +196,15 @@ def test_recommend_similar_pca_and_interpretation(dls):
     sim = learn.most_similar(3, n=5)
     assert len(sim) == 5 and 3 not in set(sim.item) and np.all(np.diff(sim.similarity) <= 0)
     assert most_similar(learn, 3, n=5).equals(sim)
+    # the cosine of the draws' item vectors side by side (docs/bayes.md says why not their mean)
+    W = m._current()['draw_i_weight'].astype(np.float64)
+    side = W.transpose(1, 0, 2).reshape(W.shape[1], -1)
+    j = dls.classes['item'].index(3)
+    cos = side @ side[j] / np.maximum(np.linalg.norm(side, axis=1), 1e-8) / np.linalg.norm(side[j])
+    idx = [dls.classes['item'].index(i) for i in sim.item]
+    np.testing.assert_allclose(sim.similarity, cos[idx], rtol=1e-5, atol=1e-6)
+    cos[[0, j]] = -np.inf
+    assert set(idx) == set(np.argsort(-cos)[:5])
     items = list(dls.classes['item'][1:21])
     assert pca(m.weight(items), 3).shape == (20, 3)
     b = m.bias(items)
