@@ -5,7 +5,7 @@ query and seen items skipped through a CSR of the training pairs; `recommend` /
 item) pairs (`collabc.models.predict_array`).
 """
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
 
 import numpy as np
 import pandas as pd
@@ -66,12 +66,33 @@ def rank_vectors(qw, qb, cw, cb, n, exclude=None, first=0, y_range=None, threads
         _core.rank_dot_topk(idx[a:b], scores[a:b], qw[a:b], None if qb is None else qb[a:b], panel,
                             cb, ptr, ind, NC, first, y_range)
 
-    if len(bounds) == 2:
-        run(0)
-    else:
-        with ThreadPoolExecutor(len(bounds) - 1) as ex:
-            list(ex.map(run, range(len(bounds) - 1)))
+    _run_shares(run, len(bounds) - 1)
     return idx, scores
+
+
+def _run_shares(run, k):
+    """run(0) ... run(k - 1) at once: share 0 in the calling thread, the others in threads of their
+    own (starting k - 1 threads costs less than a pool, which matters at a few ms a call); the
+    first exception of any share is raised after all have ended."""
+    errors = [None] * k
+
+    def guarded(i):
+        try:
+            run(i)
+        except BaseException as e:     # re-raised in the caller below
+            errors[i] = e
+
+    threads = [threading.Thread(target=guarded, args=(i,), daemon=True) for i in range(1, k)]
+    for t in threads:
+        t.start()
+    try:
+        run(0)
+    finally:
+        for t in threads:
+            t.join()
+    for e in errors:
+        if e is not None:
+            raise e
 
 
 def _generic_top_n(model, users, n, exclude, first, n_items, chunk_pairs=2_000_000):

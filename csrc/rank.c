@@ -44,6 +44,17 @@ void cf_rank_pack(float *panel, const float *cw, int64_t NC, int64_t K) {
     }
 }
 
+/* the index of the lowest set bit of m != 0 */
+static inline int lowest_bit(unsigned m) {
+#if defined(__GNUC__)
+    return __builtin_ctz(m);
+#else
+    int j = 0;
+    while (!(m >> j & 1)) j++;
+    return j;
+#endif
+}
+
 /* a is a worse pick than b: lower score, or the same score and a larger index */
 static inline int worse(float sa, int32_t ia, float sb, int32_t ib) {
     return sa < sb || (sa == sb && ia > ib);
@@ -109,13 +120,14 @@ typedef struct {
 } rank_job;
 
 /* z[u][j] = (sum_k q[u][k] * tile[k][j]) + qb[u] + cb[j], k ascending; the bias terms are
- * skipped when qb / cb is NULL. Returns a bit mask of the queries u with some z[u][j] > thr[u];
- * z is written only when that mask is not 0, or always when store is set.
+ * skipped when qb / cb is NULL. bits[u] gets bit j set where z[u][j] > thr[u], so the caller
+ * visits only those candidates. Returns a bit mask of the queries u with some bit set; z is
+ * written only when that mask is not 0, or always when store is set.
  * One explicit accumulator row per query so that compilers vectorise over the NJ candidates
  * (unit stride in the panel) and keep the rows in registers. */
 static inline int score_tile(float z[MU][NJ], const float *const q[MU], const float *tile,
                              int64_t K, const float *qb, const float *cb, const float thr[MU],
-                             int store) {
+                             int store, unsigned bits[MU]) {
     float a0[NJ], a1[NJ], a2[NJ], a3[NJ];
     const float *q0 = q[0], *q1 = q[1], *q2 = q[2], *q3 = q[3];
     for (int j = 0; j < NJ; j++) a0[j] = a1[j] = a2[j] = a3[j] = 0.0f;
@@ -143,14 +155,19 @@ static inline int score_tile(float z[MU][NJ], const float *const q[MU], const fl
             a2[j] += cb[j];
             a3[j] += cb[j];
         }
-    int m0 = 0, m1 = 0, m2 = 0, m3 = 0;
+    /* bit j of m_u: z[u][j] > thr[u] (NaN never) */
+    unsigned m0 = 0, m1 = 0, m2 = 0, m3 = 0;
     for (int j = 0; j < NJ; j++) {
-        m0 |= a0[j] > thr[0];
-        m1 |= a1[j] > thr[1];
-        m2 |= a2[j] > thr[2];
-        m3 |= a3[j] > thr[3];
+        m0 |= (unsigned)(a0[j] > thr[0]) << j;
+        m1 |= (unsigned)(a1[j] > thr[1]) << j;
+        m2 |= (unsigned)(a2[j] > thr[2]) << j;
+        m3 |= (unsigned)(a3[j] > thr[3]) << j;
     }
-    int mask = m0 | m1 << 1 | m2 << 2 | m3 << 3;
+    bits[0] = m0;
+    bits[1] = m1;
+    bits[2] = m2;
+    bits[3] = m3;
+    int mask = (m0 != 0) | (m1 != 0) << 1 | (m2 != 0) << 2 | (m3 != 0) << 3;
     if (mask || store)
         for (int j = 0; j < NJ; j++) {
             z[0][j] = a0[j];
@@ -180,6 +197,7 @@ CF_INLINE void rank_block_body(const rank_job *J, int64_t q0, int64_t q1) {
     if (chunk < 1) chunk = 1;
     int64_t t_first = J->first / NJ;
     float z[MU][NJ];
+    unsigned bits[MU];
     for (int64_t t0 = t_first; t0 < n_tiles; t0 += chunk) {
         int64_t t1 = t0 + chunk < n_tiles ? t0 + chunk : n_tiles;
         for (int64_t qm = q0; qm < q1; qm += MU) {
@@ -199,21 +217,25 @@ CF_INLINE void rank_block_body(const rank_job *J, int64_t q0, int64_t q1) {
                     if (u >= nu) thr[u] = INFINITY;
                 }
                 int mask = score_tile(z, q, J->panel + base * K, K, J->qb ? qbv : NULL,
-                                      whole && J->cb ? J->cb + base : NULL, thr, !whole);
+                                      whole && J->cb ? J->cb + base : NULL, thr, !whole, bits);
                 if (!whole) {
                     mask = 0;
-                    for (int u = 0; u < nu; u++)
+                    for (int u = 0; u < nu; u++) {
+                        bits[u] = 0;
                         for (int j = 0; j < jn; j++) {
                             if (J->cb) z[u][j] += J->cb[base + j];
-                            if (z[u][j] > thr[u]) mask |= 1 << u;
+                            if (z[u][j] > thr[u]) bits[u] |= 1u << j;
                         }
+                        if (bits[u]) mask |= 1 << u;
+                    }
                 }
                 for (int u = 0; u < nu; u++) {
                     if (!(mask >> u & 1)) continue;
                     int64_t qq = qm + u, b = qq - q0;
                     float *hs = J->top_score + qq * n;
                     int32_t *hi = J->top_idx + qq * n;
-                    for (int j = 0; j < jn; j++) {
+                    for (unsigned m = bits[u]; m; m &= m - 1) {   /* the set bits, lowest first */
+                        int j = lowest_bit(m);
                         int64_t c = base + j;
                         /* NaN and -inf never pass; ties go to the earlier (smaller) index */
                         if (!(z[u][j] > thr[u]) || c < J->first) continue;

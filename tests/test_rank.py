@@ -214,3 +214,20 @@ def test_pack_validation():
         _core.rank_pack(np.zeros(3, np.float32))
     with pytest.raises(ValueError, match=">= 1"):
         _core.rank_pack(np.zeros((0, 2), np.float32))
+
+
+def test_run_shares_runs_every_share_and_raises_a_workers_error():
+    from collabc.topn import _run_shares
+    import threading
+    seen, main = [], threading.get_ident()
+    _run_shares(lambda i: seen.append((i, threading.get_ident() == main)), 3)
+    assert sorted(seen) == [(0, True), (1, False), (2, False)]
+    done = []
+
+    def run(i):
+        if i == 2:
+            raise ValueError("share 2 failed")
+        done.append(i)
+    with pytest.raises(ValueError, match="share 2 failed"):
+        _run_shares(run, 3)
+    assert sorted(done) == [0, 1]       # the other shares ran to their end
