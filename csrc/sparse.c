@@ -793,28 +793,34 @@ CF_INLINE void swap_rows(int32_t *x, float *y, char *extra, size_t esz, int64_t 
     }
 }
 
-/* sifts heap position p down among the first m rows of [lo, ...), keyed by item */
+/* the heap key of row r: its item, or with by_user its (user, item) pair */
+CF_INLINE uint64_t row_key(const int32_t *x, int64_t r, int by_user) {
+    const uint64_t i = (uint32_t)x[2 * r + 1];
+    return by_user ? (uint64_t)(uint32_t)x[2 * r] << 32 | i : i;
+}
+
+/* sifts heap position p down among the first m rows of [lo, ...), keyed by row_key */
 static void sift_down(int32_t *x, float *y, char *extra, size_t esz, int64_t lo, int64_t p,
-                      int64_t m) {
-#define CF_ITEM(k) x[2 * (lo + (k)) + 1]
+                      int64_t m, int by_user) {
     for (;;) {
         int64_t c = 2 * p + 1;
         if (c >= m) break;
-        if (c + 1 < m && CF_ITEM(c + 1) > CF_ITEM(c)) c++;
-        if (CF_ITEM(c) <= CF_ITEM(p)) break;
+        if (c + 1 < m && row_key(x, lo + c + 1, by_user) > row_key(x, lo + c, by_user)) c++;
+        if (row_key(x, lo + c, by_user) <= row_key(x, lo + p, by_user)) break;
         swap_rows(x, y, extra, esz, lo + p, lo + c);
         p = c;
     }
-#undef CF_ITEM
 }
 
-/* in-place heapsort of rows [lo, hi) by item (O(n log n) for any run length) */
-static void sort_by_item(int32_t *x, float *y, char *extra, size_t esz, int64_t lo, int64_t hi) {
+/* in-place heapsort of rows [lo, hi) by item, or with by_user by user, then item (O(n log n)
+ * for any run length and any range of ids; ids are non-negative, so unsigned order is theirs) */
+static void heap_sort_rows(int32_t *x, float *y, char *extra, size_t esz, int64_t lo, int64_t hi,
+                           int by_user) {
     int64_t n = hi - lo;
-    for (int64_t s = n / 2; s-- > 0;) sift_down(x, y, extra, esz, lo, s, n);
+    for (int64_t s = n / 2; s-- > 0;) sift_down(x, y, extra, esz, lo, s, n, by_user);
     for (int64_t m = n - 1; m > 0; m--) {
         swap_rows(x, y, extra, esz, lo, lo + m);
-        sift_down(x, y, extra, esz, lo, 0, m);
+        sift_down(x, y, extra, esz, lo, 0, m, by_user);
     }
 }
 
@@ -938,17 +944,25 @@ static int radix_block(const sort_job *s, int64_t a, int64_t m, uint64_t *buf) {
 }
 
 /* sorts the rows of block b by user, then item: by radix_block when it fits buf (n_buf rows),
- * else in place (an American flag sort by user, then a heapsort of each user's rows by item;
- * tmp: 2 n_ut + 1 words). Returns CF_OK, or CF_ERR_ARG when x changed under the sort. */
-static int sort_block(const sort_job *s, int64_t b, uint64_t *buf, int64_t n_buf, int64_t *tmp) {
+ * else in place: an American flag sort by user, then a heapsort of each user's rows by item
+ * (*tmp: 2 n_ut + 1 words, allocated here on first use), or, when the block has fewer rows
+ * than user slots (ids far larger than the rows: the flag sort's time and memory would grow
+ * with the largest id, not with the rows), one heapsort by (user, item). Returns CF_OK,
+ * CF_ERR_NOMEM, or CF_ERR_ARG when x changed under the sort. */
+static int sort_block(const sort_job *s, int64_t b, uint64_t *buf, int64_t n_buf, int64_t **tmp) {
     const int64_t a = s->starts[b], e = s->starts[b + 1], m = e - a;
     if (m < 2) return CF_OK;
     if (m <= n_buf && radix_block(s, a, m, buf) == 0) return CF_OK;
-    if (flag_sort(s->x, s->y, s->extra, s->esz, a, e, s->n_ut, tmp + s->n_ut, tmp, s->d.nb, 1) != CF_OK)
+    if (s->n_ut > m) {
+        heap_sort_rows(s->x, s->y, s->extra, s->esz, a, e, 1);
+        return CF_OK;
+    }
+    if (!*tmp && !(*tmp = cf_alloc(2 * s->n_ut + 1, sizeof(int64_t)))) return CF_ERR_NOMEM;
+    if (flag_sort(s->x, s->y, s->extra, s->esz, a, e, s->n_ut, *tmp + s->n_ut, *tmp, s->d.nb, 1) != CF_OK)
         return CF_ERR_ARG;
     for (int64_t r = a, q; r < e; r = q) {
         for (q = r + 1; q < e && s->x[2 * q] == s->x[2 * r]; q++) {}
-        if (q - r > 1) sort_by_item(s->x, s->y, s->extra, s->esz, r, q);
+        if (q - r > 1) heap_sort_rows(s->x, s->y, s->extra, s->esz, r, q, 0);
     }
     return CF_OK;
 }
@@ -960,17 +974,17 @@ static void *sort_worker(void *arg) {
         if (s->starts[b + 1] - s->starts[b] > most) most = s->starts[b + 1] - s->starts[b];
     int64_t n_buf = most < s->cap ? most : s->cap;
     uint64_t *buf = n_buf <= INT64_MAX / 2 ? cf_alloc(2 * n_buf + 1, sizeof(uint64_t)) : NULL;
-    int64_t *tmp = s->n_ut <= INT64_MAX / 2 ? cf_alloc(2 * s->n_ut + 1, sizeof(int64_t)) : NULL;
+    int64_t *tmp = NULL; /* the in-place sort's counts, when a block needs them */
     if (!buf) n_buf = 0; /* every block in place */
-    int changed = 0;
+    int st = CF_OK;
     for (;;) {
         pthread_mutex_lock(&s->lock);
-        if (!tmp) s->nomem = 1;
-        if (changed) s->changed = 1;
+        if (st == CF_ERR_NOMEM) s->nomem = 1;
+        if (st == CF_ERR_ARG) s->changed = 1;
         const int64_t b = s->nomem || s->changed ? s->NB : s->next++;
         pthread_mutex_unlock(&s->lock);
         if (b >= s->NB) break;
-        changed = sort_block(s, b, buf, n_buf, tmp) != CF_OK;
+        st = s->n_ut <= INT64_MAX / 2 ? sort_block(s, b, buf, n_buf, &tmp) : CF_ERR_NOMEM;
     }
     free(buf);
     free(tmp);

@@ -65,6 +65,54 @@ def test_block_sort_threads_and_large_blocks():
         _core.block_sort(x.copy(), y.copy(), None, 2, 0)
 
 
+
+def _huge_ids(n=3000, seed=7):
+    "ids up to 2**31 - 1 in both columns: a block's (user, item) range fits no radix key"
+    rng = np.random.default_rng(seed)
+    x = np.stack([rng.integers(0, 40, n), rng.integers(0, 30, n)], 1).astype(np.int32)
+    x[::7, 0] = rng.integers(2**30, 2**31 - 1, len(x[::7]))
+    x[::5, 1] = rng.integers(2**30, 2**31 - 1, len(x[::5]))
+    return x, rng.random(n, dtype=np.float32)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_block_sort_huge_ids_sorts_by_user_then_item(n_threads):
+    "ids far larger than the rows: each block sorted in place by (user, item), rows kept."
+    x, y = _huge_ids()
+    extra = np.arange(len(y), dtype=np.int64)
+    x0, y0 = x.copy(), y.copy()
+    starts = _core.block_sort(x, y, extra, 3, n_threads)
+    np.testing.assert_array_equal(x, x0[extra])
+    np.testing.assert_array_equal(y, y0[extra])
+    assert sorted(extra.tolist()) == list(range(len(y)))
+    for b in range(9):
+        rows = x[starts[b]:starts[b + 1]].astype(np.int64)
+        assert np.all(rows[:, 0] % 3 * 3 + rows[:, 1] % 3 == b)
+        assert np.all(np.diff(rows[:, 0] * 2**31 + rows[:, 1]) >= 0)
+
+
+def test_block_sort_memory_does_not_grow_with_the_largest_id():
+    """A block sorted in place once took counts for every user slot up to the largest id: an id
+    of 2**30 made each sorting thread allocate and clear 4 GiB (28 s; the scribbling test of
+    test_adversarial.py timed out when a scribbled id reached it). The sort's peak resident
+    memory now stays that of the rows (the child reports its own peak; under 1 GiB, ASan's
+    included)."""
+    import subprocess
+    import sys
+    code = """
+import resource
+import numpy as np
+from collabc import _core
+x = np.stack([np.arange(5000) % 400, np.arange(5000) % 300], 1).astype(np.int32)
+x[100:164] = 2**30
+starts = _core.block_sort(x, np.zeros(5000, np.float32), None, 4, 2)
+print(int(starts[-1]), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows, peak_mib = map(int, r.stdout.split())
+    assert rows == 5000 and peak_mib < 1024, r.stdout
+
 CASES = [("sgd", True, (0.0, 5.5), 0.02), ("sgd", False, None, 0.0), ("adagrad", True, (0.0, 5.5), 0.02),
          ("adagrad", True, None, 0.05), ("adam", True, (0.5, 5.0), 0.01), ("adam", False, (0.0, 5.5), 0.0)]
 
