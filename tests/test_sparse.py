@@ -108,7 +108,11 @@ x[100:164] = 2**30
 starts = _core.block_sort(x, np.zeros(5000, np.float32), None, 4, 2)
 print(int(starts[-1]), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    import tempfile
+    # cwd: `python -c` puts it first on sys.path, and a checkout's collabc/ (no built extension)
+    # would shadow the installed package
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240,
+                       cwd=tempfile.gettempdir())
     assert r.returncode == 0, r.stderr[-2000:]
     rows, peak_mib = map(int, r.stdout.split())
     assert rows == 5000 and peak_mib < 1024, r.stdout
