@@ -121,13 +121,13 @@ typedef struct {
 
 /* z[u][j] = (sum_k q[u][k] * tile[k][j]) + qb[u] + cb[j], k ascending; the bias terms are
  * skipped when qb / cb is NULL. bits[u] gets bit j set where z[u][j] > thr[u], so the caller
- * visits only those candidates. Returns a bit mask of the queries u with some bit set; z is
- * written only when that mask is not 0, or always when store is set.
+ * visits only those candidates; z is written only when some bit is set, or always when store
+ * is set.
  * One explicit accumulator row per query so that compilers vectorise over the NJ candidates
  * (unit stride in the panel) and keep the rows in registers. */
-static inline int score_tile(float z[MU][NJ], const float *const q[MU], const float *tile,
-                             int64_t K, const float *qb, const float *cb, const float thr[MU],
-                             int store, unsigned bits[MU]) {
+static inline void score_tile(float z[MU][NJ], const float *const q[MU], const float *tile,
+                              int64_t K, const float *qb, const float *cb, const float thr[MU],
+                              int store, unsigned bits[MU]) {
     float a0[NJ], a1[NJ], a2[NJ], a3[NJ];
     const float *q0 = q[0], *q1 = q[1], *q2 = q[2], *q3 = q[3];
     for (int j = 0; j < NJ; j++) a0[j] = a1[j] = a2[j] = a3[j] = 0.0f;
@@ -167,15 +167,13 @@ static inline int score_tile(float z[MU][NJ], const float *const q[MU], const fl
     bits[1] = m1;
     bits[2] = m2;
     bits[3] = m3;
-    int mask = (m0 != 0) | (m1 != 0) << 1 | (m2 != 0) << 2 | (m3 != 0) << 3;
-    if (mask || store)
+    if ((m0 | m1 | m2 | m3) || store)
         for (int j = 0; j < NJ; j++) {
             z[0][j] = a0[j];
             z[1][j] = a1[j];
             z[2][j] = a2[j];
             z[3][j] = a3[j];
         }
-    return mask;
 }
 
 /* queries [q0, q1), at most QB of them */
@@ -216,21 +214,18 @@ CF_INLINE void rank_block_body(const rank_job *J, int64_t q0, int64_t q1) {
                     thr[u] = u < nu && cnt[b] == n ? J->top_score[(q0 + b) * n] : -INFINITY;
                     if (u >= nu) thr[u] = INFINITY;
                 }
-                int mask = score_tile(z, q, J->panel + base * K, K, J->qb ? qbv : NULL,
-                                      whole && J->cb ? J->cb + base : NULL, thr, !whole, bits);
-                if (!whole) {
-                    mask = 0;
+                score_tile(z, q, J->panel + base * K, K, J->qb ? qbv : NULL,
+                           whole && J->cb ? J->cb + base : NULL, thr, !whole, bits);
+                if (!whole)
                     for (int u = 0; u < nu; u++) {
                         bits[u] = 0;
                         for (int j = 0; j < jn; j++) {
                             if (J->cb) z[u][j] += J->cb[base + j];
                             if (z[u][j] > thr[u]) bits[u] |= 1u << j;
                         }
-                        if (bits[u]) mask |= 1 << u;
                     }
-                }
                 for (int u = 0; u < nu; u++) {
-                    if (!(mask >> u & 1)) continue;
+                    if (!bits[u]) continue;
                     int64_t qq = qm + u, b = qq - q0;
                     float *hs = J->top_score + qq * n;
                     int32_t *hi = J->top_idx + qq * n;

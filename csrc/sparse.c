@@ -957,7 +957,8 @@ static int sort_block(const sort_job *s, int64_t b, uint64_t *buf, int64_t n_buf
         heap_sort_rows(s->x, s->y, s->extra, s->esz, a, e, 1);
         return CF_OK;
     }
-    if (!*tmp && !(*tmp = cf_alloc(2 * s->n_ut + 1, sizeof(int64_t)))) return CF_ERR_NOMEM;
+    if (!*tmp && (s->n_ut > INT64_MAX / 2 || !(*tmp = cf_alloc(2 * s->n_ut + 1, sizeof(int64_t)))))
+        return CF_ERR_NOMEM;
     if (flag_sort(s->x, s->y, s->extra, s->esz, a, e, s->n_ut, *tmp + s->n_ut, *tmp, s->d.nb, 1) != CF_OK)
         return CF_ERR_ARG;
     for (int64_t r = a, q; r < e; r = q) {
@@ -984,7 +985,7 @@ static void *sort_worker(void *arg) {
         const int64_t b = s->nomem || s->changed ? s->NB : s->next++;
         pthread_mutex_unlock(&s->lock);
         if (b >= s->NB) break;
-        st = s->n_ut <= INT64_MAX / 2 ? sort_block(s, b, buf, n_buf, &tmp) : CF_ERR_NOMEM;
+        st = sort_block(s, b, buf, n_buf, &tmp);
     }
     free(buf);
     free(tmp);

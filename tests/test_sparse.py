@@ -65,7 +65,6 @@ def test_block_sort_threads_and_large_blocks():
         _core.block_sort(x.copy(), y.copy(), None, 2, 0)
 
 
-
 def _huge_ids(n=3000, seed=7):
     "ids up to 2**31 - 1 in both columns: a block's (user, item) range fits no radix key"
     rng = np.random.default_rng(seed)
@@ -97,9 +96,8 @@ def test_block_sort_memory_does_not_grow_with_the_largest_id():
     test_adversarial.py timed out when a scribbled id reached it). The sort's peak resident
     memory now stays that of the rows (the child reports its own peak; under 1 GiB, ASan's
     included)."""
-    import subprocess
-    import sys
-    code = """
+    from test_adversarial import run_py   # a fresh interpreter outside the checkout
+    rc, out, err = run_py("""
 import resource
 import numpy as np
 from collabc import _core
@@ -107,15 +105,11 @@ x = np.stack([np.arange(5000) % 400, np.arange(5000) % 300], 1).astype(np.int32)
 x[100:164] = 2**30
 starts = _core.block_sort(x, np.zeros(5000, np.float32), None, 4, 2)
 print(int(starts[-1]), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
-"""
-    import tempfile
-    # cwd: `python -c` puts it first on sys.path, and a checkout's collabc/ (no built extension)
-    # would shadow the installed package
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240,
-                       cwd=tempfile.gettempdir())
-    assert r.returncode == 0, r.stderr[-2000:]
-    rows, peak_mib = map(int, r.stdout.split())
-    assert rows == 5000 and peak_mib < 1024, r.stdout
+""", timeout=240)
+    assert rc == 0, err[-2000:]
+    rows, peak_mib = map(int, out.split())
+    assert rows == 5000 and peak_mib < 1024, out
+
 
 CASES = [("sgd", True, (0.0, 5.5), 0.02), ("sgd", False, None, 0.0), ("adagrad", True, (0.0, 5.5), 0.02),
          ("adagrad", True, None, 0.05), ("adam", True, (0.5, 5.0), 0.01), ("adam", False, (0.0, 5.5), 0.0)]
