@@ -40,7 +40,11 @@ def execute(path, timeout=600, kernel_name="python3", cwd=None):
     try:
         with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as sockets:
             ipc = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
+            # shutdown_kernel="immediate": the outputs are in `nb` by then, and a graceful shutdown
+            # request races ipykernel's own closing of its IOPub thread, which then prints a
+            # "Socket operation on non-socket" traceback now and then (seen in CI)
             client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, config=ipc,
+                                             shutdown_kernel="immediate",
                                              resources={"metadata": {"path": str(cwd or tmp)}})
             try:
                 client.execute()
