@@ -304,6 +304,9 @@ CF_INLINE int64_t slot_of(slot_div d, int32_t i) {
     return d.s < 0 ? (int64_t)((uint64_t)i / d.m) : (int64_t)(((uint64_t)i * d.m) >> d.s);
 }
 
+/* slot_of for a grid of at most 2^30 groups (cf_dot_fit_blocks refuses more): a multiply */
+CF_INLINE int64_t slot_mul(slot_div d, int32_t i) { return (int64_t)(((uint64_t)(uint32_t)i * d.m) >> d.s); }
+
 /* what every rating of a block needs */
 typedef struct {
     float *U, *I, *BU, *BI;
@@ -344,10 +347,27 @@ CF_INLINE cf_v4 sqrt4(cf_v4 v) {
 }
 #endif
 
-/* One rating r, in two parts: rate_err measures its error before the update (returns 1 on a
- * non-finite error), rate_apply then updates its user row and item row (and biases, and
- * their optimizer state) at learning rate lr. g_pu = dz qi + wd pu, g_qi = dz pu + wd qi,
- * g_b = dz + wd b, all from the values before the update. kind is a constant after
+/* One lane of a block: the rows [r, end) of one user. Two lanes hold two different users
+ * (taken in row order) and take their ratings in turns; a rating of the later user runs
+ * before rows of the earlier user only when its item is none of the earlier user's
+ * remaining items, so the two ratings share no row and the result is that of row order.
+ * Each id is read from x once and checked before it indexes anything (inside the tables and
+ * in the block's groups, so no other thread's rows), whatever x holds by then (it may have
+ * changed since cf_dot_fit_blocks checked it, or not be grouped as starts says): the user
+ * when the lane takes it (all its rows are the rows that follow with the same id), an item
+ * when the lane reaches the row before it (its slot then prefetched). */
+typedef struct {
+    int64_t r, end;
+    int64_t *last; /* [item slot]: the last row of the lane's users that rates the item */
+    int64_t u, su; /* the user and its slot */
+    int64_t s, s_next; /* the item slots of rows r and r + 1 (-1: an id outside the table or the block) */
+    int bad_user; /* the user is outside the table or the block's user group */
+} lane;
+
+/* One rating (the lane's row r), in two parts: rate_err measures its error before the update
+ * (returns 1 on a non-finite error), rate_apply then updates its user row and item row (and
+ * biases, and their optimizer state) at learning rate lr. g_pu = dz qi + wd pu, g_qi = dz pu
+ * + wd qi, g_b = dz + wd b, all from the values before the update. kind is a constant after
  * inlining: one loop per optimizer. */
 typedef struct {
     int64_t u, i, s, su; /* s, su: the item's and the user's slots */
@@ -358,17 +378,10 @@ typedef struct {
 /* what rate_err returns: applied, a non-finite error, an id outside the tables or the block */
 enum { RATE_OK = 0, RATE_NONFINITE = 1, RATE_INDEX = 2 };
 
-CF_INLINE int rate_err(const block_ctx *c, int kind, int vw, int64_t r, rating *t) {
-    /* the ids are read once and checked before they index anything: inside the tables and
-     * in the block's groups (so no other thread's rows), whatever x holds now (it may have
-     * changed since cf_dot_fit_blocks checked it, or not be grouped as starts says); one
-     * branch for the four conditions */
-    const uint32_t u32 = (uint32_t)c->x[2 * r], i32 = (uint32_t)c->x[2 * r + 1];
-    const int64_t K = c->K, u = u32, i = i32;
+CF_INLINE int rate_err(const block_ctx *c, int kind, int vw, const lane *l, rating *t) {
+    if ((l->s < 0) | l->bad_user) return RATE_INDEX;
+    const int64_t K = c->K, u = l->u, s = l->s, su = l->su, i = c->ig + s * c->d.nb, r = l->r;
     const int priv = kind != CF_SPARSE_ADAM;
-    const int64_t s = slot_of(c->d, (int32_t)i32), su = slot_of(c->d, (int32_t)u32);
-    if ((u32 >= c->nu32) | (i32 >= c->ni32) | (i - s * c->d.nb != c->ig) | (u - su * c->d.nb != c->ug))
-        return RATE_INDEX;
     const float *pu = c->U + u * K, *qi = priv ? c->Ip + s * K : c->I + i * K;
     float z;
     if (kind == CF_SPARSE_ADAGRAD) {
@@ -381,9 +394,9 @@ CF_INLINE int rate_err(const block_ctx *c, int kind, int vw, int64_t r, rating *
     float pred = z, dpred = 1.0f;
     if (c->has_range) {
         /* the FMA versions inline the same expf (fexp.h): no call, no registers saved */
-        float s = 1.0f / (1.0f + (vw >= 8 ? cf_expf_fma(-z) : expf(-z)));
-        pred = s * c->span + c->lo;
-        dpred = c->span * s * (1.0f - s);
+        float sg = 1.0f / (1.0f + (vw >= 8 ? cf_expf_fma(-z) : expf(-z)));
+        pred = sg * c->span + c->lo;
+        dpred = c->span * sg * (1.0f - sg);
     }
     float err = pred - c->y[r];
     t->u = u;
@@ -485,72 +498,90 @@ CF_INLINE void rate_apply(const block_ctx *c, int kind, int vw, const rating *t)
 }
 
 
-/* rating r: RATE_OK (applied), or RATE_NONFINITE / RATE_INDEX (not applied; *at = r) */
-CF_INLINE int rate(const block_ctx *c, int kind, int vw, int64_t r, double *sse, int64_t *at) {
+/* the slot of the item of row r, read once and checked (in the table and the block's item
+ * group), or -1; with a prefetch of its row */
+CF_INLINE int64_t read_item(const block_ctx *c, int64_t r) {
+    const uint32_t i32 = (uint32_t)c->x[2 * r + 1];
+    const int64_t s = slot_mul(c->d, (int32_t)i32);
+    if ((i32 >= c->ni32) | ((int64_t)i32 - s * c->d.nb != c->ig)) return -1;
+    /* the row's 64-byte lines (CF_PREFETCH_ROW's, with one compare a line) */
+    const float *p = c->Ip ? c->Ip + s * c->K : c->I + (int64_t)i32 * c->K;
+    const char *a = (const char *)p, *z = (const char *)(p + c->K - 1);
+    CF_PREFETCH(a, 1);
+    for (const char *q = a + 64; q < z; q += 64) CF_PREFETCH(q, 1);
+    CF_PREFETCH(z, 1);
+    return s;
+}
+
+/* moves lane l to its next row (the next item read, see lane) */
+CF_INLINE void lane_next(const block_ctx *c, lane *l, int64_t end) {
+    l->r++;
+    l->s = l->s_next;
+    l->s_next = l->r + 1 < end ? read_item(c, l->r + 1) : -1;
+}
+
+/* the lane's rating at row r, then the lane moves on: RATE_OK (applied), or RATE_NONFINITE /
+ * RATE_INDEX (not applied; *at = r) */
+CF_INLINE int rate(const block_ctx *c, int kind, int vw, lane *l, int64_t end, double *sse, int64_t *at) {
     rating t;
-    int st = rate_err(c, kind, vw, r, &t);
+    int st = rate_err(c, kind, vw, l, &t);
     if (st) {
-        *at = r;
+        *at = l->r;
         return st;
     }
     *sse += (double)t.err * (double)t.err;
     rate_apply(c, kind, vw, &t);
+    lane_next(c, l, end);
     return RATE_OK;
 }
 
-/* rating a, then rating b, which shares no row with a, their work interleaved: RATE_OK, or
- * the status of the first that failed, *at = its row (a failed: nothing applied; b failed:
- * a applied) */
-CF_INLINE int rate_two(const block_ctx *c, int kind, int vw, int64_t a, int64_t b, double *sse,
-                       int64_t *at) {
+/* the ratings of lanes a, then b, which share no row, their work interleaved, then both move
+ * on: RATE_OK, or the status of the first that failed, *at = its row (a failed: nothing
+ * applied; b failed: a applied, and lane a moved on) */
+CF_INLINE int rate_two(const block_ctx *c, int kind, int vw, lane *a, lane *b, int64_t end,
+                       double *sse, int64_t *at) {
     rating ta, tb;
     int st_a = rate_err(c, kind, vw, a, &ta), st_b = rate_err(c, kind, vw, b, &tb);
     if (st_a) {
-        *at = a;
+        *at = a->r;
         return st_a;
     }
     *sse += (double)ta.err * (double)ta.err;
     rate_apply(c, kind, vw, &ta);
+    lane_next(c, a, end);
     if (st_b) {
-        *at = b;
+        *at = b->r;
         return st_b;
     }
     *sse += (double)tb.err * (double)tb.err;
     rate_apply(c, kind, vw, &tb);
+    lane_next(c, b, end);
     return RATE_OK;
 }
 
-/* the slot of item id i for the scheduling of run_rows: an id outside the table (which
- * rate_err refuses when the rating runs) counts as slot 0, so no read leaves slots */
-CF_INLINE int64_t item_slot(const block_ctx *c, int32_t i) {
-    return slot_of(c->d, (uint32_t)i < c->ni32 ? i : 0);
-}
-
-/* brings the rows of rating r toward the cache */
-CF_INLINE void prefetch_rating(const block_ctx *c, int64_t r) {
-    const int32_t i = c->x[2 * r + 1];
-    if ((uint32_t)i >= c->ni32) return;
-    CF_PREFETCH_ROW(c->Ip ? c->Ip + slot_of(c->d, i) * c->K : c->I + (int64_t)i * c->K, c->K, 1);
-}
-
-/* One lane of a block: the rows [r, end) of one user. Two lanes hold two different users
- * (taken in row order) and take their ratings in turns; a rating of the later user runs
- * before rows of the earlier user only when its item is none of the earlier user's
- * remaining items, so the two ratings share no row and the result is that of row order. */
-typedef struct {
-    int64_t r, end;
-    int64_t *last; /* [item slot]: the last row of the lane's users that rates the item */
-} lane;
+/* the slot of a checked item slot s for the scheduling of run_rows: an id outside the table
+ * or the block (which rate_err refuses when the rating runs) counts as slot 0 */
+CF_INLINE int64_t sched_slot(int64_t s) { return s < 0 ? 0 : s; }
 
 /* starts lane l on the next user's rows at *next (before end), marking its items; returns 0
  * when no user is left */
-CF_INLINE int lane_take(const block_ctx *c, lane *l, int64_t *next, int64_t end, slot_div d) {
+CF_INLINE int lane_take(const block_ctx *c, lane *l, int64_t *next, int64_t end) {
     int64_t a = *next, b = a;
     if (a >= end) return 0;
     const int32_t u = c->x[2 * a];
-    for (; b < end && c->x[2 * b] == u; b++) l->last[item_slot(c, c->x[2 * b + 1])] = b;
+    const uint32_t u32 = (uint32_t)u;
+    const int64_t su = slot_mul(c->d, u);
+    for (; b < end && c->x[2 * b] == u; b++) {
+        const uint32_t i32 = (uint32_t)c->x[2 * b + 1];
+        l->last[i32 < c->ni32 ? slot_mul(c->d, (int32_t)i32) : 0] = b;
+    }
     l->r = a;
     l->end = b;
+    l->u = u32;
+    l->su = su;
+    l->bad_user = (u32 >= c->nu32) | ((int64_t)u32 - su * c->d.nb != c->ug);
+    l->s = read_item(c, a);
+    l->s_next = a + 1 < end ? read_item(c, a + 1) : -1;
     *next = b;
     if (b < end) { /* the next user */
         const int32_t un = c->x[2 * b];
@@ -559,54 +590,59 @@ CF_INLINE int lane_take(const block_ctx *c, lane *l, int64_t *next, int64_t end,
     return 1;
 }
 
+/* the rest of lane l's rows, one after the other: RATE_OK or the first failure */
+CF_INLINE int finish_lane(const block_ctx *c, int kind, int vw, lane *l, int64_t end, double *sse,
+                          int64_t *at) {
+    while (l->r < l->end) {
+        int st = rate(c, kind, vw, l, end, sse, at);
+        if (st) return st;
+    }
+    return RATE_OK;
+}
+
 /* the ratings of rows [start, end) of a block, ordered by user, with the result of row order
  * (see lane); slots [2 * n_slots] is scratch. Returns RATE_OK, or RATE_NONFINITE /
  * RATE_INDEX with *at = the row of the rating that gave a non-finite error or held a bad
  * id: that rating and the rows after it in row order are not applied, except that ratings
  * of later users, which share no row with it, may have been; all the rows before it are. */
 CF_INLINE int run_rows(const block_ctx *c, int kind, int vw, int64_t start, int64_t end, int64_t *slots,
-                       int64_t n_slots, slot_div d, double *sse, int64_t *at) {
+                       int64_t n_slots, double *sse, int64_t *at) {
     for (int64_t t = 0; t < 2 * n_slots; t++) slots[t] = -1;
-    lane L[2] = {{0, 0, slots}, {0, 0, slots + n_slots}};
+    lane L[2];
+    L[0].last = slots;
+    L[1].last = slots + n_slots;
     int64_t next = start;
     int act[2];
-    act[0] = lane_take(c, &L[0], &next, end, d);
-    act[1] = lane_take(c, &L[1], &next, end, d);
+    act[0] = lane_take(c, &L[0], &next, end);
+    act[1] = lane_take(c, &L[1], &next, end);
     while (act[0] && act[1]) {
         const int e = L[0].r < L[1].r ? 0 : 1; /* the lane of the earlier user */
         lane *E = &L[e], *F = &L[1 - e];
-        const int64_t rf = F->r;
         /* the later user's rating waits while its item is among the earlier one's left */
-        const int clash = E->last[item_slot(c, c->x[2 * rf + 1])] >= E->r;
-        if (E->r + 1 < end) prefetch_rating(c, E->r + 1);
-        if (rf + 1 < end) prefetch_rating(c, rf + 1);
+        const int clash = E->last[sched_slot(F->s)] >= E->r;
         int st;
         if (clash) {
-            if ((st = rate(c, kind, vw, E->r, sse, at))) return st;
+            if ((st = rate(c, kind, vw, E, end, sse, at))) return st;
         } else {
-            st = rate_two(c, kind, vw, E->r, rf, sse, at);
+            st = rate_two(c, kind, vw, E, F, end, sse, at);
             if (st && *at == E->r) return st;
             if (st) {
                 /* in row order the earlier user's ratings come first */
                 const int64_t at_f = *at;
-                for (int64_t r = E->r + 1; r < E->end; r++) {
-                    int st_e = rate(c, kind, vw, r, sse, at);
-                    if (st_e) return st_e;
-                }
+                int st_e = finish_lane(c, kind, vw, E, end, sse, at);
+                if (st_e) return st_e;
                 *at = at_f;
                 return st;
             }
-            if (++F->r == F->end) act[1 - e] = lane_take(c, F, &next, end, d);
+            if (F->r == F->end) act[1 - e] = lane_take(c, F, &next, end);
         }
-        if (++E->r == E->end) act[e] = lane_take(c, E, &next, end, d);
+        if (E->r == E->end) act[e] = lane_take(c, E, &next, end);
     }
     for (int l = 0; l < 2; l++)
-        if (act[l]) /* no user left to take: the rest is this lane's user */
-            for (int64_t r = L[l].r; r < L[l].end; r++) {
-                if (r + 1 < end) prefetch_rating(c, r + 1);
-                int st = rate(c, kind, vw, r, sse, at);
-                if (st) return st;
-            }
+        if (act[l]) { /* no user left to take: the rest is this lane's user */
+            int st = finish_lane(c, kind, vw, &L[l], end, sse, at);
+            if (st) return st;
+        }
     return RATE_OK;
 }
 
@@ -684,7 +720,7 @@ static void block_ctx_init(block_ctx *c, const sparse_job *j, int64_t k, float *
         block_ctx c;                                                                           \
         block_ctx_init(&c, j, k, priv, n_slots, KIND != CF_SPARSE_ADAM);                       \
         int64_t start = j->starts[j->blocks[k]], end = j->starts[j->blocks[k] + 1];            \
-        int st = run_rows(&c, KIND, vw, start, end, slots, n_slots, c.d, sse, at);                 \
+        int st = run_rows(&c, KIND, vw, start, end, slots, n_slots, sse, at);                 \
         if (KIND != CF_SPARSE_ADAM) block_state(&c, j->blocks[k] / j->nb, j->blocks[k] % j->nb, 0); \
         return st;                                                                             \
     }                                                                                          \
@@ -1057,7 +1093,7 @@ int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int
                       const double *moms, const cf_dot_config *cfg, int n_threads) {
     *bad = -1;
     int64_t NB, n_starts, n_dep;
-    if (nb < 1 || n_sel < 0 || n_threads < 1 || cfg->k < 1 || n_rows < 0 || !cf_mul(nb, nb, &NB) ||
+    if (nb < 1 || nb > ((int64_t)1 << 30) || n_sel < 0 || n_threads < 1 || cfg->k < 1 || n_rows < 0 || !cf_mul(nb, nb, &NB) ||
         !cf_add(NB, 1, &n_starts) || cf_dot_n_params(cfg) < 0)
         return CF_ERR_ARG;
     if (opt->kind == CF_SPARSE_ADAM && (!opt->m || !opt->v || !opt->pow1 || !opt->pow2))

@@ -67,9 +67,10 @@ int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t
  * have been); CF_ERR_INDEX with *bad = the first bad block position or the first row of the
  * selected blocks with an id outside the tables, CF_ERR_ARG with *bad = the first position
  * that breaks its stratum (all checked before any update), or starts that are not nb*nb + 1
- * increasing offsets from 0 to n_rows; CF_ERR_NOMEM. starts and blocks are copied and checked
- * once, and every rating's ids are checked again as the rating reads them, inside the tables
- * and in its block's user and item groups (so a thread never writes another's rows): x
+ * increasing offsets from 0 to n_rows, or nb > 2^30; CF_ERR_NOMEM. starts and blocks are copied and checked
+ * once, and every id of a rating is read once more and checked before it indexes anything,
+ * inside the tables and in its block's user and item groups (a user once for the run of rows
+ * that repeat its id), so a thread never writes another's rows: x
  * written by another thread during the call, or rows outside their block, give CF_ERR_INDEX
  * with *bad = that row, every update before it in its block (and in the blocks before) made. */
 int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int64_t *bad,

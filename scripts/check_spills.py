@@ -46,10 +46,10 @@ KNOWN = {
     # buffer (cf_dot_f32), once per rating in the loop over ratings (K >= 16: clean)
     # (the loops over ratings of the FMA versions call no function since expf is inline,
     # fexp.h: more of them count as hot, and the K < 16 ones show the same buffer)
-    "run_rows_sgd_avx512": (2, "K < 16: cf_dot_f32's zero-padded stack chunk per rating"),
-    "run_rows_adagrad_avx512": (4, "K < 16: cf_dot_f32's zero-padded stack chunk per rating"),
-    "run_rows_adagrad_avx2": (3, "K < 16: cf_dot_f32's zero-padded stack chunk per rating"),
-    "run_rows_adagrad_generic": (3, "K < 16: cf_dot_f32's zero-padded stack chunk per rating"),
+    # (one loop a version since the lanes hold their user and next item, 2026-12-03)
+    "run_rows_adagrad_avx512": (1, "K < 16: cf_dot_f32's zero-padded stack chunk per rating"),
+    "run_rows_adagrad_avx2": (1, "K < 16: cf_dot_f32's zero-padded stack chunk per rating"),
+    "run_rows_adagrad_generic": (1, "K < 16: cf_dot_f32's zero-padded stack chunk per rating"),
     # sparse Adam's row update (two passes since this change): one of its three vector loops
     # reloads its constants from the stack (the two main loops are clean)
     "adam_rows_avx2": (1, "one of three loops reloads its constants from the stack"),

@@ -1625,6 +1625,24 @@ static void test_dot_fit_blocks_threads_errors_and_nan(void) {
                             NULL, &d.cfg, 1) == CF_ERR_INDEX && bad == row);
     d.x[2 * row] = keep_id;
     CHECK(fsame(d.params, p0, d.P));
+    /* a row outside its block (its user, or its item, moved to another group; the ids inside
+     * the tables, so only the kernel sees it, when it reads the row): CF_ERR_INDEX at that row,
+     * the updates before it made and finite, with one thread or more */
+    for (int col = 0; col < 2; col++) {
+        const int64_t b = blocks[6], lo = starts[b], hi = starts[b + 1], r = lo + (hi - lo) / 2;
+        const int64_t n_ids = col ? d.cfg.n_items : d.cfg.n_users;
+        CHECK(hi - lo >= 3 && n_ids % nb != 1);
+        const int32_t keep_r = d.x[2 * r + col];
+        d.x[2 * r + col] = (int32_t)((keep_r + 1) % n_ids); /* the next group */
+        for (int t = 1; t <= 2; t++) {
+            memcpy(d.params, p0, sizeof(float) * (size_t)d.P);
+            CHECK(cf_dot_fit_blocks(d.params, &s.opt, loss, &bad, d.x, d.y, d.R, starts, nb, blocks,
+                                    NB, lrs, NULL, &d.cfg, t) == CF_ERR_INDEX && bad == r);
+            CHECK(!fsame(d.params, p0, d.P));
+            for (int64_t n = 0; n < d.P; n++) CHECK(isfinite(d.params[n]));
+        }
+        d.x[2 * r + col] = keep_r;
+    }
     /* a NaN rating in block position 9: CF_ERR_NONFINITE at 9, blocks 0..8 trained, with any
      * number of threads (a thread may run ahead into later strata, never leave a gap) */
     d.y[starts[blocks[9]] + (starts[blocks[9] + 1] - starts[blocks[9]]) / 2] = NAN;
