@@ -360,8 +360,8 @@ typedef struct {
     int64_t r, end;
     int64_t *last; /* [item slot]: the last row of the lane's users that rates the item */
     int64_t u, su; /* the user and its slot */
-    int64_t s, s_next; /* the item slots of rows r and r + 1 (-1: an id outside the table or the block) */
-    int bad_user; /* the user is outside the table or the block's user group */
+    int64_t s, s_next; /* the item slots of rows r and r + 1 (-1: an id outside the table or the
+                        * block, or, for row r, a user outside them) */
 } lane;
 
 /* One rating (the lane's row r), in two parts: rate_err measures its error before the update
@@ -375,11 +375,20 @@ typedef struct {
     float ab, aa, bb; /* Adagrad: pu . qi, |pu|^2, |qi|^2 */
 } rating;
 
+/* The kernels' kind argument: the optimizer (CF_SPARSE_*), plus CF_BR when the model is
+ * known to have biases and a y_range (the lesson's shape; a version of its own, without the
+ * tests of both on every rating) */
+enum { CF_BR = 4 };
+#define CF_KIND(kind_br) ((kind_br) & 3)
+#define CF_BIAS(kind_br, c) (((kind_br) & CF_BR) || (c)->BU != NULL)
+#define CF_RANGE(kind_br, c) (((kind_br) & CF_BR) || (c)->has_range)
+
 /* what rate_err returns: applied, a non-finite error, an id outside the tables or the block */
 enum { RATE_OK = 0, RATE_NONFINITE = 1, RATE_INDEX = 2 };
 
-CF_INLINE int rate_err(const block_ctx *c, int kind, int vw, const lane *l, rating *t) {
-    if ((l->s < 0) | l->bad_user) return RATE_INDEX;
+CF_INLINE int rate_err(const block_ctx *c, int kind_br, int vw, const lane *l, rating *t) {
+    const int kind = CF_KIND(kind_br), bias = CF_BIAS(kind_br, c), range = CF_RANGE(kind_br, c);
+    if (l->s < 0) return RATE_INDEX;
     const int64_t K = c->K, u = l->u, s = l->s, su = l->su, i = c->ig + s * c->d.nb, r = l->r;
     const int priv = kind != CF_SPARSE_ADAM;
     const float *pu = c->U + u * K, *qi = priv ? c->Ip + s * K : c->I + i * K;
@@ -390,9 +399,9 @@ CF_INLINE int rate_err(const block_ctx *c, int kind, int vw, const lane *l, rati
     } else {
         z = row_dot(vw, pu, qi, K, CF_TAIL(c));
     }
-    if (c->BU) z += priv ? c->bu_s[su] + c->bi_s[s] : c->BU[u] + c->BI[i];
+    if (bias) z += priv ? c->bu_s[su] + c->bi_s[s] : c->BU[u] + c->BI[i];
     float pred = z, dpred = 1.0f;
-    if (c->has_range) {
+    if (range) {
         /* the FMA versions inline the same expf (fexp.h): no call, no registers saved */
         float sg = 1.0f / (1.0f + (vw >= 8 ? cf_expf_fma(-z) : expf(-z)));
         pred = sg * c->span + c->lo;
@@ -408,20 +417,21 @@ CF_INLINE int rate_err(const block_ctx *c, int kind, int vw, const lane *l, rati
     return !isfinite(err); /* RATE_OK or RATE_NONFINITE */
 }
 
-CF_INLINE void rate_apply(const block_ctx *c, int kind, int vw, const rating *t) {
+CF_INLINE void rate_apply(const block_ctx *c, int kind_br, int vw, const rating *t) {
+    const int kind = CF_KIND(kind_br), bias = CF_BIAS(kind_br, c);
     const int64_t K = c->K, u = t->u, i = t->i;
     const int64_t ru = u, ri = c->NU + i;
     const int priv = kind != CF_SPARSE_ADAM;
     float *restrict pu = c->U + u * K, *restrict qi = priv ? c->Ip + t->s * K : c->I + i * K;
-    float *bu = c->BU ? (priv ? c->bu_s + t->su : c->BU + u) : NULL;
-    float *bi = c->BI ? (kind != CF_SPARSE_ADAM ? c->bi_s + t->s : c->BI + i) : NULL;
+    float *bu = bias ? (priv ? c->bu_s + t->su : c->BU + u) : NULL;
+    float *bi = bias ? (kind != CF_SPARSE_ADAM ? c->bi_s + t->s : c->BI + i) : NULL;
     const float lr = c->lr, wd = c->wd, dz = t->dz;
     const cf_sparse_opt *o = c->o;
-    float gbu = bu ? dz + wd * *bu : 0.0f, gbi = bi ? dz + wd * *bi : 0.0f;
+    float gbu = bias ? dz + wd * *bu : 0.0f, gbi = bias ? dz + wd * *bi : 0.0f;
     if (kind == CF_SPARSE_SGD) {
         scaled_step(vw, pu, qi, dz, wd, lr, lr, K);
-        if (bu) *bu -= lr * gbu;
-        if (bi) *bi -= lr * gbi;
+        if (bias) *bu -= lr * gbu;
+        if (bias) *bi -= lr * gbi;
     } else if (kind == CF_SPARSE_ADAGRAD) {
         float *acc_u = c->acc_u + t->su, *acc_bu = c->acc_bu + t->su;
         float *acc_i = c->acc_i + t->s, *acc_bi = c->acc_bi + t->s;
@@ -439,7 +449,7 @@ CF_INLINE void rate_apply(const block_ctx *c, int kind, int vw, const rating *t)
 #ifdef CF_VEC16
         /* the four steps' divisions and square roots at once, lane-wise (same values) */
         cf_v4 a = {au, ai, 1.0f, 1.0f}, num = {lr, lr, 0.0f, 0.0f};
-        if (bu) {
+        if (bias) {
             a[2] = *acc_bu + gbu * gbu;
             a[3] = *acc_bi + gbi * gbi;
             *acc_bu = a[2];
@@ -449,18 +459,18 @@ CF_INLINE void rate_apply(const block_ctx *c, int kind, int vw, const rating *t)
         }
         cf_v4 step = num / sqrt4(a + e);
         scaled_step(vw, pu, qi, dz, wd, step[0], step[1], K);
-        if (bu) {
+        if (bias) {
             *bu -= step[2];
             *bi -= step[3];
         }
 #else
         scaled_step(vw, pu, qi, dz, wd, lr / sqrtf(au + e), lr / sqrtf(ai + e), K);
-        if (bu) {
+        if (bias) {
             float ab = *acc_bu + gbu * gbu;
             *acc_bu = ab;
             *bu -= lr * gbu / sqrtf(ab + e);
         }
-        if (bi) {
+        if (bias) {
             float ab = *acc_bi + gbi * gbi;
             *acc_bi = ab;
             *bi -= lr * gbi / sqrtf(ab + e);
@@ -480,14 +490,14 @@ CF_INLINE void rate_apply(const block_ctx *c, int kind, int vw, const rating *t)
         const float ai = lr / (1.0f - pi1), si = 1.0f / sqrtf(1.0f - pi2);
         adam_rows(pu, qi, o->m + ou, o->v + ou, o->m + oi, o->v + oi, dz, wd, b1, b2, au, su,
                   ai, si, e, K);
-        if (bu) {
+        if (bias) {
             int64_t ob = bu - c->U; /* the bias of a row sits at the same offset in m and v */
             float m1 = b1 * o->m[ob] + c1 * gbu, v1 = b2 * o->v[ob] + c2 * (gbu * gbu);
             o->m[ob] = m1;
             o->v[ob] = v1;
             *bu -= au * m1 / (sqrtf(v1) * su + e);
         }
-        if (bi) {
+        if (bias) {
             int64_t ob = bi - c->U;
             float m2 = b1 * o->m[ob] + c1 * gbi, v2 = b2 * o->v[ob] + c2 * (gbi * gbi);
             o->m[ob] = m2;
@@ -579,8 +589,10 @@ CF_INLINE int lane_take(const block_ctx *c, lane *l, int64_t *next, int64_t end)
     l->end = b;
     l->u = u32;
     l->su = su;
-    l->bad_user = (u32 >= c->nu32) | ((int64_t)u32 - su * c->d.nb != c->ug);
-    l->s = read_item(c, a);
+    /* a user outside the table or the block's user group: its first rating fails (and ends
+     * the block), as if its item were bad */
+    const int bad_user = (u32 >= c->nu32) | ((int64_t)u32 - su * c->d.nb != c->ug);
+    l->s = bad_user ? -1 : read_item(c, a);
     l->s_next = a + 1 < end ? read_item(c, a + 1) : -1;
     *next = b;
     if (b < end) { /* the next user */
@@ -718,17 +730,19 @@ static void block_ctx_init(block_ctx *c, const sparse_job *j, int64_t k, float *
     CF_INLINE int name##_body(int vw, const sparse_job *j, int64_t k, int64_t *slots,          \
                               int64_t n_slots, float *priv, double *sse, int64_t *at) {        \
         block_ctx c;                                                                           \
-        block_ctx_init(&c, j, k, priv, n_slots, KIND != CF_SPARSE_ADAM);                       \
+        block_ctx_init(&c, j, k, priv, n_slots, CF_KIND(KIND) != CF_SPARSE_ADAM);              \
         int64_t start = j->starts[j->blocks[k]], end = j->starts[j->blocks[k] + 1];            \
         int st = run_rows(&c, KIND, vw, start, end, slots, n_slots, sse, at);                 \
-        if (KIND != CF_SPARSE_ADAM) block_state(&c, j->blocks[k] / j->nb, j->blocks[k] % j->nb, 0); \
+        if (CF_KIND(KIND) != CF_SPARSE_ADAM) block_state(&c, j->blocks[k] / j->nb, j->blocks[k] % j->nb, 0); \
         return st;                                                                             \
     }                                                                                          \
     CF_DISPATCH_LANES_FN(static, int, name, (const sparse_job *j, int64_t k, int64_t *slots,         \
                                        int64_t n_slots, float *priv, double *sse, int64_t *at), \
                    (j, k, slots, n_slots, priv, sse, at))
 CF_RUN_KIND(run_rows_sgd, CF_SPARSE_SGD)
+CF_RUN_KIND(run_rows_sgd_br, CF_SPARSE_SGD | CF_BR)
 CF_RUN_KIND(run_rows_adagrad, CF_SPARSE_ADAGRAD)
+CF_RUN_KIND(run_rows_adagrad_br, CF_SPARSE_ADAGRAD | CF_BR)
 CF_RUN_KIND(run_rows_adam, CF_SPARSE_ADAM)
 #undef CF_RUN_KIND
 
@@ -738,9 +752,11 @@ static int run_block(sparse_job *j, int64_t k, int64_t *slots, int64_t n_slots, 
                      int64_t *at) {
     int64_t start = j->starts[j->blocks[k]], end = j->starts[j->blocks[k] + 1];
     double sse = 0.0;
-    int status = j->opt->kind == CF_SPARSE_SGD       ? run_rows_sgd(j, k, slots, n_slots, priv, &sse, at)
-                 : j->opt->kind == CF_SPARSE_ADAGRAD ? run_rows_adagrad(j, k, slots, n_slots, priv, &sse, at)
-                                                     : run_rows_adam(j, k, slots, n_slots, priv, &sse, at);
+    const int br = j->cfg->has_bias && j->cfg->has_range, kind = j->opt->kind;
+    int status = kind == CF_SPARSE_SGD ? (br ? run_rows_sgd_br : run_rows_sgd)(j, k, slots, n_slots, priv, &sse, at)
+                 : kind == CF_SPARSE_ADAGRAD
+                     ? (br ? run_rows_adagrad_br : run_rows_adagrad)(j, k, slots, n_slots, priv, &sse, at)
+                     : run_rows_adam(j, k, slots, n_slots, priv, &sse, at);
     j->block_loss[k] = end > start ? sse / (double)(end - start) : 0.0;
     return status;
 }

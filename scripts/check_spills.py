@@ -33,7 +33,7 @@ import sys
 
 # the hot kernels: the sparse path's block drivers and Adam's row update, the exact path's
 # optimizer steps, the NN layers, top-n ranking, ALS and BPR
-HOT_KERNELS = ("run_rows_sgd", "run_rows_adagrad", "run_rows_adam", "adam_rows", "cf_adam_step",
+HOT_KERNELS = ("run_rows_sgd", "run_rows_sgd_br", "run_rows_adagrad", "run_rows_adagrad_br", "run_rows_adam", "adam_rows", "cf_adam_step",
                "cf_sgd_step", "cf_linear_forward", "cf_linear_backward", "cf_relu_forward",
                "cf_relu_backward", "rank_block", "gram_rows", "solve_row", "run_block", "first_bad_id")
 VERSIONS = ("avx512", "avx2", "generic")
@@ -46,10 +46,16 @@ KNOWN = {
     # buffer (cf_dot_f32), once per rating in the loop over ratings (K >= 16: clean)
     # (the loops over ratings of the FMA versions call no function since expf is inline,
     # fexp.h: more of them count as hot, and the K < 16 ones show the same buffer)
-    # (one loop a version since the lanes hold their user and next item, 2026-12-03)
-    "run_rows_adagrad_avx512": (1, "K < 16: cf_dot_f32's zero-padded stack chunk per rating"),
-    "run_rows_adagrad_avx2": (1, "K < 16: cf_dot_f32's zero-padded stack chunk per rating"),
-    "run_rows_adagrad_generic": (1, "K < 16: cf_dot_f32's zero-padded stack chunk per rating"),
+    # (one loop a version since the lanes hold their user and next item, 2026-12-03). The
+    # versions for models without biases or a y_range (the _br ones serve the models with
+    # both) also keep scalars on the stack in a second loop over ratings (a 64-bit value parked
+    # in an xmm register, lane fields): general-purpose registers run out there
+    "run_rows_adagrad_avx512": (2, "K < 16 chunk; scalars of the rating loop without biases or y_range"),
+    "run_rows_adagrad_avx2": (2, "K < 16 chunk; scalars of the rating loop without biases or y_range"),
+    "run_rows_adagrad_generic": (2, "K < 16 chunk; scalars of the rating loop without biases or y_range"),
+    "run_rows_adagrad_br_avx512": (1, "K < 16: cf_dot_f32's zero-padded stack chunk per rating"),
+    "run_rows_adagrad_br_avx2": (1, "K < 16: cf_dot_f32's zero-padded stack chunk per rating"),
+    "run_rows_adagrad_br_generic": (1, "K < 16: cf_dot_f32's zero-padded stack chunk per rating"),
     # sparse Adam's row update (two passes since this change): one of its three vector loops
     # reloads its constants from the stack (the two main loops are clean)
     "adam_rows_avx2": (1, "one of three loops reloads its constants from the stack"),

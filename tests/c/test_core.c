@@ -1508,32 +1508,34 @@ static void test_isa_names_and_levels(void) {
 }
 
 /* every version this CPU runs gives the generic version's bits: the sparse driver (each
- * optimizer; K with and without a partial 16-lane chunk), a linear layer, Adam's step */
+ * optimizer; K with and without a partial 16-lane chunk; with biases and a y_range, whose
+ * kernels are versions of their own, and without), a linear layer, Adam's step */
 static void test_isa_versions_same_bits(void) {
     const unsigned sup = cf_isa_supported();
     const int best = cf_isa_get();
     for (int kind = 0; kind < 3; kind++)
-        for (int64_t K = 8; K <= 56; K += 24) {
-            float *want = NULL;
-            for (int l = 0; l < CF_ISA_COUNT; l++) {
-                if (!(sup >> l & 1u)) continue;
-                CHECK(cf_isa_set(l) == 0);
-                g_rs = 77;
-                dot_problem d = dot_make(50, 40, K, 1, 1, 4000);
-                int64_t nb = 2, starts[5], bad = 0, *blocks = strata_blocks(nb);
-                double lrs[4] = {0.02, 0.02, 0.01, 0.01}, loss[4];
-                CHECK(cf_block_sort(d.x, d.y, NULL, 0, d.R, nb, starts, 1) == CF_OK);
-                sparse_state s = sparse_make(&d, kind, 0.01);
-                CHECK(cf_dot_fit_blocks(d.params, &s.opt, loss, &bad, d.x, d.y, d.R, starts, nb,
-                                        blocks, 4, lrs, NULL, &d.cfg, 2) == CF_OK);
-                if (!want) want = fcopy(d.params, d.P);
-                else CHECK(fsame(d.params, want, d.P));
-                sparse_free(&s);
-                free(blocks);
-                dot_free(&d);
+        for (int64_t K = 8; K <= 56; K += 24)
+            for (int br = 0; br < 2; br++) {
+                float *want = NULL;
+                for (int l = 0; l < CF_ISA_COUNT; l++) {
+                    if (!(sup >> l & 1u)) continue;
+                    CHECK(cf_isa_set(l) == 0);
+                    g_rs = 77;
+                    dot_problem d = dot_make(50, 40, K, br, br, 4000);
+                    int64_t nb = 2, starts[5], bad = 0, *blocks = strata_blocks(nb);
+                    double lrs[4] = {0.02, 0.02, 0.01, 0.01}, loss[4];
+                    CHECK(cf_block_sort(d.x, d.y, NULL, 0, d.R, nb, starts, 1) == CF_OK);
+                    sparse_state s = sparse_make(&d, kind, 0.01);
+                    CHECK(cf_dot_fit_blocks(d.params, &s.opt, loss, &bad, d.x, d.y, d.R, starts, nb,
+                                            blocks, 4, lrs, NULL, &d.cfg, 2) == CF_OK);
+                    if (!want) want = fcopy(d.params, d.P);
+                    else CHECK(fsame(d.params, want, d.P));
+                    sparse_free(&s);
+                    free(blocks);
+                    dot_free(&d);
+                }
+                free(want);
             }
-            free(want);
-        }
     float *want_lin = NULL, *want_p = NULL;
     for (int l = 0; l < CF_ISA_COUNT; l++) {
         if (!(sup >> l & 1u)) continue;
