@@ -620,42 +620,40 @@ CF_INLINE int finish_lane(const block_ctx *c, int kind, int vw, lane *l, int64_t
 CF_INLINE int run_rows(const block_ctx *c, int kind, int vw, int64_t start, int64_t end, int64_t *slots,
                        int64_t n_slots, double *sse, int64_t *at) {
     for (int64_t t = 0; t < 2 * n_slots; t++) slots[t] = -1;
-    lane L[2];
-    L[0].last = slots;
-    L[1].last = slots + n_slots;
+    lane E, F; /* the lanes of the earlier and of the later user (two variables, not an array
+                * indexed by which is earlier: the compiler keeps their fields in registers) */
+    E.last = slots;
+    F.last = slots + n_slots;
     int64_t next = start;
-    int act[2];
-    act[0] = lane_take(c, &L[0], &next, end);
-    act[1] = lane_take(c, &L[1], &next, end);
-    while (act[0] && act[1]) {
-        const int e = L[0].r < L[1].r ? 0 : 1; /* the lane of the earlier user */
-        lane *E = &L[e], *F = &L[1 - e];
+    if (!lane_take(c, &E, &next, end)) return RATE_OK;
+    if (!lane_take(c, &F, &next, end)) return finish_lane(c, kind, vw, &E, end, sse, at);
+    for (;;) {
         /* the later user's rating waits while its item is among the earlier one's left */
-        const int clash = E->last[sched_slot(F->s)] >= E->r;
+        const int clash = E.last[sched_slot(F.s)] >= E.r;
         int st;
         if (clash) {
-            if ((st = rate(c, kind, vw, E, end, sse, at))) return st;
+            if ((st = rate(c, kind, vw, &E, end, sse, at))) return st;
         } else {
-            st = rate_two(c, kind, vw, E, F, end, sse, at);
-            if (st && *at == E->r) return st;
+            st = rate_two(c, kind, vw, &E, &F, end, sse, at);
+            if (st && *at == E.r) return st;
             if (st) {
                 /* in row order the earlier user's ratings come first */
                 const int64_t at_f = *at;
-                int st_e = finish_lane(c, kind, vw, E, end, sse, at);
+                int st_e = finish_lane(c, kind, vw, &E, end, sse, at);
                 if (st_e) return st_e;
                 *at = at_f;
                 return st;
             }
-            if (F->r == F->end) act[1 - e] = lane_take(c, F, &next, end);
+            /* no user left to take: the rest is the earlier user's */
+            if (F.r == F.end && !lane_take(c, &F, &next, end)) return finish_lane(c, kind, vw, &E, end, sse, at);
         }
-        if (E->r == E->end) act[e] = lane_take(c, E, &next, end);
+        if (E.r == E.end) { /* the later user is now the earlier, and its lane takes the next */
+            const lane t = E;
+            E = F;
+            F = t;
+            if (!lane_take(c, &F, &next, end)) return finish_lane(c, kind, vw, &E, end, sse, at);
+        }
     }
-    for (int l = 0; l < 2; l++)
-        if (act[l]) { /* no user left to take: the rest is this lane's user */
-            int st = finish_lane(c, kind, vw, &L[l], end, sse, at);
-            if (st) return st;
-        }
-    return RATE_OK;
 }
 
 /* copies the state of the block's rows (items of group ig, users of group ug) to the
