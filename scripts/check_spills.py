@@ -42,20 +42,20 @@ VERSIONS = ("avx512", "avx2", "generic")
 # of such loops in a GCC 12 x86-64 build and why. The check fails when a count changes either
 # way: a new spill fails it, and so does one fixed (then lower the count here, or drop the line).
 KNOWN = {
-    # K < 16 factors only: the row's partial chunk goes through a 16-float zero-padded stack
-    # buffer (cf_dot_f32), once per rating in the loop over ratings (K >= 16: clean)
-    # (the loops over ratings of the FMA versions call no function since expf is inline,
-    # fexp.h: more of them count as hot, and the K < 16 ones show the same buffer)
-    # (one loop a version since the lanes hold their user and next item, 2026-12-03). The
-    # versions for models without biases or a y_range (the _br ones serve the models with
-    # both) also keep scalars on the stack in a second loop over ratings (a 64-bit value parked
-    # in an xmm register, lane fields): general-purpose registers run out there
-    "run_rows_adagrad_avx512": (2, "K < 16 chunk; scalars of the rating loop without biases or y_range"),
-    "run_rows_adagrad_avx2": (2, "K < 16 chunk; scalars of the rating loop without biases or y_range"),
-    "run_rows_adagrad_generic": (2, "K < 16 chunk; scalars of the rating loop without biases or y_range"),
-    "run_rows_adagrad_br_avx512": (1, "K < 16: cf_dot_f32's zero-padded stack chunk per rating"),
-    "run_rows_adagrad_br_avx2": (1, "K < 16: cf_dot_f32's zero-padded stack chunk per rating"),
-    "run_rows_adagrad_br_generic": (1, "K < 16: cf_dot_f32's zero-padded stack chunk per rating"),
+    # The sparse path's rating loops (hot since expf is inline, fexp.h: they call no
+    # function). Since the lanes became two variables (2026-12-03) GCC lays them out
+    # differently: in the versions below one loop, the jump back to the tail chunk of a
+    # rating's dot product, reads the tail's lane mask from the block's context, a stack
+    # variable, as a memory operand and parks a loaded chunk or two for the step; the
+    # AVX-512 SGD and Adagrad versions are clean)
+    "run_rows_sgd_generic": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
+    "run_rows_sgd_br_avx2": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
+    "run_rows_adagrad_generic": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
+    "run_rows_adagrad_br_avx2": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
+    "run_rows_adagrad_br_generic": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
+    "run_rows_adam_avx512": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
+    "run_rows_adam_avx2": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
+    "run_rows_adam_generic": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
     # sparse Adam's row update (two passes since this change): one of its three vector loops
     # reloads its constants from the stack (the two main loops are clean)
     "adam_rows_avx2": (1, "one of three loops reloads its constants from the stack"),
