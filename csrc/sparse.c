@@ -199,14 +199,24 @@ CF_INLINE float hsum_w4(const cf_v4 *acc) {
         *bb = hsum_w##W(b2);                                                                     \
         return hsum_w##W(ab);                                                                    \
     }                                                                                            \
+    /* as scaled_step16: the chunk that ends the row first, from the values before the update */ \
     CF_INLINE void scaled_step_w##W(float *restrict pu, float *restrict qi, float dz, float wd,  \
                                     float cu, float ci, int64_t n) {                             \
         int64_t f = 0;                                                                           \
-        for (; f + W <= n; f += W) {                                                             \
-            const T a = ld_w##W(pu + f), b = ld_w##W(qi + f);                                    \
-            const T na = a - cu * (dz * b + wd * a), nb = b - ci * (dz * a + wd * b);            \
-            __builtin_memcpy(pu + f, &na, sizeof na);                                            \
-            __builtin_memcpy(qi + f, &nb, sizeof nb);                                            \
+        if (n >= W) {                                                                            \
+            const T oa = ld_w##W(pu + n - W), ob = ld_w##W(qi + n - W);                          \
+            const T ta = oa - cu * (dz * ob + wd * oa), tb = ob - ci * (dz * oa + wd * ob);      \
+            for (; f + W <= n; f += W) {                                                         \
+                const T a = ld_w##W(pu + f), b = ld_w##W(qi + f);                                \
+                const T na = a - cu * (dz * b + wd * a), nb = b - ci * (dz * a + wd * b);        \
+                __builtin_memcpy(pu + f, &na, sizeof na);                                        \
+                __builtin_memcpy(qi + f, &nb, sizeof nb);                                        \
+            }                                                                                    \
+            if (f < n) {                                                                         \
+                __builtin_memcpy(pu + n - W, &ta, sizeof ta);                                    \
+                __builtin_memcpy(qi + n - W, &tb, sizeof tb);                                    \
+            }                                                                                    \
+            return;                                                                              \
         }                                                                                        \
         for (; f < n; f++) {                                                                     \
             const float a = pu[f], b = qi[f];                                                    \
@@ -448,16 +458,17 @@ CF_INLINE void rate_apply(const block_ctx *c, int kind_br, int vw, const rating 
         *acc_i = ai;
 #ifdef CF_VEC16
         /* the four steps' divisions and square roots at once, lane-wise (same values) */
-        cf_v4 a = {au, ai, 1.0f, 1.0f}, num = {lr, lr, 0.0f, 0.0f};
+        /* num = lr {1, 1, gbu, gbi}: lr itself in lanes 0 and 1 (lr * 1 is lr) */
+        cf_v4 a = {au, ai, 1.0f, 1.0f}, g = {1.0f, 1.0f, 0.0f, 0.0f};
         if (bias) {
             a[2] = *acc_bu + gbu * gbu;
             a[3] = *acc_bi + gbi * gbi;
             *acc_bu = a[2];
             *acc_bi = a[3];
-            num[2] = lr * gbu;
-            num[3] = lr * gbi;
+            g[2] = gbu;
+            g[3] = gbi;
         }
-        cf_v4 step = num / sqrt4(a + e);
+        cf_v4 step = (lr * g) / sqrt4(a + e);
         scaled_step(vw, pu, qi, dz, wd, step[0], step[1], K);
         if (bias) {
             *bu -= step[2];

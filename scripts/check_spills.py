@@ -47,11 +47,7 @@ KNOWN = {
     # differently: in the versions below one loop, the jump back to the tail chunk of a
     # rating's dot product, reads the tail's lane mask from the block's context, a stack
     # variable, as a memory operand and parks a loaded chunk or two for the step; the
-    # AVX-512 SGD and Adagrad versions are clean)
-    "run_rows_sgd_generic": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
-    "run_rows_sgd_br_avx2": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
-    "run_rows_adagrad_generic": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
-    "run_rows_adagrad_br_avx2": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
+    # other SGD and Adagrad versions are clean since the W-lane steps end with a whole chunk)
     "run_rows_adagrad_br_generic": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
     "run_rows_adam_avx512": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
     "run_rows_adam_avx2": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
