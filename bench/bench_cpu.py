@@ -39,7 +39,8 @@ lesson floor (target <= 0.8), top-10 ms (target <= 6), and each version / the wi
 
 MovieLens-100k is read from COLLABC_DATA (the lesson parts are skipped without it). The machine
 should be quiet: numbers from a shared machine are noisy (medians help, ratios inside one run
-help more).
+help more; --rounds 3 runs LibMF and each version three times in turn and prints the median of
+the ratios taken inside each round).
 """
 import argparse
 import json
@@ -300,6 +301,9 @@ def main():
     p.add_argument("--large", action="store_true", help="also the 25M shape (slow: minutes per version)")
     p.add_argument("--epochs", type=int, default=5, help="sparse-path epochs per run (the first is not timed)")
     p.add_argument("--reps", type=int, default=3, help="lesson fits per version")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="sparse-path rounds (LibMF, then each version, again): ratios taken inside "
+                        "a round, their median printed")
     p.add_argument("--isa", nargs="+", help="the versions to run (default: all this CPU runs)")
     p.add_argument("--data", help="COLLABC_DATA, the folder holding ml-100k/ (default: $COLLABC_DATA)")
     p.add_argument("--keep", help="a folder for the generated data and binaries (default: a temporary one)")
@@ -317,6 +321,8 @@ def main():
 
     from collabc import _core
     built, supported = _core.isa_levels()
+    if a.rounds < 1:
+        p.error(f"--rounds must be >= 1, got {a.rounds}")
     isas = a.isa or list(supported)
     for i in isas:
         if i not in supported:
@@ -344,27 +350,42 @@ def main():
         print(f"\n== sparse path, {shape} shape ({cut:,} training ratings; data made in "
               f"{time.perf_counter() - t:.0f} s)")
         r = res[shape] = {}
-        lm = libmf_per_iter(libmf, folder, a.epochs) if libmf else None
-        if lm:
-            print(f"LibMF mf-train, 2 threads: {lm:.4f} s per iteration (its evaluation included)")
         nu, ni, _ = SHAPES[shape]
         fl = run_json([floor_sgd, os.path.join(folder, "x.bin"), os.path.join(folder, "y.bin"),
                        str(cut), str(nu + 1), str(ni + 1), "3"])
         print(f"naive C SGD floor, 1 thread: {fl['ns_per_rating']:.1f} ns per rating "
               f"({fl['s_per_epoch']:.3f} s per epoch)")
-        for isa in isas:
-            base = me + ["--data", folder, "--shape", shape, "--epochs", str(a.epochs)]
-            ada = run_json(base + ["--worker", "sparse", "--opt", "adagrad", "--threads", "2"], clone_env(isa))
-            line = f"  {isa:8s} Adagrad 2 threads {ada['s_per_epoch']:.4f} s/epoch"
+        # rounds: LibMF, then each version, again and again; a ratio is taken inside a round
+        # (the machine's speed drifts between rounds), and its median over the rounds printed
+        lms, ada, ratios = [], {isa: [] for isa in isas}, {isa: [] for isa in isas}
+        for rnd in range(a.rounds):
+            lm = libmf_per_iter(libmf, folder, a.epochs) if libmf else None
+            head = f"round {rnd + 1}: " if a.rounds > 1 else ""
             if lm:
-                line += f" = {ada['s_per_epoch'] / lm:.2f}x LibMF"
-            if shape == "1M":
-                sgd = run_json(base + ["--worker", "sparse", "--opt", "sgd", "--threads", "1"], clone_env(isa))
-                line += (f"; SGD 1 thread {sgd['ns_per_rating']:.1f} ns/rating = "
-                         f"{sgd['ns_per_rating'] / fl['ns_per_rating']:.2f}x the floor")
-                r[isa + "_sgd"] = sgd["ns_per_rating"]
-            r[isa] = ada["s_per_epoch"]
-            print(line, flush=True)
+                lms.append(lm)
+                print(f"{head}LibMF mf-train, 2 threads: {lm:.4f} s per iteration (its evaluation included)")
+            for isa in isas:
+                base = me + ["--data", folder, "--shape", shape, "--epochs", str(a.epochs)]
+                t = run_json(base + ["--worker", "sparse", "--opt", "adagrad", "--threads", "2"],
+                             clone_env(isa))["s_per_epoch"]
+                ada[isa].append(t)
+                line = f"  {isa:8s} Adagrad 2 threads {t:.4f} s/epoch"
+                if lm:
+                    ratios[isa].append(t / lm)
+                    line += f" = {t / lm:.2f}x LibMF"
+                if shape == "1M" and rnd == 0:
+                    sgd = run_json(base + ["--worker", "sparse", "--opt", "sgd", "--threads", "1"], clone_env(isa))
+                    line += (f"; SGD 1 thread {sgd['ns_per_rating']:.1f} ns/rating = "
+                             f"{sgd['ns_per_rating'] / fl['ns_per_rating']:.2f}x the floor")
+                    r[isa + "_sgd"] = sgd["ns_per_rating"]
+                print(line, flush=True)
+        for isa in isas:
+            r[isa] = statistics.median(ada[isa])
+        if a.rounds > 1:
+            print(f"  medians over {a.rounds} rounds: " + ", ".join(
+                f"{isa} {r[isa]:.4f} s/epoch" + (f" = {statistics.median(ratios[isa]):.2f}x LibMF "
+                                                 f"(rounds {min(ratios[isa]):.2f}-{max(ratios[isa]):.2f})"
+                                                 if lms else "") for isa in isas))
         w = r[isas[0]]
         print("  versus " + isas[0] + ": " + ", ".join(f"{i} {r[i] / w:.2f}x" for i in isas))
 
