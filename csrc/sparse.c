@@ -333,7 +333,10 @@ typedef struct {
     /* SGD and Adagrad: the block's item rows, and the optimizer state and biases of its
      * items and users, copied to the thread by slot for the block (the rows of the blocks
      * other threads train share cache lines with them) */
-    float *Ip, *acc_i, *acc_bi, *bi_s, *acc_u, *acc_bu, *bu_s;
+    float *Ip;
+    /* [slot][3]: an item's or a user's Adagrad accumulator, its bias's, and its bias, side by
+     * side (one base pointer a row for a rating) */
+    float *ist, *ust;
 #ifdef CF_VEC16
     cf_v16i tail; /* the lanes of the chunk at K - 16 that no whole chunk holds */
 #endif
@@ -409,7 +412,7 @@ CF_INLINE int rate_err(const block_ctx *c, int kind_br, int vw, const lane *l, r
     } else {
         z = row_dot(vw, pu, qi, K, CF_TAIL(c));
     }
-    if (bias) z += priv ? c->bu_s[su] + c->bi_s[s] : c->BU[u] + c->BI[i];
+    if (bias) z += priv ? c->ust[3 * su + 2] + c->ist[3 * s + 2] : c->BU[u] + c->BI[i];
     float pred = z, dpred = 1.0f;
     if (range) {
         /* the FMA versions inline the same expf (fexp.h): no call, no registers saved */
@@ -433,8 +436,8 @@ CF_INLINE void rate_apply(const block_ctx *c, int kind_br, int vw, const rating 
     const int64_t ru = u, ri = c->NU + i;
     const int priv = kind != CF_SPARSE_ADAM;
     float *restrict pu = c->U + u * K, *restrict qi = priv ? c->Ip + t->s * K : c->I + i * K;
-    float *bu = bias ? (priv ? c->bu_s + t->su : c->BU + u) : NULL;
-    float *bi = bias ? (kind != CF_SPARSE_ADAM ? c->bi_s + t->s : c->BI + i) : NULL;
+    float *bu = bias ? (priv ? c->ust + 3 * t->su + 2 : c->BU + u) : NULL;
+    float *bi = bias ? (priv ? c->ist + 3 * t->s + 2 : c->BI + i) : NULL;
     const float lr = c->lr, wd = c->wd, dz = t->dz;
     const cf_sparse_opt *o = c->o;
     float gbu = bias ? dz + wd * *bu : 0.0f, gbi = bias ? dz + wd * *bi : 0.0f;
@@ -443,8 +446,8 @@ CF_INLINE void rate_apply(const block_ctx *c, int kind_br, int vw, const rating 
         if (bias) *bu -= lr * gbu;
         if (bias) *bi -= lr * gbi;
     } else if (kind == CF_SPARSE_ADAGRAD) {
-        float *acc_u = c->acc_u + t->su, *acc_bu = c->acc_bu + t->su;
-        float *acc_i = c->acc_i + t->s, *acc_bi = c->acc_bi + t->s;
+        float *acc_u = c->ust + 3 * t->su, *acc_bu = acc_u + 1;
+        float *acc_i = c->ist + 3 * t->s, *acc_bi = acc_i + 1;
         const float e = (float)o->eps;
         /* sum_f (dz qi + wd pu)^2 = dz^2 |qi|^2 + 2 dz wd pu.qi + wd^2 |pu|^2, from the norms
          * measured with the dot product: off the chain from one rating of a user to the next */
@@ -678,17 +681,17 @@ static void block_state(block_ctx *c, int64_t ug, int64_t ig, int to_thread) {
         if (to_thread) memcpy(c->Ip + t * K, c->I + i * K, sizeof(float) * (size_t)K);
         else memcpy(c->I + i * K, c->Ip + t * K, sizeof(float) * (size_t)K);
         if (acc) {
-            CF_MOVE(c->acc_i[t], acc[c->NU + i]);
-            CF_MOVE(c->acc_bi[t], acc[n_rows + c->NU + i]);
+            CF_MOVE(c->ist[3 * t], acc[c->NU + i]);
+            CF_MOVE(c->ist[3 * t + 1], acc[n_rows + c->NU + i]);
         }
-        if (c->BI) CF_MOVE(c->bi_s[t], c->BI[i]);
+        if (c->BI) CF_MOVE(c->ist[3 * t + 2], c->BI[i]);
     }
     for (int64_t t = 0, u = ug; u < c->NU; t++, u += nb) {
         if (acc) {
-            CF_MOVE(c->acc_u[t], acc[u]);
-            CF_MOVE(c->acc_bu[t], acc[n_rows + u]);
+            CF_MOVE(c->ust[3 * t], acc[u]);
+            CF_MOVE(c->ust[3 * t + 1], acc[n_rows + u]);
         }
-        if (c->BU) CF_MOVE(c->bu_s[t], c->BU[u]);
+        if (c->BU) CF_MOVE(c->ust[3 * t + 2], c->BU[u]);
     }
 #undef CF_MOVE
 }
@@ -721,12 +724,8 @@ static void block_ctx_init(block_ctx *c, const sparse_job *j, int64_t k, float *
     /* priv: [K n_slots] item rows, [n_slots] x 3 item state, [n_uslots] x 3 user state */
     const int64_t n_uslots = (c->NU + j->nb - 1) / j->nb + 1;
     c->Ip = private_items ? priv : NULL;
-    c->acc_i = priv + c->K * n_slots;
-    c->acc_bi = c->acc_i + n_slots;
-    c->bi_s = c->acc_bi + n_slots;
-    c->acc_u = c->bi_s + n_slots;
-    c->acc_bu = c->acc_u + n_uslots;
-    c->bu_s = c->acc_bu + n_uslots;
+    c->ist = priv + c->K * n_slots;
+    c->ust = c->ist + 3 * n_slots;
     if (private_items) block_state(c, j->blocks[k] / j->nb, j->blocks[k] % j->nb, 1);
 #ifdef CF_VEC16
     for (int l = 0; l < 16; l++) c->tail[l] = l >= 16 - c->K % 16 ? -1 : 0;
