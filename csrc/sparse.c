@@ -443,8 +443,10 @@ CF_INLINE void rate_apply(const block_ctx *c, int kind_br, int vw, const rating 
     float gbu = bias ? dz + wd * *bu : 0.0f, gbi = bias ? dz + wd * *bi : 0.0f;
     if (kind == CF_SPARSE_SGD) {
         scaled_step(vw, pu, qi, dz, wd, lr, lr, K);
-        if (bias) *bu -= lr * gbu;
-        if (bias) *bi -= lr * gbi;
+        if (bias) {
+            *bu -= lr * gbu;
+            *bi -= lr * gbi;
+        }
     } else if (kind == CF_SPARSE_ADAGRAD) {
         float *acc_u = c->ust + 3 * t->su, *acc_bu = acc_u + 1;
         float *acc_i = c->ist + 3 * t->s, *acc_bi = acc_i + 1;
@@ -480,14 +482,11 @@ CF_INLINE void rate_apply(const block_ctx *c, int kind_br, int vw, const rating 
 #else
         scaled_step(vw, pu, qi, dz, wd, lr / sqrtf(au + e), lr / sqrtf(ai + e), K);
         if (bias) {
-            float ab = *acc_bu + gbu * gbu;
-            *acc_bu = ab;
-            *bu -= lr * gbu / sqrtf(ab + e);
-        }
-        if (bias) {
-            float ab = *acc_bi + gbi * gbi;
-            *acc_bi = ab;
-            *bi -= lr * gbi / sqrtf(ab + e);
+            const float abu = *acc_bu + gbu * gbu, abi = *acc_bi + gbi * gbi;
+            *acc_bu = abu;
+            *acc_bi = abi;
+            *bu -= lr * gbu / sqrtf(abu + e);
+            *bi -= lr * gbi / sqrtf(abi + e);
         }
 #endif
     } else {
@@ -544,6 +543,14 @@ CF_INLINE void lane_next(const block_ctx *c, lane *l, int64_t end) {
     l->s_next = l->r + 1 < end ? read_item(c, l->r + 1) : -1;
 }
 
+/* a measured rating t of lane l: its squared error counted, the update made, the lane moved on */
+CF_INLINE void rate_commit(const block_ctx *c, int kind, int vw, lane *l, const rating *t, int64_t end,
+                           double *sse) {
+    *sse += (double)t->err * (double)t->err;
+    rate_apply(c, kind, vw, t);
+    lane_next(c, l, end);
+}
+
 /* the lane's rating at row r, then the lane moves on: RATE_OK (applied), or RATE_NONFINITE /
  * RATE_INDEX (not applied; *at = r) */
 CF_INLINE int rate(const block_ctx *c, int kind, int vw, lane *l, int64_t end, double *sse, int64_t *at) {
@@ -553,9 +560,7 @@ CF_INLINE int rate(const block_ctx *c, int kind, int vw, lane *l, int64_t end, d
         *at = l->r;
         return st;
     }
-    *sse += (double)t.err * (double)t.err;
-    rate_apply(c, kind, vw, &t);
-    lane_next(c, l, end);
+    rate_commit(c, kind, vw, l, &t, end, sse);
     return RATE_OK;
 }
 
@@ -570,16 +575,12 @@ CF_INLINE int rate_two(const block_ctx *c, int kind, int vw, lane *a, lane *b, i
         *at = a->r;
         return st_a;
     }
-    *sse += (double)ta.err * (double)ta.err;
-    rate_apply(c, kind, vw, &ta);
-    lane_next(c, a, end);
+    rate_commit(c, kind, vw, a, &ta, end, sse);
     if (st_b) {
         *at = b->r;
         return st_b;
     }
-    *sse += (double)tb.err * (double)tb.err;
-    rate_apply(c, kind, vw, &tb);
-    lane_next(c, b, end);
+    rate_commit(c, kind, vw, b, &tb, end, sse);
     return RATE_OK;
 }
 
