@@ -45,41 +45,47 @@ typedef struct {
  * out (tm: the lanes it adds) */
 #define mask16(v, tm) ((cf_v16)((cf_v16i)(v) & *(const cf_v16i *)(tm)))
 #endif
+/* A version compiled for rows of nc chunks (nc > 0: 16 (nc - 1) < n <= 16 nc) takes the
+ * whole chunks up to CF_WHOLE(nc), a constant, so its loops over the chunks unroll, and always
+ * ends with the chunk at n - 16, whose mask then keeps all 16 lanes when 16 divides n (adding
+ * or storing the same values as the last whole chunk would); nc = 0: any n, chunk by chunk */
+#define CF_WHOLE(nc) ((int64_t)16 * ((nc) - 1))
 
 /* sum_f a[f] b[f]: 16 lanes chunk by chunk, reduced pairwise (rows shorter than 16: the
  * first n lanes) */
 CF_INLINE float row_dot16(const float *restrict a, const float *restrict b, int64_t n,
-                          const void *tail) {
+                          const void *tail, int nc) {
 #ifdef CF_VEC16
-    if (n >= 16) {
+    if (nc || n >= 16) {
         cf_v16 acc = ld16(a) * ld16(b);
         int64_t f = 16;
-        for (; f + 16 <= n; f += 16) acc += ld16(a + f) * ld16(b + f);
-        if (f < n) acc += mask16(ld16(a + n - 16) * ld16(b + n - 16), tail);
+        for (; nc ? f < CF_WHOLE(nc) : f + 16 <= n; f += 16) acc += ld16(a + f) * ld16(b + f);
+        if (nc || f < n) acc += mask16(ld16(a + n - 16) * ld16(b + n - 16), tail);
         return hsum16(&acc);
     }
 #endif
     (void)tail;
+    (void)nc;
     return cf_dot_f32(a, b, n);
 }
 
 /* row_dot(a, b) and, in the same pass, *aa = sum_f a[f]^2 and *bb = sum_f b[f]^2 (summed
  * the same way) */
 CF_INLINE float row_dot3_16(const float *restrict a, const float *restrict b, int64_t n,
-                            const void *tail, float *aa, float *bb) {
+                            const void *tail, int nc, float *aa, float *bb) {
 #ifdef CF_VEC16
-    if (n >= 16) {
+    if (nc || n >= 16) {
         cf_v16 va = ld16(a), vb = ld16(b);
         cf_v16 ab = va * vb, a2 = va * va, b2 = vb * vb;
         int64_t f = 16;
-        for (; f + 16 <= n; f += 16) {
+        for (; nc ? f < CF_WHOLE(nc) : f + 16 <= n; f += 16) {
             va = ld16(a + f);
             vb = ld16(b + f);
             ab += va * vb;
             a2 += va * va;
             b2 += vb * vb;
         }
-        if (f < n) {
+        if (nc || f < n) {
             va = ld16(a + n - 16);
             vb = ld16(b + n - 16);
             ab += mask16(va * vb, tail);
@@ -92,6 +98,7 @@ CF_INLINE float row_dot3_16(const float *restrict a, const float *restrict b, in
     }
 #endif
     (void)tail;
+    (void)nc;
     *aa = cf_dot_f32(a, a, n);
     *bb = cf_dot_f32(b, b, n);
     return cf_dot_f32(a, b, n);
@@ -101,18 +108,19 @@ CF_INLINE float row_dot3_16(const float *restrict a, const float *restrict b, in
  * chunk that ends the row is computed from them first, and stores the same values again in
  * the lanes it shares with the chunk before) */
 CF_INLINE void scaled_step16(float *restrict pu, float *restrict qi, float dz, float wd,
-                               float cu, float ci, int64_t n) {
+                               float cu, float ci, int64_t n, int nc) {
     int64_t f = 0;
+    (void)nc;
 #ifdef CF_VEC16
-    if (n >= 16) {
+    if (nc || n >= 16) {
         const cf_v16 oa = ld16(pu + n - 16), ob = ld16(qi + n - 16);
         const cf_v16 ta = oa - cu * (dz * ob + wd * oa), tb = ob - ci * (dz * oa + wd * ob);
-        for (; f + 16 <= n; f += 16) {
+        for (; nc ? f < CF_WHOLE(nc) : f + 16 <= n; f += 16) {
             cf_v16 a = ld16(pu + f), b = ld16(qi + f);
             st16(pu + f, a - cu * (dz * b + wd * a));
             st16(qi + f, b - ci * (dz * a + wd * b));
         }
-        if (f < n) {
+        if (nc || f < n) {
             st16(pu + n - 16, ta);
             st16(qi + n - 16, tb);
         }
@@ -158,21 +166,21 @@ CF_INLINE float hsum_w4(const cf_v4 *acc) {
         return (T)((TI)v & m);                                                                   \
     }                                                                                            \
     CF_INLINE float row_dot_w##W(const float *restrict a, const float *restrict b, int64_t n,    \
-                                 const void *tail) {                                             \
+                                 const void *tail, int nc) {                                     \
         T acc[16 / W];                                                                           \
         for (int h = 0; h < 16 / W; h++) acc[h] = ld_w##W(a + h * W) * ld_w##W(b + h * W);       \
         int64_t f = 16;                                                                          \
-        for (; f + 16 <= n; f += 16)                                                             \
+        for (; nc ? f < CF_WHOLE(nc) : f + 16 <= n; f += 16)                                     \
             for (int h = 0; h < 16 / W; h++)                                                     \
                 acc[h] += ld_w##W(a + f + h * W) * ld_w##W(b + f + h * W);                       \
-        if (f < n)                                                                               \
+        if (nc || f < n)                                                                         \
             for (int h = 0; h < 16 / W; h++)                                                     \
                 acc[h] += mask_w##W(ld_w##W(a + n - 16 + h * W) * ld_w##W(b + n - 16 + h * W),  \
                                     tail, h);                                                    \
         return hsum_w##W(acc);                                                                   \
     }                                                                                            \
     CF_INLINE float row_dot3_w##W(const float *restrict a, const float *restrict b, int64_t n,   \
-                                  const void *tail, float *aa, float *bb) {                      \
+                                  const void *tail, int nc, float *aa, float *bb) {              \
         T ab[16 / W], a2[16 / W], b2[16 / W];                                                    \
         for (int h = 0; h < 16 / W; h++) {                                                       \
             const T va = ld_w##W(a + h * W), vb = ld_w##W(b + h * W);                            \
@@ -181,14 +189,14 @@ CF_INLINE float hsum_w4(const cf_v4 *acc) {
             b2[h] = vb * vb;                                                                     \
         }                                                                                        \
         int64_t f = 16;                                                                          \
-        for (; f + 16 <= n; f += 16)                                                             \
+        for (; nc ? f < CF_WHOLE(nc) : f + 16 <= n; f += 16)                                     \
             for (int h = 0; h < 16 / W; h++) {                                                   \
                 const T va = ld_w##W(a + f + h * W), vb = ld_w##W(b + f + h * W);                \
                 ab[h] += va * vb;                                                                \
                 a2[h] += va * va;                                                                \
                 b2[h] += vb * vb;                                                                \
             }                                                                                    \
-        if (f < n)                                                                               \
+        if (nc || f < n)                                                                         \
             for (int h = 0; h < 16 / W; h++) {                                                   \
                 const T va = ld_w##W(a + n - 16 + h * W), vb = ld_w##W(b + n - 16 + h * W);      \
                 ab[h] += mask_w##W(va * vb, tail, h);                                            \
@@ -201,9 +209,9 @@ CF_INLINE float hsum_w4(const cf_v4 *acc) {
     }                                                                                            \
     /* as scaled_step16: the chunk that ends the row first, from the values before the update */ \
     CF_INLINE void scaled_step_w##W(float *restrict pu, float *restrict qi, float dz, float wd,  \
-                                    float cu, float ci, int64_t n) {                             \
+                                    float cu, float ci, int64_t n, int nc) {                     \
         int64_t f = 0;                                                                           \
-        if (n >= W) {                                                                            \
+        if (nc || n >= W) {                                                                      \
             const T oa = ld_w##W(pu + n - W), ob = ld_w##W(qi + n - W);                          \
             const T ta = oa - cu * (dz * ob + wd * oa), tb = ob - ci * (dz * oa + wd * ob);      \
             for (; f + W <= n; f += W) {                                                         \
@@ -230,35 +238,35 @@ CF_SPLIT_LANES(4, cf_v4, cf_v4i)
 #endif
 
 /* the sums and the step at vector width vw (a constant in each version: CF_LANES of simd.h) */
-CF_INLINE float row_dot(int vw, const float *restrict a, const float *restrict b, int64_t n,
-                        const void *tail) {
+CF_INLINE float row_dot(int vw, int nc, const float *restrict a, const float *restrict b,
+                        int64_t n, const void *tail) {
 #ifdef CF_VEC16
-    if (n >= 16 && vw == 8) return row_dot_w8(a, b, n, tail);
-    if (n >= 16 && vw == 4) return row_dot_w4(a, b, n, tail);
+    if ((nc || n >= 16) && vw == 8) return row_dot_w8(a, b, n, tail, nc);
+    if ((nc || n >= 16) && vw == 4) return row_dot_w4(a, b, n, tail, nc);
 #endif
-    return row_dot16(a, b, n, tail);
+    return row_dot16(a, b, n, tail, nc);
 }
-CF_INLINE float row_dot3(int vw, const float *restrict a, const float *restrict b, int64_t n,
-                         const void *tail, float *aa, float *bb) {
+CF_INLINE float row_dot3(int vw, int nc, const float *restrict a, const float *restrict b,
+                         int64_t n, const void *tail, float *aa, float *bb) {
 #ifdef CF_VEC16
-    if (n >= 16 && vw == 8) return row_dot3_w8(a, b, n, tail, aa, bb);
-    if (n >= 16 && vw == 4) return row_dot3_w4(a, b, n, tail, aa, bb);
+    if ((nc || n >= 16) && vw == 8) return row_dot3_w8(a, b, n, tail, nc, aa, bb);
+    if ((nc || n >= 16) && vw == 4) return row_dot3_w4(a, b, n, tail, nc, aa, bb);
 #endif
-    return row_dot3_16(a, b, n, tail, aa, bb);
+    return row_dot3_16(a, b, n, tail, nc, aa, bb);
 }
-CF_INLINE void scaled_step(int vw, float *restrict pu, float *restrict qi, float dz, float wd,
-                           float cu, float ci, int64_t n) {
+CF_INLINE void scaled_step(int vw, int nc, float *restrict pu, float *restrict qi, float dz,
+                           float wd, float cu, float ci, int64_t n) {
 #ifdef CF_VEC16
     if (vw == 8) {
-        scaled_step_w8(pu, qi, dz, wd, cu, ci, n);
+        scaled_step_w8(pu, qi, dz, wd, cu, ci, n, nc);
         return;
     }
     if (vw == 4) {
-        scaled_step_w4(pu, qi, dz, wd, cu, ci, n);
+        scaled_step_w4(pu, qi, dz, wd, cu, ci, n, nc);
         return;
     }
 #endif
-    scaled_step16(pu, qi, dz, wd, cu, ci, n);
+    scaled_step16(pu, qi, dz, wd, cu, ci, n, nc);
 }
 
 /* Adam's moments and step for the K factors of both rows of a rating (gradients as in
@@ -393,6 +401,10 @@ typedef struct {
  * tests of both on every rating) */
 enum { CF_BR = 4 };
 #define CF_KIND(kind_br) ((kind_br) & 3)
+/* and, in bits 3 and up, the chunks of a row when the version is compiled for one count (see
+ * CF_WHOLE), or 0 */
+#define CF_NC_SHIFT 3
+#define CF_NC(kind_br) ((kind_br) >> CF_NC_SHIFT)
 #define CF_BIAS(kind_br, c) (((kind_br) & CF_BR) || (c)->BU != NULL)
 #define CF_RANGE(kind_br, c) (((kind_br) & CF_BR) || (c)->has_range)
 
@@ -407,10 +419,10 @@ CF_INLINE int rate_err(const block_ctx *c, int kind_br, int vw, const lane *l, r
     const float *pu = c->U + u * K, *qi = priv ? c->Ip + s * K : c->I + i * K;
     float z;
     if (kind == CF_SPARSE_ADAGRAD) {
-        z = row_dot3(vw, pu, qi, K, CF_TAIL(c), &t->aa, &t->bb);
+        z = row_dot3(vw, CF_NC(kind_br), pu, qi, K, CF_TAIL(c), &t->aa, &t->bb);
         t->ab = z;
     } else {
-        z = row_dot(vw, pu, qi, K, CF_TAIL(c));
+        z = row_dot(vw, CF_NC(kind_br), pu, qi, K, CF_TAIL(c));
     }
     if (bias) z += priv ? c->ust[3 * su + 2] + c->ist[3 * s + 2] : c->BU[u] + c->BI[i];
     float pred = z, dpred = 1.0f;
@@ -442,7 +454,7 @@ CF_INLINE void rate_apply(const block_ctx *c, int kind_br, int vw, const rating 
     const cf_sparse_opt *o = c->o;
     float gbu = bias ? dz + wd * *bu : 0.0f, gbi = bias ? dz + wd * *bi : 0.0f;
     if (kind == CF_SPARSE_SGD) {
-        scaled_step(vw, pu, qi, dz, wd, lr, lr, K);
+        scaled_step(vw, CF_NC(kind_br), pu, qi, dz, wd, lr, lr, K);
         if (bias) {
             *bu -= lr * gbu;
             *bi -= lr * gbi;
@@ -474,13 +486,13 @@ CF_INLINE void rate_apply(const block_ctx *c, int kind_br, int vw, const rating 
             g[3] = gbi;
         }
         cf_v4 step = (lr * g) / sqrt4(a + e);
-        scaled_step(vw, pu, qi, dz, wd, step[0], step[1], K);
+        scaled_step(vw, CF_NC(kind_br), pu, qi, dz, wd, step[0], step[1], K);
         if (bias) {
             *bu -= step[2];
             *bi -= step[3];
         }
 #else
-        scaled_step(vw, pu, qi, dz, wd, lr / sqrtf(au + e), lr / sqrtf(ai + e), K);
+        scaled_step(vw, CF_NC(kind_br), pu, qi, dz, wd, lr / sqrtf(au + e), lr / sqrtf(ai + e), K);
         if (bias) {
             const float abu = *acc_bu + gbu * gbu, abi = *acc_bi + gbi * gbi;
             *acc_bu = abu;
@@ -523,24 +535,28 @@ CF_INLINE void rate_apply(const block_ctx *c, int kind_br, int vw, const rating 
 
 /* the slot of the item of row r, read once and checked (in the table and the block's item
  * group), or -1; with a prefetch of its row */
-CF_INLINE int64_t read_item(const block_ctx *c, int64_t r) {
+CF_INLINE int64_t read_item(const block_ctx *c, int kind, int64_t r) {
     const uint32_t i32 = (uint32_t)c->x[2 * r + 1];
     const int64_t s = slot_mul(c->d, (int32_t)i32);
     if ((i32 >= c->ni32) | ((int64_t)i32 - s * c->d.nb != c->ig)) return -1;
     /* the row's 64-byte lines (CF_PREFETCH_ROW's, with one compare a line) */
     const float *p = c->Ip ? c->Ip + s * c->K : c->I + (int64_t)i32 * c->K;
     const char *a = (const char *)p, *z = (const char *)(p + c->K - 1);
+    const int nc = CF_NC(kind);
     CF_PREFETCH(a, 1);
-    for (const char *q = a + 64; q < z; q += 64) CF_PREFETCH(q, 1);
+    if (nc) /* every 64 bytes of the row's 16 (nc - 1) < K <= 16 nc floats, then its last */
+        for (int h = 1; h < nc; h++) CF_PREFETCH(a + 64 * h, 1);
+    else
+        for (const char *q = a + 64; q < z; q += 64) CF_PREFETCH(q, 1);
     CF_PREFETCH(z, 1);
     return s;
 }
 
 /* moves lane l to its next row (the next item read, see lane) */
-CF_INLINE void lane_next(const block_ctx *c, lane *l, int64_t end) {
+CF_INLINE void lane_next(const block_ctx *c, int kind, lane *l, int64_t end) {
     l->r++;
     l->s = l->s_next;
-    l->s_next = l->r + 1 < end ? read_item(c, l->r + 1) : -1;
+    l->s_next = l->r + 1 < end ? read_item(c, kind, l->r + 1) : -1;
 }
 
 /* a measured rating t of lane l: its squared error counted, the update made, the lane moved on */
@@ -548,7 +564,7 @@ CF_INLINE void rate_commit(const block_ctx *c, int kind, int vw, lane *l, const 
                            double *sse) {
     *sse += (double)t->err * (double)t->err;
     rate_apply(c, kind, vw, t);
-    lane_next(c, l, end);
+    lane_next(c, kind, l, end);
 }
 
 /* the lane's rating at row r, then the lane moves on: RATE_OK (applied), or RATE_NONFINITE /
@@ -590,7 +606,7 @@ CF_INLINE int64_t sched_slot(int64_t s) { return s < 0 ? 0 : s; }
 
 /* starts lane l on the next user's rows at *next (before end), marking its items; returns 0
  * when no user is left */
-CF_INLINE int lane_take(const block_ctx *c, lane *l, int64_t *next, int64_t end) {
+CF_INLINE int lane_take(const block_ctx *c, int kind, lane *l, int64_t *next, int64_t end) {
     int64_t a = *next, b = a;
     if (a >= end) return 0;
     const int32_t u = c->x[2 * a];
@@ -607,8 +623,8 @@ CF_INLINE int lane_take(const block_ctx *c, lane *l, int64_t *next, int64_t end)
     /* a user outside the table or the block's user group: its first rating fails (and ends
      * the block), as if its item were bad */
     const int bad_user = (u32 >= c->nu32) | ((int64_t)u32 - su * c->d.nb != c->ug);
-    l->s = bad_user ? -1 : read_item(c, a);
-    l->s_next = a + 1 < end ? read_item(c, a + 1) : -1;
+    l->s = bad_user ? -1 : read_item(c, kind, a);
+    l->s_next = a + 1 < end ? read_item(c, kind, a + 1) : -1;
     *next = b;
     if (b < end) { /* the next user */
         const int32_t un = c->x[2 * b];
@@ -640,8 +656,8 @@ CF_INLINE int run_rows(const block_ctx *c, int kind, int vw, int64_t start, int6
     E.last = slots;
     F.last = slots + n_slots;
     int64_t next = start;
-    if (!lane_take(c, &E, &next, end)) return RATE_OK;
-    if (!lane_take(c, &F, &next, end)) return finish_lane(c, kind, vw, &E, end, sse, at);
+    if (!lane_take(c, kind, &E, &next, end)) return RATE_OK;
+    if (!lane_take(c, kind, &F, &next, end)) return finish_lane(c, kind, vw, &E, end, sse, at);
     for (;;) {
         /* the later user's rating waits while its item is among the earlier one's left */
         const int clash = E.last[sched_slot(F.s)] >= E.r;
@@ -660,13 +676,13 @@ CF_INLINE int run_rows(const block_ctx *c, int kind, int vw, int64_t start, int6
                 return st;
             }
             /* no user left to take: the rest is the earlier user's */
-            if (F.r == F.end && !lane_take(c, &F, &next, end)) return finish_lane(c, kind, vw, &E, end, sse, at);
+            if (F.r == F.end && !lane_take(c, kind, &F, &next, end)) return finish_lane(c, kind, vw, &E, end, sse, at);
         }
         if (E.r == E.end) { /* the later user is now the earlier, and its lane takes the next */
             const lane t = E;
             E = F;
             F = t;
-            if (!lane_take(c, &F, &next, end)) return finish_lane(c, kind, vw, &E, end, sse, at);
+            if (!lane_take(c, kind, &F, &next, end)) return finish_lane(c, kind, vw, &E, end, sse, at);
         }
     }
 }
@@ -722,38 +738,56 @@ static void block_ctx_init(block_ctx *c, const sparse_job *j, int64_t k, float *
     c->lo = cfg->lo;
     c->has_range = cfg->has_range;
     c->d = slot_div_make(j->nb);
-    /* priv: [K n_slots] item rows, [n_slots] x 3 item state, [n_uslots] x 3 user state */
-    const int64_t n_uslots = (c->NU + j->nb - 1) / j->nb + 1;
+    /* priv: [K n_slots] item rows, [n_slots] x 3 item state, then the user state (3 a user
+     * slot: worker sizes it) */
     c->Ip = private_items ? priv : NULL;
     c->ist = priv + c->K * n_slots;
     c->ust = c->ist + 3 * n_slots;
     if (private_items) block_state(c, j->blocks[k] / j->nb, j->blocks[k] % j->nb, 1);
 #ifdef CF_VEC16
-    for (int l = 0; l < 16; l++) c->tail[l] = l >= 16 - c->K % 16 ? -1 : 0;
+    /* the lanes of the chunk at K - 16 past the whole chunks before it: all 16 when 16
+     * divides K (used then by the versions for rows of nc chunks only) */
+    const int64_t past = c->K - 16 * ((c->K + 15) / 16 - 1);
+    for (int l = 0; l < 16; l++) c->tail[l] = l >= 16 - past ? -1 : 0;
 #endif
 }
 
 /* one block-training function per optimizer (kind is a constant in each), in a version per
- * instruction set, each with its vector width vw (simd.h) */
-#define CF_RUN_KIND(name, KIND)                                                                \
+ * instruction set, each with its vector width vw (simd.h); NC4: the kernel for rows of 49 to
+ * 64 factors (below) */
+#define CF_RUN_ARGS (const sparse_job *j, int64_t k, int64_t *slots, int64_t n_slots, float *priv, \
+                     double *sse, int64_t *at)
+#define CF_RUN_KIND(name, KIND, NC4)                                                           \
     CF_INLINE int name##_body(int vw, const sparse_job *j, int64_t k, int64_t *slots,          \
                               int64_t n_slots, float *priv, double *sse, int64_t *at) {        \
         block_ctx c;                                                                           \
         block_ctx_init(&c, j, k, priv, n_slots, CF_KIND(KIND) != CF_SPARSE_ADAM);              \
         int64_t start = j->starts[j->blocks[k]], end = j->starts[j->blocks[k] + 1];            \
-        int st = run_rows(&c, KIND, vw, start, end, slots, n_slots, sse, at);                 \
+        int st = run_rows(&c, KIND | (NC4) << CF_NC_SHIFT, vw, start, end, slots, n_slots, sse, at); \
         if (CF_KIND(KIND) != CF_SPARSE_ADAM) block_state(&c, j->blocks[k] / j->nb, j->blocks[k] % j->nb, 0); \
         return st;                                                                             \
     }                                                                                          \
-    CF_DISPATCH_LANES_FN(static, int, name, (const sparse_job *j, int64_t k, int64_t *slots,         \
-                                       int64_t n_slots, float *priv, double *sse, int64_t *at), \
-                   (j, k, slots, n_slots, priv, sse, at))
-CF_RUN_KIND(run_rows_sgd, CF_SPARSE_SGD)
-CF_RUN_KIND(run_rows_sgd_br, CF_SPARSE_SGD | CF_BR)
-CF_RUN_KIND(run_rows_adagrad, CF_SPARSE_ADAGRAD)
-CF_RUN_KIND(run_rows_adagrad_br, CF_SPARSE_ADAGRAD | CF_BR)
-CF_RUN_KIND(run_rows_adam, CF_SPARSE_ADAM)
+    CF_DISPATCH_LANES_FN(static, int, name, CF_RUN_ARGS, (j, k, slots, n_slots, priv, sse, at))
+CF_RUN_KIND(run_rows_sgd, CF_SPARSE_SGD, 0)
+CF_RUN_KIND(run_rows_sgd_br, CF_SPARSE_SGD | CF_BR, 0)
+CF_RUN_KIND(run_rows_adagrad, CF_SPARSE_ADAGRAD, 0)
+CF_RUN_KIND(run_rows_adagrad_br, CF_SPARSE_ADAGRAD | CF_BR, 0)
+CF_RUN_KIND(run_rows_adam, CF_SPARSE_ADAM, 0)
+#ifdef CF_MULTIVERSION
+/* SGD and Adagrad for rows of 49 to 64 factors (fastai's default 50): functions of their own
+ * whose loops over a row's chunks unroll (CF_WHOLE; the same values), about 5% less time a
+ * rating on one thread (docs/performance.md). run_block picks them on AVX2 and up, where vw
+ * is 8 or 16 (the generic versions, never called, are the chunk-by-chunk code). */
+CF_RUN_KIND(run_rows_sgd_nc4, CF_SPARSE_SGD, vw >= 8 ? 4 : 0)
+CF_RUN_KIND(run_rows_sgd_br_nc4, CF_SPARSE_SGD | CF_BR, vw >= 8 ? 4 : 0)
+CF_RUN_KIND(run_rows_adagrad_nc4, CF_SPARSE_ADAGRAD, vw >= 8 ? 4 : 0)
+CF_RUN_KIND(run_rows_adagrad_br_nc4, CF_SPARSE_ADAGRAD | CF_BR, vw >= 8 ? 4 : 0)
+#endif
 #undef CF_RUN_KIND
+#undef CF_RUN_ARGS
+
+typedef int (*run_rows_fn)(const sparse_job *, int64_t, int64_t *, int64_t, float *, double *,
+                           int64_t *);
 
 /* trains the ratings of block position k; returns RATE_OK, or RATE_NONFINITE / RATE_INDEX
  * with *at = the row (see run_rows) */
@@ -762,10 +796,15 @@ static int run_block(sparse_job *j, int64_t k, int64_t *slots, int64_t n_slots, 
     int64_t start = j->starts[j->blocks[k]], end = j->starts[j->blocks[k] + 1];
     double sse = 0.0;
     const int br = j->cfg->has_bias && j->cfg->has_range, kind = j->opt->kind;
-    int status = kind == CF_SPARSE_SGD ? (br ? run_rows_sgd_br : run_rows_sgd)(j, k, slots, n_slots, priv, &sse, at)
-                 : kind == CF_SPARSE_ADAGRAD
-                     ? (br ? run_rows_adagrad_br : run_rows_adagrad)(j, k, slots, n_slots, priv, &sse, at)
-                     : run_rows_adam(j, k, slots, n_slots, priv, &sse, at);
+    run_rows_fn run = kind == CF_SPARSE_SGD ? (br ? run_rows_sgd_br : run_rows_sgd)
+                      : kind == CF_SPARSE_ADAGRAD ? (br ? run_rows_adagrad_br : run_rows_adagrad)
+                                                  : run_rows_adam;
+#ifdef CF_MULTIVERSION
+    if (kind != CF_SPARSE_ADAM && j->cfg->k > 48 && j->cfg->k <= 64 && cf_isa_current() >= CF_ISA_AVX2)
+        run = kind == CF_SPARSE_SGD ? (br ? run_rows_sgd_br_nc4 : run_rows_sgd_nc4)
+                                    : (br ? run_rows_adagrad_br_nc4 : run_rows_adagrad_nc4);
+#endif
+    int status = run(j, k, slots, n_slots, priv, &sse, at);
     j->block_loss[k] = end > start ? sse / (double)(end - start) : 0.0;
     return status;
 }

@@ -33,7 +33,9 @@ import sys
 
 # the hot kernels: the sparse path's block drivers and Adam's row update, the exact path's
 # optimizer steps, the NN layers, top-n ranking, ALS and BPR
-HOT_KERNELS = ("run_rows_sgd", "run_rows_sgd_br", "run_rows_adagrad", "run_rows_adagrad_br", "run_rows_adam", "adam_rows", "cf_adam_step",
+HOT_KERNELS = ("run_rows_sgd", "run_rows_sgd_br", "run_rows_adagrad", "run_rows_adagrad_br", "run_rows_adam",
+               "run_rows_sgd_nc4", "run_rows_sgd_br_nc4", "run_rows_adagrad_nc4", "run_rows_adagrad_br_nc4",
+               "adam_rows", "cf_adam_step",
                "cf_sgd_step", "cf_linear_forward", "cf_linear_backward", "cf_relu_forward",
                "cf_relu_backward", "rank_block", "gram_rows", "solve_row", "run_block", "first_bad_id")
 VERSIONS = ("avx512", "avx2", "generic")
@@ -49,9 +51,24 @@ KNOWN = {
     # variable, as a memory operand and parks a loaded chunk or two for the step; the
     # other SGD and Adagrad versions are clean since the W-lane steps end with a whole chunk)
     "run_rows_adagrad_br_generic": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
-    "run_rows_adam_avx512": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
-    "run_rows_adam_avx2": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
-    "run_rows_adam_generic": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
+    # (the same code: the nc4 kernels' generic versions are the chunk-by-chunk ones, never called)
+    "run_rows_adagrad_br_nc4_generic": (1, "as run_rows_adagrad_br_generic"),
+    # sparse Adam: since the nc4 kernels came (2026-12-03) GCC lays the Adam versions out
+    # differently again; the loops counted are now those of rows under 16 factors, whose dot
+    # product sums the last n < 16 products in a zero-padded 16-float array on the stack
+    # (cf_dot_f32); the AVX2 version is clean
+    "run_rows_adam_avx512": (1, "rows under 16 factors: cf_dot_f32's zero-padded stack array"),
+    "run_rows_adam_generic": (2, "rows under 16 factors: cf_dot_f32's zero-padded stack array"),
+    # The kernels for rows of 49 to 64 factors (csrc/sparse.c, CF_WHOLE): with the loops over a
+    # row's chunks unrolled, the loop over ratings is the innermost one, and the check counts
+    # its reads of the block context's fields (learning rate, weight decay, the y_range, the
+    # tail chunk's mask), a stack variable, into vector registers: the chunk-loop kernels read
+    # them the same way in the same loop, which is not innermost there. AVX-512 only (the AVX2
+    # versions are clean); the plain Adagrad one also spills one float.
+    "run_rows_sgd_nc4_avx512": (3, "loop over ratings: block context fields read from the stack"),
+    "run_rows_sgd_br_nc4_avx512": (7, "loop over ratings: block context fields read from the stack"),
+    "run_rows_adagrad_nc4_avx512": (8, "loop over ratings: block context fields read from the stack, one float spilled"),
+    "run_rows_adagrad_br_nc4_avx512": (7, "loop over ratings: block context fields read from the stack"),
     # sparse Adam's row update (two passes since this change): one of its three vector loops
     # reloads its constants from the stack (the two main loops are clean)
     "adam_rows_avx2": (1, "one of three loops reloads its constants from the stack"),

@@ -1508,14 +1508,17 @@ static void test_isa_names_and_levels(void) {
 }
 
 /* every version this CPU runs gives the generic version's bits: the sparse driver (each
- * optimizer; K with and without a partial 16-lane chunk; with biases and a y_range, whose
- * kernels are versions of their own, and without), a linear layer, Adam's step */
+ * optimizer; K with and without a partial 16-lane chunk, and at and around 49..64, the rows
+ * of the versions whose chunk loops unroll; with biases and a y_range, whose kernels are
+ * versions of their own, and without), a linear layer, Adam's step */
 static void test_isa_versions_same_bits(void) {
     const unsigned sup = cf_isa_supported();
     const int best = cf_isa_get();
+    const int64_t Ks[] = {8, 32, 48, 49, 56, 64, 65};
     for (int kind = 0; kind < 3; kind++)
-        for (int64_t K = 8; K <= 56; K += 24)
+        for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
             for (int br = 0; br < 2; br++) {
+                const int64_t K = Ks[ki];
                 float *want = NULL;
                 for (int l = 0; l < CF_ISA_COUNT; l++) {
                     if (!(sup >> l & 1u)) continue;
