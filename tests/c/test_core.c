@@ -1562,6 +1562,70 @@ static void test_isa_versions_same_bits(void) {
     CHECK(cf_isa_set(best) == 0);
 }
 
+/* a block that stops at a bad row (a NaN rating, or an item moved to another group) leaves
+ * the same parameters in every version this CPU runs: the ratings before it applied (among
+ * them those of the user whose run the bad row ends), those after it not; and so does a block
+ * whose rows are not grouped by user (two rows of different users swapped: each user's rows
+ * in two runs, which the two lanes may hold at once). SGD and Adagrad, at K = 50 and 64 (the
+ * unrolled kernels) and 32, with biases and a y_range and without (one thread: with more,
+ * which blocks after the bad one ran depends on timing). A version that kept a lane's user row
+ * in a copy without writing it back on every way out failed here. */
+static void test_isa_versions_same_bits_on_errors(void) {
+    const unsigned sup = cf_isa_supported();
+    const int best = cf_isa_get();
+    const int64_t Ks[] = {32, 50, 64};
+    for (int kind = 0; kind < 2; kind++)
+        for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
+            for (int br = 0; br < 2; br++)
+                for (int err = 0; err < 3; err++) {
+                    float *want = NULL;
+                    int64_t want_bad = -2;
+                    for (int l = 0; l < CF_ISA_COUNT; l++) {
+                        if (!(sup >> l & 1u)) continue;
+                        CHECK(cf_isa_set(l) == 0);
+                        g_rs = 91;
+                        dot_problem d = dot_make(60, 50, Ks[ki], br, br, 5000);
+                        int64_t nb = 2, starts[5], bad = 0, *blocks = strata_blocks(nb);
+                        double lrs[4] = {0.02, 0.02, 0.01, 0.01}, loss[4];
+                        CHECK(cf_block_sort(d.x, d.y, NULL, 0, d.R, nb, starts, 1) == CF_OK);
+                        /* the bad row: inside the second block's rows, past its first user */
+                        const int64_t b = blocks[1], r = starts[b] + (starts[b + 1] - starts[b]) / 3;
+                        const int64_t r2 = starts[b] + (starts[b + 1] - starts[b]) / 2;
+                        if (err == 2) {
+                            CHECK(d.x[2 * r] != d.x[2 * r2]);
+                            for (int col = 0; col < 2; col++) {
+                                const int32_t keep = d.x[2 * r + col];
+                                d.x[2 * r + col] = d.x[2 * r2 + col];
+                                d.x[2 * r2 + col] = keep;
+                            }
+                            const float y_r = d.y[r];
+                            d.y[r] = d.y[r2];
+                            d.y[r2] = y_r;
+                        } else if (err) {
+                            d.x[2 * r + 1] = (int32_t)((d.x[2 * r + 1] + 1) % d.cfg.n_items);
+                        } else {
+                            d.y[r] = NAN;
+                        }
+                        sparse_state s = sparse_make(&d, kind, 0.01);
+                        const int st = cf_dot_fit_blocks(d.params, &s.opt, loss, &bad, d.x, d.y, d.R, starts,
+                                                         nb, blocks, 4, lrs, NULL, &d.cfg, 1);
+                        CHECK(err == 2 ? st == CF_OK && bad == -1
+                                       : st == (err ? CF_ERR_INDEX : CF_ERR_NONFINITE) && bad == (err ? r : 1));
+                        if (!want) {
+                            want = fcopy(d.params, d.P);
+                            want_bad = bad;
+                        } else {
+                            CHECK(fsame(d.params, want, d.P) && bad == want_bad);
+                        }
+                        sparse_free(&s);
+                        free(blocks);
+                        dot_free(&d);
+                    }
+                    free(want);
+                }
+    CHECK(cf_isa_set(best) == 0);
+}
+
 static void test_dot_fit_blocks_threads_errors_and_nan(void) {
     dot_problem d = dot_make(40, 30, 4, 1, 1, 3000);
     int64_t nb = 4, NB = 16, starts[17];
@@ -1675,6 +1739,7 @@ static void test_dot_fit_blocks_threads_errors_and_nan(void) {
 int main(void) {
     RUN(test_isa_names_and_levels);
     RUN(test_isa_versions_same_bits);
+    RUN(test_isa_versions_same_bits_on_errors);
     RUN(test_embedding_forward_by_hand);
     RUN(test_embedding_ids_out_of_range);
     RUN(test_embedding_backward_repeated_ids_accumulate);
