@@ -752,38 +752,52 @@ static void block_ctx_init(block_ctx *c, const sparse_job *j, int64_t k, float *
 #endif
 }
 
+/* trains block position k (kind: a constant in each caller, see CF_KIND; vw: the version's
+ * vector width) */
+CF_INLINE int run_kind(int vw, int kind, const sparse_job *j, int64_t k, int64_t *slots,
+                       int64_t n_slots, float *priv, double *sse, int64_t *at) {
+    block_ctx c;
+    block_ctx_init(&c, j, k, priv, n_slots, CF_KIND(kind) != CF_SPARSE_ADAM);
+    int64_t start = j->starts[j->blocks[k]], end = j->starts[j->blocks[k] + 1];
+    int st = run_rows(&c, kind, vw, start, end, slots, n_slots, sse, at);
+    if (CF_KIND(kind) != CF_SPARSE_ADAM) block_state(&c, j->blocks[k] / j->nb, j->blocks[k] % j->nb, 0);
+    return st;
+}
+
 /* one block-training function per optimizer (kind is a constant in each), in a version per
- * instruction set, each with its vector width vw (simd.h); NC4: the kernel for rows of 49 to
- * 64 factors (below) */
+ * instruction set, each with its vector width vw (simd.h) */
 #define CF_RUN_ARGS (const sparse_job *j, int64_t k, int64_t *slots, int64_t n_slots, float *priv, \
                      double *sse, int64_t *at)
-#define CF_RUN_KIND(name, KIND, NC4)                                                           \
+#define CF_RUN_KIND(name, KIND)                                                                \
     CF_INLINE int name##_body(int vw, const sparse_job *j, int64_t k, int64_t *slots,          \
                               int64_t n_slots, float *priv, double *sse, int64_t *at) {        \
-        block_ctx c;                                                                           \
-        block_ctx_init(&c, j, k, priv, n_slots, CF_KIND(KIND) != CF_SPARSE_ADAM);              \
-        int64_t start = j->starts[j->blocks[k]], end = j->starts[j->blocks[k] + 1];            \
-        int st = run_rows(&c, KIND | (NC4) << CF_NC_SHIFT, vw, start, end, slots, n_slots, sse, at); \
-        if (CF_KIND(KIND) != CF_SPARSE_ADAM) block_state(&c, j->blocks[k] / j->nb, j->blocks[k] % j->nb, 0); \
-        return st;                                                                             \
+        return run_kind(vw, KIND, j, k, slots, n_slots, priv, sse, at);                        \
     }                                                                                          \
     CF_DISPATCH_LANES_FN(static, int, name, CF_RUN_ARGS, (j, k, slots, n_slots, priv, sse, at))
-CF_RUN_KIND(run_rows_sgd, CF_SPARSE_SGD, 0)
-CF_RUN_KIND(run_rows_sgd_br, CF_SPARSE_SGD | CF_BR, 0)
-CF_RUN_KIND(run_rows_adagrad, CF_SPARSE_ADAGRAD, 0)
-CF_RUN_KIND(run_rows_adagrad_br, CF_SPARSE_ADAGRAD | CF_BR, 0)
-CF_RUN_KIND(run_rows_adam, CF_SPARSE_ADAM, 0)
+CF_RUN_KIND(run_rows_sgd, CF_SPARSE_SGD)
+CF_RUN_KIND(run_rows_sgd_br, CF_SPARSE_SGD | CF_BR)
+CF_RUN_KIND(run_rows_adagrad, CF_SPARSE_ADAGRAD)
+CF_RUN_KIND(run_rows_adagrad_br, CF_SPARSE_ADAGRAD | CF_BR)
+CF_RUN_KIND(run_rows_adam, CF_SPARSE_ADAM)
+#undef CF_RUN_KIND
 #ifdef CF_MULTIVERSION
 /* SGD and Adagrad for rows of 49 to 64 factors (fastai's default 50): functions of their own
  * whose loops over a row's chunks unroll (CF_WHOLE; the same values), about 5% less time a
- * rating on one thread (docs/performance.md). run_block picks them on AVX2 and up, where vw
- * is 8 or 16 (the generic versions, never called, are the chunk-by-chunk code). */
-CF_RUN_KIND(run_rows_sgd_nc4, CF_SPARSE_SGD, vw >= 8 ? 4 : 0)
-CF_RUN_KIND(run_rows_sgd_br_nc4, CF_SPARSE_SGD | CF_BR, vw >= 8 ? 4 : 0)
-CF_RUN_KIND(run_rows_adagrad_nc4, CF_SPARSE_ADAGRAD, vw >= 8 ? 4 : 0)
-CF_RUN_KIND(run_rows_adagrad_br_nc4, CF_SPARSE_ADAGRAD | CF_BR, vw >= 8 ? 4 : 0)
+ * rating on one thread (docs/performance.md). run_block picks them on AVX2 and up; their
+ * generic version, never called, forwards to the chunk-by-chunk one. */
+#define CF_RUN_KIND_NC4(name, KIND)                                                            \
+    CF_INLINE int name##_nc4_body(int vw, const sparse_job *j, int64_t k, int64_t *slots,      \
+                                  int64_t n_slots, float *priv, double *sse, int64_t *at) {    \
+        return vw >= 8 ? run_kind(vw, KIND | 4 << CF_NC_SHIFT, j, k, slots, n_slots, priv, sse, at) \
+                       : name##_generic(j, k, slots, n_slots, priv, sse, at);                  \
+    }                                                                                          \
+    CF_DISPATCH_LANES_FN(static, int, name##_nc4, CF_RUN_ARGS, (j, k, slots, n_slots, priv, sse, at))
+CF_RUN_KIND_NC4(run_rows_sgd, CF_SPARSE_SGD)
+CF_RUN_KIND_NC4(run_rows_sgd_br, CF_SPARSE_SGD | CF_BR)
+CF_RUN_KIND_NC4(run_rows_adagrad, CF_SPARSE_ADAGRAD)
+CF_RUN_KIND_NC4(run_rows_adagrad_br, CF_SPARSE_ADAGRAD | CF_BR)
+#undef CF_RUN_KIND_NC4
 #endif
-#undef CF_RUN_KIND
 #undef CF_RUN_ARGS
 
 typedef int (*run_rows_fn)(const sparse_job *, int64_t, int64_t *, int64_t, float *, double *,

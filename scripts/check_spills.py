@@ -51,8 +51,6 @@ KNOWN = {
     # variable, as a memory operand and parks a loaded chunk or two for the step; the
     # other SGD and Adagrad versions are clean since the W-lane steps end with a whole chunk)
     "run_rows_adagrad_br_generic": (1, "the dot product's tail chunk: mask from the stack context, a parked chunk"),
-    # (the same code: the nc4 kernels' generic versions are the chunk-by-chunk ones, never called)
-    "run_rows_adagrad_br_nc4_generic": (1, "as run_rows_adagrad_br_generic"),
     # sparse Adam: since the nc4 kernels came (2026-12-03) GCC lays the Adam versions out
     # differently again; the loops counted are now those of rows under 16 factors, whose dot
     # product sums the last n < 16 products in a zero-padded 16-float array on the stack
