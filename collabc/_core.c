@@ -570,22 +570,25 @@ static int parse_dot_config(const char *fn, long long nu, long long ni, long lon
 }
 
 PyDoc_STRVAR(dot_predict_doc,
-"dot_predict(out, params, x, n_users, n_items, n_factors, has_bias, y_range)\n--\n\n"
+"dot_predict(out, params, x, n_users, n_items, n_factors, has_bias, y_range, n_threads=1)\n--\n\n"
 "Predictions of a dot-product model for the (user, item) rows of x ((N,2) int32) into out\n"
-"((N,) float32). params is the model's flat float32 block (see csrc/train.h for its layout).");
+"((N,) float32). params is the model's flat float32 block (see csrc/train.h for its layout).\n"
+"Up to n_threads threads (one for every 8192 rows at most); the values do not depend on it.");
 
 static PyObject *py_dot_predict(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"out", "params", "x", "n_users", "n_items", "n_factors", "has_bias",
-                             "y_range", NULL};
+                             "y_range", "n_threads", NULL};
     const char *fn = "dot_predict";
     argspec a[3] = {{0, "out", NPY_FLOAT32, 1}, {0, "params", NPY_FLOAT32}, {0, "x", NPY_INT32}};
-    long long nu, ni, k;
+    long long nu, ni, k, n_threads = 1;
     int has_bias;
     PyObject *y_range;
     cf_dot_config c;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOLLLpO", kwlist, &a[0].obj, &a[1].obj,
-                                     &a[2].obj, &nu, &ni, &k, &has_bias, &y_range))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOLLLpO|L", kwlist, &a[0].obj, &a[1].obj,
+                                     &a[2].obj, &nu, &ni, &k, &has_bias, &y_range, &n_threads))
         return NULL;
+    if (positive(fn, "n_threads", n_threads) < 0) return NULL;
+    if (n_threads > 64) n_threads = 64; /* the core caps it too */
     if (check_args(fn, a, 3) < 0 || parse_dot_config(fn, nu, ni, k, has_bias, y_range, &c) < 0 ||
         check_shape1(fn, &a[1], cf_dot_n_params(&c)) < 0 || check_shape2(fn, &a[2], -1, 2) < 0)
         return NULL;
@@ -595,8 +598,9 @@ static PyObject *py_dot_predict(PyObject *self, PyObject *args, PyObject *kw) {
         return NULL;
     int st;
     Py_BEGIN_ALLOW_THREADS
-    st = cf_dot_predict(F32(a[0]), CF32(a[1]), I32(a[2]), N, &c);
+    st = cf_dot_predict(F32(a[0]), CF32(a[1]), I32(a[2]), N, &c, (int)n_threads);
     Py_END_ALLOW_THREADS
+    if (st == CF_ERR_NOMEM) return PyErr_NoMemory();
     if (st != CF_OK) return ids_changed(fn, "x");
     Py_RETURN_NONE;
 }

@@ -19,6 +19,11 @@ _FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512bw", "av
           "avx512_bf16", "neon", "asimd", "sve", "sve2")
 
 
+def default_threads():
+    "All cores, at most 64 (the most a C driver starts): the default `n_threads`."
+    return max(1, min(os.cpu_count() or 1, 64))
+
+
 def _proc_cpuinfo(path="/proc/cpuinfo"):
     "(model, flags) from /proc/cpuinfo (Linux), or (None, set()) where there is none."
     try:

@@ -17,7 +17,6 @@ format of `collabc.persist`.
 import contextlib
 import functools
 import math
-import os
 import pathlib
 import signal
 import threading
@@ -27,6 +26,7 @@ import numpy as np
 
 from . import _core, checkpoint, foldin, inference, interpret, ranking, topn
 from .bayes import BayesModel
+from .cpu import default_threads
 from ._checks import check_float, check_int
 from .callback import (Callback, CancelBatchException, CancelEpochException, CancelFitException,
                        CancelTrainException, CancelValidException, ProgressCallback, Recorder,
@@ -48,9 +48,6 @@ _SEGMENT_SECONDS = 0.25
 _LEARNERS = {}
 
 
-def default_threads():
-    "All cores, at most 64 (the most a training driver starts): the default `n_threads`."
-    return max(1, min(os.cpu_count() or 1, 64))
 
 
 def _exclusive(method):

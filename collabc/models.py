@@ -21,6 +21,7 @@ import numpy as np
 
 from . import _core, nn
 from ._checks import check_int, check_prob, check_y_range
+from .cpu import default_threads
 from .layers import BatchNorm, Embedding, LinBnDrop, Module, SigmoidRange, TabularModel, trunc_normal_
 from .nn import pack_parameters, param_groups
 from .seed import get_rng, preserve_rng
@@ -211,7 +212,7 @@ class _DotFamily(_Fused, Module):
         out = np.empty(len(x), np.float32)
         a = self._core_args()
         _core.dot_predict(out, self.params, _as_ids(x), a["n_users"], a["n_items"], a["n_factors"],
-                          a["has_bias"], a["y_range"])
+                          a["has_bias"], a["y_range"], n_threads=default_threads())
         return out
 
     def _fit_epoch(self, opt, grads, x, y, order, bs, lrs, moms, losses, n_wd=None):

@@ -61,6 +61,15 @@
         if (cf_isa_current() >= CF_ISA_AVX2) RET name##_avx2 args;                            \
         else RET name##_generic args;                                                         \
     }
+/* two versions, AVX2 and generic, each calling name##_body(its width, args) (the AVX-512
+ * level runs the AVX2 one) */
+#define CF_DISPATCH2_LANES_(linkage, ret, RET, name, params, args)                            \
+    CF_VERSION_LANES_(ret, RET, name, _avx2, CF_TGT_AVX2, CF_LANES_AVX2, params, args)        \
+    CF_VERSION_LANES_(ret, RET, name, _generic, CF_TGT_GENERIC, CF_LANES_GENERIC, params, args) \
+    linkage ret name params {                                                                 \
+        if (cf_isa_current() >= CF_ISA_AVX2) RET name##_avx2 args;                            \
+        else RET name##_generic args;                                                         \
+    }
 /* three versions, each calling name##_body(its width, args) */
 #define CF_DISPATCH_LANES_(linkage, ret, RET, name, params, args)                             \
     CF_VERSION_LANES_(ret, RET, name, _avx512, CF_TGT_AVX512, CF_LANES_AVX512, params, args)  \
@@ -71,6 +80,7 @@
 #define CF_DISPATCH_(linkage, ret, RET, name, params, args, extra)                            \
     linkage ret name params { RET name##_body args; }
 #define CF_DISPATCH2_ CF_DISPATCH_
+#define CF_DISPATCH2_LANES_ CF_DISPATCH_LANES_
 /* the generic version: 4 lanes (SSE on x86-64, NEON on aarch64) */
 #define CF_DISPATCH_LANES_(linkage, ret, RET, name, params, args)                             \
     linkage ret name params { RET name##_body(CF_LANES_GENERIC, CF_UNPAREN_ args); }
@@ -80,6 +90,8 @@
     CF_DISPATCH_LANES_(linkage, ret, return, name, params, args)
 #define CF_DISPATCH_LANES_PROC(linkage, name, params, args)                                   \
     CF_DISPATCH_LANES_(linkage, void, , name, params, args)
+#define CF_DISPATCH2_LANES_FN(linkage, ret, name, params, args)                               \
+    CF_DISPATCH2_LANES_(linkage, ret, return, name, params, args)
 
 /* NAME(params) returning ret, from NAME_body(args) */
 #define CF_DISPATCH_FN(linkage, ret, name, params, args)                                      \

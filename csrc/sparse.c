@@ -142,8 +142,6 @@ CF_INLINE void scaled_step16(float *restrict pu, float *restrict qi, float dz, f
  * The sums keep the 16 lanes and their pairwise reduction (lanes l and l + 8, then l and
  * l + 4, ...); the steps are element-wise, so they run W lanes at a time and end with scalar
  * code (the same float operations). */
-typedef int32_t cf_v8i __attribute__((vector_size(32)));
-typedef int32_t cf_v4i __attribute__((vector_size(16)));
 CF_INLINE float hsum_w8(const cf_v8 *acc) {
     const cf_v8 b = acc[0] + acc[1];
     cf_v4 c = __builtin_shufflevector(b, b, 0, 1, 2, 3) + __builtin_shufflevector(b, b, 4, 5, 6, 7);
@@ -154,11 +152,6 @@ CF_INLINE float hsum_w4(const cf_v4 *acc) {
     return (c[0] + c[2]) + (c[1] + c[3]);
 }
 #define CF_SPLIT_LANES(W, T, TI)                                                                 \
-    CF_INLINE T ld_w##W(const float *p) {                                                        \
-        T v;                                                                                     \
-        __builtin_memcpy(&v, p, sizeof v);                                                       \
-        return v;                                                                                \
-    }                                                                                            \
     /* lanes [h W, h W + W) of the 16-lane mask tm */                                            \
     CF_INLINE T mask_w##W(T v, const void *tm, int h) {                                          \
         TI m;                                                                                    \

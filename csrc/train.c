@@ -4,6 +4,7 @@
  * (fastai's dense Adam moves rows that are not in the batch too) -> re-zero only the
  * gradient rows the batch touched. The driver allocates only its per-batch scratch. */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include "activation.h"
@@ -14,6 +15,7 @@
 #include "train.h"
 #include "checked.h"
 #include "fpmode.h"
+#include "threads.h"
 
 int64_t cf_dot_n_params(const cf_dot_config *c) {
     int64_t rows, n;
@@ -49,22 +51,59 @@ static int dot_forward(float *pred, float *z, cf_dot_views w, const int32_t *use
     return CF_OK;
 }
 
-int cf_dot_predict(float *out, const float *params, const int32_t *x, int64_t N,
-                   const cf_dot_config *cfg) {
-    enum { CHUNK = 1024 };
-    int32_t users[CHUNK], items[CHUNK];
-    float z[CHUNK];
-    cf_dot_views w = cf_dot_split((float *)params, cfg);
-    for (int64_t s = 0; s < N; s += CHUNK) {
-        int64_t B = N - s < CHUNK ? N - s : CHUNK;
-        for (int64_t b = 0; b < B; b++) {
-            users[b] = x[2 * (s + b)];
-            items[b] = x[2 * (s + b) + 1];
+/* rows handed to a thread at a time, and the fewest rows per thread worth starting one for */
+enum { PREDICT_CHUNK = 1024, PREDICT_CLAIM = 4 * PREDICT_CHUNK, PREDICT_MIN_ROWS = 8192 };
+
+typedef struct {
+    float *out;
+    cf_dot_views w;
+    const int32_t *x;
+    int64_t N;
+    const cf_dot_config *cfg;
+    pthread_mutex_t lock;
+    int64_t next; /* the first row no thread has claimed */
+    int status;   /* CF_OK, or the first error: no thread claims rows after it */
+} predict_job;
+
+static void *predict_worker(void *arg) {
+    predict_job *j = arg;
+    int32_t users[PREDICT_CHUNK], items[PREDICT_CHUNK];
+    float z[PREDICT_CHUNK];
+    for (;;) {
+        pthread_mutex_lock(&j->lock);
+        const int64_t a = j->status == CF_OK ? j->next : j->N;
+        const int64_t e = j->N - a < PREDICT_CLAIM ? j->N : a + PREDICT_CLAIM;
+        j->next = e;
+        pthread_mutex_unlock(&j->lock);
+        if (a >= j->N) return NULL;
+        for (int64_t s = a; s < e; s += PREDICT_CHUNK) {
+            const int64_t B = e - s < PREDICT_CHUNK ? e - s : PREDICT_CHUNK;
+            for (int64_t b = 0; b < B; b++) {
+                users[b] = j->x[2 * (s + b)];
+                items[b] = j->x[2 * (s + b) + 1];
+            }
+            int st = dot_forward(j->out + s, z, j->w, users, items, B, j->cfg);
+            if (st != CF_OK) {
+                pthread_mutex_lock(&j->lock);
+                if (j->status == CF_OK) j->status = st;
+                pthread_mutex_unlock(&j->lock);
+                return NULL;
+            }
         }
-        int st = dot_forward(out + s, z, w, users, items, B, cfg);
-        if (st != CF_OK) return st;
     }
-    return CF_OK;
+}
+
+int cf_dot_predict(float *out, const float *params, const int32_t *x, int64_t N,
+                   const cf_dot_config *cfg, int n_threads) {
+    predict_job j = {out, cf_dot_split((float *)params, cfg), x, N, cfg};
+    j.status = CF_OK;
+    const int64_t most = N / PREDICT_MIN_ROWS > 0 ? N / PREDICT_MIN_ROWS : 1;
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > most) n_threads = (int)most;
+    if (pthread_mutex_init(&j.lock, NULL) != 0) return CF_ERR_NOMEM;
+    cf_run_threads(n_threads, predict_worker, &j); /* the calling thread works too */
+    pthread_mutex_destroy(&j.lock);
+    return j.status;
 }
 
 static void zero_touched(cf_dot_views g, const int32_t *users, const int32_t *items, int64_t B,

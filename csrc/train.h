@@ -32,10 +32,12 @@ typedef struct {
 void cf_dot_offsets(int64_t off[4], const cf_dot_config *cfg);
 cf_dot_views cf_dot_split(float *block, const cf_dot_config *cfg);
 
-/* out[N] = the model's prediction for each (user, item) row of x [N,2]. Returns
- * CF_ERR_INDEX if an id is out of range (out partly written). */
+/* out[N] = the model's prediction for each (user, item) row of x [N,2], on up to n_threads
+ * threads (the caller's among them; one for every 8192 rows at most): each row's value does
+ * not depend on the count. Returns CF_ERR_INDEX if an id is out of range (out partly
+ * written), CF_ERR_NOMEM if the threads' lock cannot be made. */
 int cf_dot_predict(float *out, const float *params, const int32_t *x, int64_t N,
-                   const cf_dot_config *cfg);
+                   const cf_dot_config *cfg, int n_threads);
 
 /* Trains n_batches batches (an epoch, or a part of one). Batch j is the rows
  * order[j*bs .. min((j+1)*bs, n_order)) of x [n_rows,2] / y [n_rows]; it uses learning rate

@@ -16,8 +16,21 @@ typedef float cf_v16 __attribute__((vector_size(64)));
 typedef float cf_v8 __attribute__((vector_size(32)));
 typedef float cf_v4 __attribute__((vector_size(16)));
 typedef int32_t cf_v16i __attribute__((vector_size(64)));
+typedef int32_t cf_v8i __attribute__((vector_size(32)));
+typedef int32_t cf_v4i __attribute__((vector_size(16)));
 CF_INLINE cf_v16 ld16(const float *p) {
     cf_v16 v;
+    __builtin_memcpy(&v, p, sizeof v);
+    return v;
+}
+/* 8 and 4 floats from any address (the kernels written per vector width) */
+CF_INLINE cf_v8 ld_w8(const float *p) {
+    cf_v8 v;
+    __builtin_memcpy(&v, p, sizeof v);
+    return v;
+}
+CF_INLINE cf_v4 ld_w4(const float *p) {
+    cf_v4 v;
     __builtin_memcpy(&v, p, sizeof v);
     return v;
 }

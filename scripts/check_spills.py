@@ -32,12 +32,13 @@ import subprocess
 import sys
 
 # the hot kernels: the sparse path's block drivers and Adam's row update, the exact path's
-# optimizer steps, the NN layers, top-n ranking, ALS and BPR
+# optimizer steps, the NN layers, top-n ranking, ALS, BPR and the dot model's forward (dot_rows)
 HOT_KERNELS = ("run_rows_sgd", "run_rows_sgd_br", "run_rows_adagrad", "run_rows_adagrad_br", "run_rows_adam",
                "run_rows_sgd_nc4", "run_rows_sgd_br_nc4", "run_rows_adagrad_nc4", "run_rows_adagrad_br_nc4",
                "adam_rows", "cf_adam_step",
                "cf_sgd_step", "cf_linear_forward", "cf_linear_backward", "cf_relu_forward",
-               "cf_relu_backward", "rank_block", "gram_rows", "solve_row", "run_block", "first_bad_id")
+               "cf_relu_backward", "rank_block", "gram_rows", "solve_row", "run_block", "first_bad_id",
+               "dot_rows")
 VERSIONS = ("avx512", "avx2", "generic")
 
 # Versions known to move vector registers through the stack in a hot loop, with the exact number

@@ -287,6 +287,27 @@ def test_dot_predict(N, K, seed, has_bias, y_range):
     assert_unchanged(dict(params=params, x=x), ins, msg)
 
 
+@pytest.mark.parametrize("K", [3, 8, 50])
+def test_dot_predict_threads_give_the_same_bits(K):
+    "Predictions on threads (one per 8192 rows at most) equal one thread's bit for bit."
+    rng = np.random.default_rng(K)
+    nu, ni, N = 301, 203, 70001
+    P = ref.dot_n_params(nu, ni, K, True)
+    params = _f32(rng, P, scale=0.7)
+    x = np.stack([_ids(rng, N, nu), _ids(rng, N, ni)], axis=1).astype(np.int32)
+    one = np.empty(N, np.float32)
+    _core.dot_predict(one, params, x, nu, ni, K, True, (0.0, 5.5))
+    for t in (2, 3, 64):
+        out = np.full(N, np.nan, np.float32)
+        _core.dot_predict(out, params, x, nu, ni, K, True, (0.0, 5.5), n_threads=t)
+        np.testing.assert_array_equal(out.view(np.int32), one.view(np.int32))
+    x[N - 1, 1] = ni
+    with pytest.raises(IndexError):
+        _core.dot_predict(out, params, x, nu, ni, K, True, (0.0, 5.5), n_threads=4)
+    with pytest.raises(ValueError, match="n_threads"):
+        _core.dot_predict(out, params, x, nu, ni, K, True, (0.0, 5.5), n_threads=0)
+
+
 def test_dot_predict_matches_the_kernel_composition():
     "dot_predict == dotbias_forward then sigmoid_range_forward on the split block, exactly."
     rng = np.random.default_rng(5)

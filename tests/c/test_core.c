@@ -194,6 +194,52 @@ static void test_dotbias_random_vs_naive_and_index_errors(void) {
     }
 }
 
+/* the forward's rows run W at a time (dot_rows: W = 8 in the AVX2 version, 4 in the generic
+ * one), each vector lane a row's left-to-right sum: every version must give the bits of one
+ * row at a time, here a plain float loop, for K below, at and above the widths (the last
+ * K mod W factors from the masked chunk at K - W), row counts that leave rows over, NaN, inf,
+ * -0 and products that cancel to 0 (a sum that must not become -0) */
+static void test_dotbias_rows_same_bits_as_one_at_a_time(void) {
+    const unsigned sup = cf_isa_supported();
+    const int best = cf_isa_get();
+    const int64_t Ks[] = {1, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 50, 64, 65};
+    const int64_t Bs[] = {0, 1, 4, 7, 8, 9, 33, 200};
+    for (int l = 0; l < CF_ISA_COUNT; l++) {
+        if (!(sup >> l & 1u)) continue;
+        CHECK(cf_isa_set(l) == 0);
+        for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
+            for (size_t bi = 0; bi < sizeof Bs / sizeof Bs[0]; bi++)
+                for (int bias = 0; bias < 2; bias++) {
+                    const int64_t K = Ks[ki], B = Bs[bi], NU = 13, NI = 11;
+                    g_rs = 1000 + (uint64_t)(K * 31 + B * 7 + bias);
+                    float *uw = frand(NU * K, 1), *iw = frand(NI * K, 1), *ub = frand(NU, 1), *ib = frand(NI, 1);
+                    for (int64_t k = 0; k < K; k++) { /* user 1 cancels item 1: sums of +-0 */
+                        uw[K + k] = k % 2 ? -0.0f : 0.0f;
+                        iw[K + k] = -1.0f;
+                    }
+                    uw[2 * K] = NAN;
+                    iw[2 * K + K - 1] = INFINITY;
+                    iw[3 * K] = -0.0f;
+                    uw[3 * K + K / 2] = 3e38f;
+                    int32_t *users = irand(B, NU), *items = irand(B, NI);
+                    if (B > 3) users[2] = 1, items[2] = 1, users[3] = 2, items[3] = 2;
+                    float *out = fzeros(B), *want = fzeros(B);
+                    CHECK(cf_dotbias_forward(out, uw, iw, bias ? ub : NULL, bias ? ib : NULL, users, items,
+                                             B, K, NU, NI) == CF_OK);
+                    for (int64_t b = 0; b < B; b++) {
+                        float s = 0.0f;
+                        for (int64_t k = 0; k < K; k++) s += uw[users[b] * K + k] * iw[items[b] * K + k];
+                        if (bias) s += ub[users[b]];
+                        if (bias) s += ib[items[b]];
+                        want[b] = s;
+                    }
+                    CHECK(B == 0 || fsame(out, want, B));
+                    free(uw), free(iw), free(ub), free(ib), free(users), free(items), free(out), free(want);
+                }
+    }
+    CHECK(cf_isa_set(best) == 0);
+}
+
 /* ---------------------------------------------------------------- activations, dropout, loss */
 
 static void test_sigmoid_range(void) {
@@ -844,7 +890,7 @@ static void test_dot_predict(void) {
     for (int rep = 0; rep < 4; rep++) {
         dot_problem d = dot_make(9, 11, 4, rep & 1, rep >> 1, 1500); /* > one 1024-row chunk */
         float *out = fzeros(d.R);
-        CHECK(cf_dot_predict(out, d.params, d.x, d.R, &d.cfg) == CF_OK);
+        CHECK(cf_dot_predict(out, d.params, d.x, d.R, &d.cfg, 1) == CF_OK);
         double *p = dzeros(d.P);
         for (int64_t n = 0; n < d.P; n++) p[n] = d.params[n];
         for (int64_t r = 0; r < d.R; r++) {
@@ -852,9 +898,30 @@ static void test_dot_predict(void) {
             NEAR(out[r], d.cfg.has_range ? sigm(z) * 5.5 : z, 1e-5);
         }
         d.x[2 * 1400 + 1] = 11;
-        CHECK(cf_dot_predict(out, d.params, d.x, d.R, &d.cfg) == CF_ERR_INDEX);
-        CHECK(cf_dot_predict(out, d.params, d.x, 0, &d.cfg) == CF_OK);
+        CHECK(cf_dot_predict(out, d.params, d.x, d.R, &d.cfg, 1) == CF_ERR_INDEX);
+        CHECK(cf_dot_predict(out, d.params, d.x, 0, &d.cfg, 2) == CF_OK);
         free(out), free(p);
+        dot_free(&d);
+    }
+    /* on threads (one for every 8192 rows at most): the same bits for any count, and a bad id
+     * anywhere is reported */
+    for (int rep = 0; rep < 2; rep++) {
+        dot_problem d = dot_make(300, 200, 50, rep, rep, 70000);
+        float *one = fzeros(d.R), *out = fzeros(d.R);
+        CHECK(cf_dot_predict(one, d.params, d.x, d.R, &d.cfg, 1) == CF_OK);
+        for (int t = 2; t <= 5; t++) {
+            memset(out, 0, sizeof(float) * (size_t)d.R);
+            CHECK(cf_dot_predict(out, d.params, d.x, d.R, &d.cfg, t) == CF_OK);
+            CHECK(fsame(out, one, d.R));
+        }
+        const int64_t at[3] = {0, 40000, d.R - 1};
+        for (int a = 0; a < 3; a++) {
+            const int32_t keep = d.x[2 * at[a]];
+            d.x[2 * at[a]] = a == 1 ? -1 : 300;
+            CHECK(cf_dot_predict(out, d.params, d.x, d.R, &d.cfg, 4) == CF_ERR_INDEX);
+            d.x[2 * at[a]] = keep;
+        }
+        free(one), free(out);
         dot_free(&d);
     }
 }
@@ -1747,6 +1814,7 @@ int main(void) {
     RUN(test_embedding_concat);
     RUN(test_dotbias_by_hand);
     RUN(test_dotbias_random_vs_naive_and_index_errors);
+    RUN(test_dotbias_rows_same_bits_as_one_at_a_time);
     RUN(test_sigmoid_range);
     RUN(test_relu);
     RUN(test_dropout_kernels_and_mask);
