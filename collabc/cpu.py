@@ -1,7 +1,7 @@
 """What CPU this is and which version of collabc's hot kernels runs on it.
 
 The hot C kernels (the sparse SGD / Adagrad / Adam drivers, the exact path's optimizer steps,
-the NN layers, top-n ranking, ALS and BPR) are compiled once per instruction set: on x86-64
+the dot model's forward, the NN layers, top-n ranking, ALS and BPR) are compiled once per instruction set: on x86-64
 Linux for AVX-512 ('avx512'), AVX2 ('avx2') and the x86-64 baseline ('generic'); elsewhere
 (aarch64, macOS, clang builds) 'generic' only. collabc uses the widest the CPU runs. Every
 version computes the same float32 operations in the same order: the choice changes speed, never
