@@ -227,6 +227,49 @@ def test_a_killed_worker_gives_the_same_result(cluster, ratings):
     assert learn.recorder.values == ref.recorder.values
 
 
+def test_parquet_routing_ends_before_the_workers_take_the_cpus(cluster, ratings, tmp_path, monkeypatch):
+    """The workers (actors holding cpus_per_worker CPUs each for their lifetime) start only after
+    every routing task has finished: on a cluster whose CPUs the workers take (this one: two
+    nodes of one CPU, two workers), a routing task still waiting for a CPU would never run, and
+    the workers would wait forever for its rows (seen once as a hang of the test below)."""
+    import collabc.ray.distributed as dist
+    routed, early = [], []
+    route = dist._route_remote
+
+    class Route:
+        def options(self, **kw):
+            opts = route.options(**kw)
+
+            class Call:
+                def remote(self, *a, **k):
+                    refs = opts.remote(*a, **k)
+                    routed.extend(refs if isinstance(refs, list) else [refs])
+                    return refs
+            return Call()
+
+    actor = dist.ShardActor
+
+    class Actor:
+        def options(self, **kw):
+            opts = actor.options(**kw)
+
+            class Make:
+                def remote(self, *a, **k):
+                    ready, _ = ray.wait(routed, num_returns=len(routed), timeout=0, fetch_local=False)
+                    early.append(len(routed) - len(ready))
+                    return opts.remote(*a, **k)
+            return Make()
+
+    monkeypatch.setattr(dist, "_route_remote", Route())
+    monkeypatch.setattr(dist, "ShardActor", Actor())
+    for k in range(2):
+        ratings.iloc[k::2].to_parquet(tmp_path / f"part{k}.parquet", row_group_size=1500)
+    learn = fit_distributed(str(tmp_path), seed=0, n_workers=2, n_blocks=4, epochs=1, lr=0.05, wd=0.02,
+                            n_factors=6, y_range=(0, 5.5))
+    assert routed and early == [0, 0], f"routing outputs not ready when each worker started: {early}"
+    assert learn.recorder.values
+
+
 def test_parquet_input_read_in_partitions(cluster, ratings, tmp_path):
     df = ratings.copy()
     df["is_valid"] = np.random.default_rng(1).random(len(df)) < 0.2

@@ -516,6 +516,11 @@ def fit_distributed(data, *, n_workers=2, n_blocks=8, epochs, lr, wd=None, opt_f
                       p, cols, valid_col, cref, n_blocks, side, [owner[g] for g in range(n_blocks)], n_workers)
                   for p in parts]
         routed = [r if isinstance(r, list) else [r] for r in routed]
+        # every routing task ends before a worker starts: a worker holds its CPUs for its
+        # lifetime, so on a cluster the workers fill, a routing task still waiting for a CPU
+        # would never run and the workers would wait for its rows forever
+        outs = [r for rs in routed for r in rs]
+        ray.wait(outs, num_returns=len(outs), fetch_local=False)
         for w in range(n_workers):
             s = dict(spec, groups=[g for g in range(n_blocks) if owner[g] == w])
             workers.append(actor.remote(s))
