@@ -234,34 +234,31 @@ def test_parquet_routing_ends_before_the_workers_take_the_cpus(cluster, ratings,
     the workers would wait forever for its rows (seen once as a hang of the test below)."""
     import collabc.ray.distributed as dist
     routed, early = [], []
-    route = dist._route_remote
 
-    class Route:
+    class Watch:
+        "`remote.options(...).remote(...)` as before, with `before()` and `after(result)` around the call."
+        def __init__(self, remote, before=None, after=None):
+            self.remote_, self.before, self.after = remote, before, after
+
         def options(self, **kw):
-            opts = route.options(**kw)
+            self.opts = self.remote_.options(**kw)
+            return self
 
-            class Call:
-                def remote(self, *a, **k):
-                    refs = opts.remote(*a, **k)
-                    routed.extend(refs if isinstance(refs, list) else [refs])
-                    return refs
-            return Call()
+        def remote(self, *a, **k):
+            if self.before:
+                self.before()
+            out = self.opts.remote(*a, **k)
+            if self.after:
+                self.after(out)
+            return out
 
-    actor = dist.ShardActor
+    def not_ready():
+        ready, _ = ray.wait(routed, num_returns=len(routed), timeout=0, fetch_local=False)
+        early.append(len(routed) - len(ready))
 
-    class Actor:
-        def options(self, **kw):
-            opts = actor.options(**kw)
-
-            class Make:
-                def remote(self, *a, **k):
-                    ready, _ = ray.wait(routed, num_returns=len(routed), timeout=0, fetch_local=False)
-                    early.append(len(routed) - len(ready))
-                    return opts.remote(*a, **k)
-            return Make()
-
-    monkeypatch.setattr(dist, "_route_remote", Route())
-    monkeypatch.setattr(dist, "ShardActor", Actor())
+    monkeypatch.setattr(dist, "_route_remote", Watch(dist._route_remote,
+                                                     after=lambda r: routed.extend(r if isinstance(r, list) else [r])))
+    monkeypatch.setattr(dist, "ShardActor", Watch(dist.ShardActor, before=not_ready))
     for k in range(2):
         ratings.iloc[k::2].to_parquet(tmp_path / f"part{k}.parquet", row_group_size=1500)
     learn = fit_distributed(str(tmp_path), seed=0, n_workers=2, n_blocks=4, epochs=1, lr=0.05, wd=0.02,
