@@ -181,9 +181,10 @@ static inline int positive(const char *fn, const char *name, long long v) {
     return -1;
 }
 
-/* The optional keyword argument n_threads (an int >= 1, default 1; more than 64 counts as 64)
- * of a function whose other keywords are required and keyword-only (a format string cannot
- * make one optional after '$'): *n gets it, and *kw becomes a copy of the keywords without it,
+/* The optional keyword-only argument n_threads (an int >= 1, default 1; more than 64 counts as
+ * 64), taken out of the keywords before the format string parses the rest (one cannot make a
+ * keyword optional after required keyword-only ones, '$'): *n gets it, and *kw becomes a copy
+ * of the keywords without it,
  * to be released with Py_XDECREF(*copy) once they are parsed (the values stay alive in the
  * caller's dict). Returns 0, or -1 with an exception set. */
 static inline int take_n_threads(const char *fn, PyObject **kw, PyObject **copy, long long *n) {

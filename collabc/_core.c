@@ -577,18 +577,19 @@ PyDoc_STRVAR(dot_predict_doc,
 
 static PyObject *py_dot_predict(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"out", "params", "x", "n_users", "n_items", "n_factors", "has_bias",
-                             "y_range", "n_threads", NULL};
+                             "y_range", NULL};
     const char *fn = "dot_predict";
     argspec a[3] = {{0, "out", NPY_FLOAT32, 1}, {0, "params", NPY_FLOAT32}, {0, "x", NPY_INT32}};
     long long nu, ni, k, n_threads = 1;
     int has_bias;
     PyObject *y_range;
     cf_dot_config c;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOLLLpO|L", kwlist, &a[0].obj, &a[1].obj,
-                                     &a[2].obj, &nu, &ni, &k, &has_bias, &y_range, &n_threads))
-        return NULL;
-    if (positive(fn, "n_threads", n_threads) < 0) return NULL;
-    if (n_threads > 64) n_threads = 64; /* the core caps it too */
+    PyObject *kw_copy;
+    if (take_n_threads(fn, &kw, &kw_copy, &n_threads) < 0) return NULL;
+    const int parsed = PyArg_ParseTupleAndKeywords(args, kw, "OOOLLLpO", kwlist, &a[0].obj, &a[1].obj,
+                                                   &a[2].obj, &nu, &ni, &k, &has_bias, &y_range);
+    Py_XDECREF(kw_copy);
+    if (!parsed) return NULL;
     if (check_args(fn, a, 3) < 0 || parse_dot_config(fn, nu, ni, k, has_bias, y_range, &c) < 0 ||
         check_shape1(fn, &a[1], cf_dot_n_params(&c)) < 0 || check_shape2(fn, &a[2], -1, 2) < 0)
         return NULL;
