@@ -1,9 +1,11 @@
 /* threads.c - cf_run_threads: start n-1 pthreads on fn(job), run fn(job) here too, join;
  * cf_team: helpers that stay up across many short runs (threads.h). */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include "fpmode.h"
 #include "threads.h"
 
@@ -22,6 +24,15 @@ int cf_run_threads(int n_threads, void *(*fn)(void *), void *job) {
 }
 
 /* ------------------------------------------------------------------------ cf_team */
+
+int cf_cores(void) {
+#if defined(__linux__) && defined(CPU_COUNT)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) >= 1) return CPU_COUNT(&set);
+#endif
+    const long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n >= 1 ? (n > CF_MAX_THREADS ? CF_MAX_THREADS : (int)n) : 1;
+}
 
 /* spins of a helper waiting for the next run before it sleeps (a pause is about 20-150
  * cycles: some tens of microseconds in all) */
@@ -91,6 +102,9 @@ static void *team_helper(void *arg) {
 
 cf_team *cf_team_start(int n_threads, void (*fn)(void *, int64_t), int64_t n_chunks) {
     if (n_threads > CF_MAX_THREADS) n_threads = CF_MAX_THREADS;
+    /* helpers spin: more threads than cores would only take turns spinning */
+    const int cores = cf_cores();
+    if (n_threads > cores) n_threads = cores;
     if (n_chunks < n_threads) n_threads = (int)n_chunks;
     if (n_threads < 2 || n_chunks > 0xffffffff) return NULL;
     cf_team *t = calloc(1, sizeof *t);
