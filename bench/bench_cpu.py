@@ -11,8 +11,7 @@ for each version this CPU runs (COLLABC_ISA=avx512 / avx2 / generic, each in a f
   includes its evaluation); single-thread SGD nanoseconds per rating on the 1M shape;
 - the lesson: `fit_one_cycle(5, 5e-3, wd=0.1)` of the dot model on MovieLens-100k (bs 64, 50
   factors, y_range (0, 5.5); seconds of the whole fit, its per-epoch validation included),
-  median of --reps fits, on one thread (`n_threads=1`: per core, as the floor) and on all cores
-  (the default, whose optimizer step runs on every core);
+  median of --reps fits;
 - top-10 for all 943 users of that model (`collabc.topn.top_n`, seen items excluded): median ms.
 
 Against:
@@ -201,20 +200,18 @@ def worker_sparse(a):
 
 def worker_lesson(a):
     from collabc import CollabDataLoaders, collab_learner, set_seed
-    from collabc.cpu import default_threads
     from collabc.__main__ import load_ml100k
     from collabc.topn import top_n
     ratings = load_ml100k(a.ml100k)
-    fits, fits_all, tops = [], [], []
+    fits, tops = [], []
     for rep in range(a.reps):
-        for n_threads, out in ((None, fits_all), (1, fits)):   # all cores, then one (kept)
-            set_seed(42 + rep)
-            dls = CollabDataLoaders.from_df(ratings, item_name="title", bs=64)
-            learn = collab_learner(dls, n_factors=50, y_range=(0, 5.5), n_threads=n_threads)
-            learn.logger = lambda *args: None
-            t = time.perf_counter()
-            learn.fit_one_cycle(5, 5e-3, wd=0.1)
-            out.append(time.perf_counter() - t)
+        set_seed(42 + rep)
+        dls = CollabDataLoaders.from_df(ratings, item_name="title", bs=64)
+        learn = collab_learner(dls, n_factors=50, y_range=(0, 5.5))
+        learn.logger = lambda *args: None
+        t = time.perf_counter()
+        learn.fit_one_cycle(5, 5e-3, wd=0.1)
+        fits.append(time.perf_counter() - t)
     users = np.arange(1, learn.dls.n_users)
     top_n(learn, users, 10)  # warm-up (the seen-items index is built once)
     for _ in range(20):
@@ -226,8 +223,7 @@ def worker_lesson(a):
         np.asarray(dls.train.y, np.float32).tofile(os.path.join(a.dump, "ly.bin"))
         with open(os.path.join(a.dump, "lshape.json"), "w") as f:
             json.dump([len(dls.train.y), dls.n_users, dls.n_items], f)
-    print(json.dumps({"fit_s": statistics.median(fits), "fits": fits, "fit_all_s": statistics.median(fits_all),
-                      "n_cores": default_threads(), "topn_ms": statistics.median(tops),
+    print(json.dumps({"fit_s": statistics.median(fits), "fits": fits, "topn_ms": statistics.median(tops),
                       "n_users": int(len(users))}))
 
 
@@ -409,8 +405,7 @@ def main():
         for isa in isas:
             d = les[isa]
             print(f"  {isa:8s} fit {d['fit_s']:.3f} s = {d['fit_s'] / fl['fit_s']:.2f}x the floor "
-                  f"({d['fit_s'] / les[isas[0]]['fit_s']:.2f}x {isas[0]}), on {d['n_cores']} cores "
-                  f"{d['fit_all_s']:.3f} s; top-10 for "
+                  f"({d['fit_s'] / les[isas[0]]['fit_s']:.2f}x {isas[0]}); top-10 for "
                   f"{d['n_users']} users {d['topn_ms']:.2f} ms ({d['topn_ms'] / les[isas[0]]['topn_ms']:.2f}x)")
     else:
         print("\n(lesson and top-10 skipped: set COLLABC_DATA to a folder holding ml-100k/)")

@@ -181,36 +181,6 @@ static inline int positive(const char *fn, const char *name, long long v) {
     return -1;
 }
 
-/* The optional keyword-only argument n_threads (an int >= 1, default 1; more than 64 counts as
- * 64), taken out of the keywords before the format string parses the rest (one cannot make a
- * keyword optional after required keyword-only ones, '$'): *n gets it, and *kw becomes a copy
- * of the keywords without it,
- * to be released with Py_XDECREF(*copy) once they are parsed (the values stay alive in the
- * caller's dict). Returns 0, or -1 with an exception set. */
-static inline int take_n_threads(const char *fn, PyObject **kw, PyObject **copy, long long *n) {
-    *copy = NULL;
-    *n = 1;
-    PyObject *v = *kw ? PyDict_GetItemString(*kw, "n_threads") : NULL;
-    if (!v) return 0;
-    if (!PyLong_Check(v) || PyBool_Check(v)) {
-        PyErr_Format(PyExc_TypeError, "%s(): argument 'n_threads' must be an int, got %s", fn,
-                     Py_TYPE(v)->tp_name);
-        return -1;
-    }
-    long long t = PyLong_AsLongLong(v);
-    if (t == -1 && PyErr_Occurred()) return -1;
-    if (positive(fn, "n_threads", t) < 0) return -1;
-    *copy = PyDict_Copy(*kw);
-    if (!*copy || PyDict_DelItemString(*copy, "n_threads") < 0) {
-        Py_XDECREF(*copy);
-        *copy = NULL;
-        return -1;
-    }
-    *kw = *copy;
-    *n = t > 64 ? 64 : t;
-    return 0;
-}
-
 static inline int check_finite(const char *fn, const char *name, double v) {
     if (isfinite(v)) return 0;
     char buf[64];

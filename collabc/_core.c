@@ -577,19 +577,18 @@ PyDoc_STRVAR(dot_predict_doc,
 
 static PyObject *py_dot_predict(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"out", "params", "x", "n_users", "n_items", "n_factors", "has_bias",
-                             "y_range", NULL};
+                             "y_range", "n_threads", NULL};
     const char *fn = "dot_predict";
     argspec a[3] = {{0, "out", NPY_FLOAT32, 1}, {0, "params", NPY_FLOAT32}, {0, "x", NPY_INT32}};
     long long nu, ni, k, n_threads = 1;
     int has_bias;
     PyObject *y_range;
     cf_dot_config c;
-    PyObject *kw_copy;
-    if (take_n_threads(fn, &kw, &kw_copy, &n_threads) < 0) return NULL;
-    const int parsed = PyArg_ParseTupleAndKeywords(args, kw, "OOOLLLpO", kwlist, &a[0].obj, &a[1].obj,
-                                                   &a[2].obj, &nu, &ni, &k, &has_bias, &y_range);
-    Py_XDECREF(kw_copy);
-    if (!parsed) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOLLLpO|L", kwlist, &a[0].obj, &a[1].obj,
+                                     &a[2].obj, &nu, &ni, &k, &has_bias, &y_range, &n_threads))
+        return NULL;
+    if (positive(fn, "n_threads", n_threads) < 0) return NULL;
+    if (n_threads > 64) n_threads = 64; /* the core caps it too */
     if (check_args(fn, a, 3) < 0 || parse_dot_config(fn, nu, ni, k, has_bias, y_range, &c) < 0 ||
         check_shape1(fn, &a[1], cf_dot_n_params(&c)) < 0 || check_shape2(fn, &a[2], -1, 2) < 0)
         return NULL;
@@ -655,14 +654,12 @@ static int parse_optimizer(const char *fn, const char *opt_name, argspec *m, arg
 PyDoc_STRVAR(dot_fit_epoch_doc,
 "dot_fit_epoch(params, grads, m, v, losses, x, y, order, lrs, moms, *, n_users, n_items,\n"
 "              n_factors, has_bias, y_range, bs, opt, wd, n_wd, sqr_mom, eps, decouple_wd,\n"
-"              step, n_threads=1)\n--\n\n"
+"              step)\n--\n\n"
 "Trains a dot-product model for one epoch in a single call with the GIL released.\n"
 "params, grads, m, v: (P,) float32 blocks (v unused and may be None for SGD; m None for SGD\n"
 "without momentum). x (R,2) int32, y (R,) float32, order (R,) int64; batch j is\n"
 "order[j*bs:(j+1)*bs]; lrs, moms (J,) float64 per batch; losses (J,) float64 receives each\n"
 "batch's MSE before its step. opt is 'adam' or 'sgd'; parameters [0, n_wd) take weight decay.\n"
-"The optimizer's step runs on up to n_threads threads (blocks of 32768 parameters or more); the\n"
-"result does not depend on the count.\n"
 "Returns (step, bad_batch): the optimizer's step count afterwards and -1, or the index of the\n"
 "batch whose loss was not finite (training stopped before that batch's step).");
 
@@ -677,21 +674,18 @@ static PyObject *py_dot_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) 
                      {0, "losses", NPY_FLOAT64, 1},   {0, "x", NPY_INT32},
                      {0, "y", NPY_FLOAT32},           {0, "order", NPY_INT64},
                      {0, "lrs", NPY_FLOAT64},         {0, "moms", NPY_FLOAT64}};
-    long long nu, ni, k, bs, n_wd, step, n_threads = 1;
+    long long nu, ni, k, bs, n_wd, step;
     int has_bias, decouple;
     PyObject *y_range;
     const char *opt_name;
     double wd, sqr_mom, eps;
     cf_dot_config c;
-    PyObject *kw_copy;
-    if (take_n_threads(fn, &kw, &kw_copy, &n_threads) < 0) return NULL;
-    const int parsed = PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOOO$LLLpOLsdLddpL", kwlist, &a[0].obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOOO$LLLpOLsdLddpL", kwlist, &a[0].obj,
                                      &a[1].obj, &a[2].obj, &a[3].obj, &a[4].obj, &a[5].obj,
                                      &a[6].obj, &a[7].obj, &a[8].obj, &a[9].obj, &nu, &ni, &k,
                                      &has_bias, &y_range, &bs, &opt_name, &wd, &n_wd, &sqr_mom,
-                                     &eps, &decouple, &step);
-    Py_XDECREF(kw_copy);
-    if (!parsed) return NULL;
+                                     &eps, &decouple, &step))
+        return NULL;
     if (check_args(fn, a, 10) < 0 || parse_dot_config(fn, nu, ni, k, has_bias, y_range, &c) < 0)
         return NULL;
     int64_t P = cf_dot_n_params(&c), J;
@@ -701,7 +695,6 @@ static PyObject *py_dot_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) 
                         &a[8], &a[9], &opt, &J) < 0 ||
         check_shape2(fn, &a[5], -1, 2) < 0)
         return NULL;
-    opt.n_threads = (int)n_threads;
     int64_t R = DIM(a[5], 0);
     if (check_shape1(fn, &a[6], R) < 0 || check_shape1(fn, &a[7], -1) < 0 ||
         check_shape1(fn, &a[4], J) < 0 || positive(fn, "bs", bs) < 0)
@@ -1216,7 +1209,7 @@ static PyObject *py_nn_predict(PyObject *self, PyObject *args, PyObject *kw) {
 PyDoc_STRVAR(nn_fit_epoch_doc,
 "nn_fit_epoch(params, grads, stats, m, v, losses, x, y, order, lrs, moms, *, tables, ops, ps,\n"
 "             y_range, bn_momentum, bn_eps, bs, opt, wd, n_wd, sqr_mom, eps, decouple_wd,\n"
-"             step, seed, n_threads=1)\n--\n\n"
+"             step, seed)\n--\n\n"
 "Trains an embedding + MLP model for one epoch in one call with the GIL released; arguments\n"
 "as dot_fit_epoch plus the network description of nn_predict, the BatchNorm running\n"
 "statistics block stats (updated in place) and the dropout seed. Returns (step, bad_batch).");
@@ -1236,20 +1229,17 @@ static PyObject *py_nn_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) {
                      {0, "ops", NPY_INT64},         {0, "ps", NPY_FLOAT64}};
     PyObject *y_range;
     double bn_momentum, bn_eps, wd, sqr_mom, eps;
-    long long bs, n_wd, step, n_threads = 1;
+    long long bs, n_wd, step;
     unsigned long long seed;
     int decouple;
     const char *opt_name;
-    PyObject *kw_copy;
-    if (take_n_threads(fn, &kw, &kw_copy, &n_threads) < 0) return NULL;
-    const int parsed = PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOOOO$OOOOddLsdLddpLK", kwlist, &a[0].obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOOOO$OOOOddLsdLddpLK", kwlist, &a[0].obj,
                                      &a[1].obj, &a[2].obj, &a[3].obj, &a[4].obj, &a[5].obj,
                                      &a[6].obj, &a[7].obj, &a[8].obj, &a[9].obj, &a[10].obj,
                                      &a[11].obj, &a[12].obj, &a[13].obj, &y_range, &bn_momentum,
                                      &bn_eps, &bs, &opt_name, &wd, &n_wd, &sqr_mom, &eps,
-                                     &decouple, &step, &seed);
-    Py_XDECREF(kw_copy);
-    if (!parsed) return NULL;
+                                     &decouple, &step, &seed))
+        return NULL;
     if (check_args(fn, a, 14) < 0 || check_shape1(fn, &a[0], -1) < 0 ||
         check_shape1(fn, &a[2], -1) < 0)
         return NULL;
@@ -1259,7 +1249,6 @@ static PyObject *py_nn_fit_epoch(PyObject *self, PyObject *args, PyObject *kw) {
         parse_optimizer(fn, opt_name, &a[3], &a[4], P, wd, n_wd, sqr_mom, eps, decouple, step,
                         &a[9], &a[10], &opt, &J) < 0)
         return NULL;
-    opt.n_threads = (int)n_threads;
     nn_holder h;
     if (parse_nn_config(fn, &a[11], &a[12], &a[13], y_range, bn_momentum, bn_eps, P,
                         DIM(a[2], 0), &h) < 0)

@@ -95,9 +95,7 @@ class Learner:
     default (fastai Adam: 0.01); `cbs` are callbacks (instances or classes) kept for every fit.
 
     `train_mode='exact'` (default) is fastai's training, step for step: mini-batches of `bs`,
-    dense optimizer updates of every parameter (that update runs on `n_threads` threads for
-    models of 32768 parameters or more; the result is the same for any count).
-    `train_mode='sparse'` is the fast path for large
+    dense optimizer updates of every parameter. `train_mode='sparse'` is the fast path for large
     data (dot-product models): rating by rating, each update touches only its own user and item
     rows (SGD, row-wise `Adagrad`, or lazy `Adam`, with `wd` as an L2 penalty on those rows),
     over a grid of `n_blocks` x `n_blocks` blocks (default 8) whose strata `n_threads` threads

@@ -216,14 +216,13 @@ class _DotFamily(_Fused, Module):
         return out
 
     def _fit_epoch(self, opt, grads, x, y, order, bs, lrs, moms, losses, n_wd=None):
-        """Batches in C (the optimizer's step on its `n_threads`); returns the index of a batch
-        whose loss was not finite, or -1."""
+        "Batches in C; returns the index of a batch whose loss was not finite, or -1."
         h = opt.hypers
         step, bad = _core.dot_fit_epoch(
             self.params, grads, opt.m, opt.v, losses, x, y, order, lrs, moms, bs=bs,
             opt=opt.kind, wd=h["wd"], n_wd=self.n_wd if n_wd is None else n_wd, sqr_mom=h.get("sqr_mom", 0.0),
             eps=h.get("eps", 1.0), decouple_wd=h["decouple_wd"], step=opt.step_count,
-            n_threads=getattr(opt, "n_threads", 1), **self._core_args())
+            **self._core_args())
         opt.step_count = step
         return bad
 
@@ -500,15 +499,14 @@ class _NNFused(_Fused):
                              f"default) or choose a bs that does not leave one row over")
 
     def _fit_epoch(self, opt, grads, x, y, order, bs, lrs, moms, losses, n_wd=None):
-        """Batches in C (the optimizer's step on its `n_threads`); returns the index of a batch
-        whose loss was not finite, or -1."""
+        "Batches in C; returns the index of a batch whose loss was not finite, or -1."
         h = opt.hypers
         step, bad = _core.nn_fit_epoch(
             self.params, grads, self.stats, opt.m, opt.v, losses, x, y, order, lrs, moms, bs=bs,
             opt=opt.kind, wd=h["wd"], n_wd=self.n_wd if n_wd is None else n_wd,
             sqr_mom=h.get("sqr_mom", 0.0), eps=h.get("eps", 1.0), decouple_wd=h["decouple_wd"],
             step=opt.step_count, seed=int(self._drop_rng.integers(0, 2**63 - 1)),
-            n_threads=getattr(opt, "n_threads", 1), **self._net_args())
+            **self._net_args())
         done = (step - opt.step_count)
         opt.step_count = step
         for bn in self._bns:   # what BatchNorm1d's forward counts in training mode

@@ -25,9 +25,6 @@ class Optimizer:
     in `step_count`. `n_params` is the size of the parameter block it steps."""
     kind = None
     _hyper_names = set()
-    # threads for the C drivers' step over every parameter (the exact path sets the learner's
-    # n_threads here before each segment); not a hyperparameter: the result is the same for any
-    n_threads = 1
 
     def __init__(self, n_params, lr, **hypers):
         self.n_params = check_int("n_params", n_params, 1)

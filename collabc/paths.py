@@ -79,8 +79,7 @@ class TrainingPath:
 
 class ExactPath(TrainingPath):
     """fastai's dense training through the model's fused C driver (`model._fit_epoch`): batches
-    of `bs` rows of the loader in the epoch's shuffled order; the optimizer's step over every
-    parameter runs on the learner's `n_threads` (the same result for any count)."""
+    of `bs` rows of the loader in the epoch's shuffled order."""
     unit = "batch"
 
     @property
@@ -110,7 +109,6 @@ class ExactPath(TrainingPath):
         learn, dl = self.learn, self.learn.dls.train
         bs = dl.bs
         n_wd = learn.model.n_params if learn.wd_bn_bias else None
-        learn.opt.n_threads = learn.n_threads
         return learn.model._fit_epoch(learn.opt, self.grads, self.x, self.y,
                                       self.order[start * bs:(start + len(lrs)) * bs], bs,
                                       lrs, moms, losses, n_wd=n_wd)

@@ -25,23 +25,6 @@ static inline cf_fp_mode cf_fp_flush_subnormals(void) {
     return m;
 }
 
-/* the calling thread's mode, for cf_fp_set in another thread */
-static inline cf_fp_mode cf_fp_current(void) {
-    cf_fp_mode m = {0};
-#ifdef CF_HAVE_MXCSR
-    m.saved = _mm_getcsr();
-#endif
-    return m;
-}
-
-static inline void cf_fp_set(cf_fp_mode m) {
-#ifdef CF_HAVE_MXCSR
-    _mm_setcsr(m.saved);
-#else
-    (void)m;
-#endif
-}
-
 static inline void cf_fp_restore(cf_fp_mode m) {
 #ifdef CF_HAVE_MXCSR
     _mm_setcsr(m.saved);

@@ -314,7 +314,6 @@ int cf_nn_fit_epoch(float *params, float *grads, float *stats, cf_optimizer *opt
     cf_rng_seed(&rng, seed);
     memset(grads, 0, sizeof(float) * (size_t)c->n_params);
     cf_fp_mode mode = cf_fp_flush_subnormals();
-    cf_optimizer_team_start(opt); /* its helpers take the mode just set */
     int status = CF_OK;
     for (int64_t j = 0; j < n_batches; j++) {
         int64_t start = j * bs;
@@ -336,7 +335,6 @@ int cf_nn_fit_epoch(float *params, float *grads, float *stats, cf_optimizer *opt
         cf_optimizer_step(opt, params, grads, lrs[j], moms[j]);
         nn_zero_grads(grads, &s, c, B);
     }
-    cf_optimizer_team_stop(opt);
     cf_fp_restore(mode);
     nn_free(&s);
     return status;

@@ -5,7 +5,6 @@
 #include <stddef.h>
 #include "optim.h"
 #include "simd.h"
-#include "threads.h"
 
 /* The Adam and SGD loops are the hot path of the exact trainer (every parameter, every
  * step): see simd.h. */
@@ -61,52 +60,20 @@ CF_DISPATCH_PROC(, cf_sgd_step, (float *restrict p, const float *restrict g, flo
                                  int64_t N, double lr, double mom, double wd, int decouple_wd),
                  (p, g, buf, N, lr, mom, wd, decouple_wd))
 
-/* a step's arguments, for the chunks of a step on threads */
-typedef struct {
-    const cf_optimizer *opt;
-    float *params;
-    const float *grads;
-    double lr, mom;
-} opt_run;
-
-/* the step of parameters [a, a + len) with weight decay wd */
-static void step_part(const opt_run *r, int64_t a, int64_t len, double wd) {
-    const cf_optimizer *o = r->opt;
-    if (o->kind == CF_OPT_ADAM)
-        cf_adam_step(r->params + a, r->grads + a, o->m + a, o->v + a, len, r->lr, r->mom, o->beta2,
-                     o->eps, wd, o->step, o->decouple_wd);
-    else
-        cf_sgd_step(r->params + a, r->grads + a, o->m ? o->m + a : NULL, len, r->lr, r->mom, wd,
-                    o->decouple_wd);
-}
-
-/* the step of parameters [a, b): [0, n_wd) take weight decay, the rest none */
-static void step_range(const opt_run *r, int64_t a, int64_t b) {
-    const int64_t n_wd = r->opt->n_wd, w = b < n_wd ? b : n_wd, a2 = a > n_wd ? a : n_wd;
-    if (a < w) step_part(r, a, w - a, r->opt->wd);
-    if (a2 < b) step_part(r, a2, b - a2, 0.0);
-}
-
-static void step_chunk(void *arg, int64_t c) {
-    const opt_run *r = arg;
-    const int64_t a = c * CF_OPT_CHUNK, n = r->opt->n;
-    step_range(r, a, n - a < CF_OPT_CHUNK ? n : a + CF_OPT_CHUNK);
-}
-
 void cf_optimizer_step(cf_optimizer *opt, float *params, const float *grads, double lr,
                        double mom) {
+    int64_t n_wd = opt->n_wd, rest = opt->n - opt->n_wd;
     opt->step += 1;
-    opt_run r = {opt, params, grads, lr, mom};
-    if (opt->team) cf_team_run(opt->team, &r);
-    else step_range(&r, 0, opt->n);
-}
-
-void cf_optimizer_team_start(cf_optimizer *opt) {
-    const int64_t n_chunks = (opt->n + CF_OPT_CHUNK - 1) / CF_OPT_CHUNK;
-    opt->team = opt->n_threads > 1 && n_chunks >= 2 ? cf_team_start(opt->n_threads, step_chunk, n_chunks) : NULL;
-}
-
-void cf_optimizer_team_stop(cf_optimizer *opt) {
-    cf_team_stop(opt->team);
-    opt->team = NULL;
+    if (opt->kind == CF_OPT_ADAM) {
+        cf_adam_step(params, grads, opt->m, opt->v, n_wd, lr, mom, opt->beta2, opt->eps,
+                     opt->wd, opt->step, opt->decouple_wd);
+        if (rest > 0)
+            cf_adam_step(params + n_wd, grads + n_wd, opt->m + n_wd, opt->v + n_wd, rest, lr,
+                         mom, opt->beta2, opt->eps, 0.0, opt->step, opt->decouple_wd);
+    } else {
+        cf_sgd_step(params, grads, opt->m, n_wd, lr, mom, opt->wd, opt->decouple_wd);
+        if (rest > 0)
+            cf_sgd_step(params + n_wd, grads + n_wd, opt->m ? opt->m + n_wd : NULL, rest, lr,
+                        mom, 0.0, opt->decouple_wd);
+    }
 }

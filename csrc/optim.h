@@ -39,25 +39,11 @@ typedef struct {
     double wd, beta2, eps;
     int decouple_wd;
     int64_t step;    /* optimizer steps taken so far; cf_optimizer_step increments it */
-    int n_threads;   /* threads for the step (0 or 1: the calling thread) */
-    struct cf_team *team; /* the running team, between cf_optimizer_team_start and _stop */
 } cf_optimizer;
-
-/* parameters per chunk of a step on threads (a multiple of 16: whole vectors in every kernel
- * version); a block of fewer than two chunks steps on the calling thread */
-#define CF_OPT_CHUNK 16384
 
 /* One step of opt on params/grads [n] with learning rate lr and momentum (Adam beta1) mom;
  * increments opt->step first, as fastai's step_stat does before adam_step. */
 void cf_optimizer_step(cf_optimizer *opt, float *params, const float *grads, double lr,
                        double mom);
-
-/* For the epoch drivers: between these, cf_optimizer_step runs on opt->n_threads threads (a
- * team, threads.h, with the calling thread's floating-point mode), each taking chunks of
- * CF_OPT_CHUNK parameters; the update of every parameter is the same as on one thread, so
- * the result does not depend on the count. Without a team (one thread, a small block, or no
- * thread could start) the step runs on the calling thread. */
-void cf_optimizer_team_start(cf_optimizer *opt);
-void cf_optimizer_team_stop(cf_optimizer *opt);
 
 #endif

@@ -2,8 +2,7 @@
  * Per batch: gather ids -> z = dot + biases -> pred = sigmoid_range(z) -> MSE ->
  * backward into the dense gradient block -> one optimizer step over every parameter
  * (fastai's dense Adam moves rows that are not in the batch too) -> re-zero only the
- * gradient rows the batch touched. The driver allocates only its per-batch scratch, and the
- * optimizer's team of threads for the call (optim.h) when opt->n_threads > 1. */
+ * gradient rows the batch touched. The driver allocates only its per-batch scratch. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -146,7 +145,6 @@ int cf_dot_fit_epoch(float *params, float *grads, cf_optimizer *opt, double *los
 
     memset(grads, 0, (size_t)opt->n * sizeof(float));
     cf_fp_mode mode = cf_fp_flush_subnormals();
-    cf_optimizer_team_start(opt); /* its helpers take the mode just set */
     cf_dot_views w = cf_dot_split(params, cfg), g = cf_dot_split(grads, cfg);
     int status = CF_OK;
     for (int64_t j = 0; j < n_batches; j++) {
@@ -190,7 +188,6 @@ int cf_dot_fit_epoch(float *params, float *grads, cf_optimizer *opt, double *los
         cf_optimizer_step(opt, params, grads, lrs[j], moms[j]);
         zero_touched(g, users, items, B, cfg->k);
     }
-    cf_optimizer_team_stop(opt);
     cf_fp_restore(mode);
     free(users);
     free(fbuf);

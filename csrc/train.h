@@ -43,8 +43,7 @@ int cf_dot_predict(float *out, const float *params, const int32_t *x, int64_t N,
  * order[j*bs .. min((j+1)*bs, n_order)) of x [n_rows,2] / y [n_rows]; it uses learning rate
  * lrs[j] and momentum moms[j].
  * Writes the batch's MSE, measured before its step, to losses[j]. grads [n_params] is
- * scratch owned by the caller; it is zero again on return. The optimizer's step runs on
- * opt->n_threads threads (optim.h: cf_optimizer_team_start), the same result for any count.
+ * scratch owned by the caller; it is zero again on return.
  * Returns CF_OK; CF_ERR_NONFINITE with *bad_batch = j when batch j's loss is NaN or inf
  * (the model is left as it was after batch j-1); CF_ERR_INDEX with *bad_batch = the order
  * position whose entry or row ids are out of range (checked before any step, and again as

@@ -819,22 +819,3 @@ def test_batch_size_larger_than_the_data_needs_no_memory_for_absent_rows():
     r = _run_isolated(_HUGE_BS.replace("BS", str(2**40)))
     assert r.returncode == 0 and r.stdout.split()[:1] in (["ok"], ["refused"]), (
         f"returncode {r.returncode}, stdout {r.stdout!r}, stderr {r.stderr[-300:]!r}")
-
-
-@pytest.mark.parametrize("n_threads", [1, 2, 64, 1000])
-def test_dot_fit_epoch_takes_an_optional_n_threads_and_gives_the_same_bits(n_threads):
-    "n_threads is optional (default 1), clamped to 64, and does not change the result."
-    want, got = good_args("dot_fit_epoch"), good_args("dot_fit_epoch")
-    kw = dict(got, n_threads=n_threads)
-    assert _core.dot_fit_epoch(**want) == _core.dot_fit_epoch(**kw)
-    assert "n_threads" in kw   # the caller's keywords are not changed
-    for name in ("params", "m", "v", "losses"):
-        np.testing.assert_array_equal(got[name], want[name])
-
-
-@pytest.mark.parametrize("fn", ["dot_fit_epoch", "dot_predict"])
-@pytest.mark.parametrize("bad,err", [(0, ValueError), (-3, ValueError), ("2", TypeError),
-                                     (2.0, TypeError), (True, TypeError)])
-def test_n_threads_must_be_a_positive_int(fn, bad, err):
-    with pytest.raises(err, match="n_threads"):
-        getattr(_core, fn)(**good_args(fn), n_threads=bad)

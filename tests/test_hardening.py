@@ -448,25 +448,6 @@ def _assert_same(a, b, what):
 
 
 @pytest.mark.parametrize("use_nn", [False, True], ids=["dot", "nn"])
-def test_exact_path_gives_the_same_bits_on_any_number_of_threads(use_nn):
-    """The exact path's optimizer step over every parameter runs on the learner's n_threads (in
-    chunks of 16384 parameters: this model has several); parameters, losses, metrics and the
-    optimizer's moments are those of one thread."""
-    df = ratings(n_users=600, n_items=500, n=20_000, seed=3)
-    kw = dict(n_factors=40, y_range=(0, 5.5), use_nn=use_nn, wd=0.1)
-    if use_nn:
-        kw.update(layers=[64, 32], n_factors=None)
-    runs = []
-    for n_threads in (1, 2, 3):
-        learn = make_learner(df, 5, n_threads=n_threads, **{k: v for k, v in kw.items() if v is not None})
-        assert learn.model.n_params > 2 * 16384
-        learn.fit_one_cycle(2, 5e-3)
-        runs.append(_snapshot(learn))
-    for n_threads, run in zip((2, 3), runs[1:]):
-        _assert_same(run, runs[0], f"n_threads={n_threads}")
-
-
-@pytest.mark.parametrize("use_nn", [False, True], ids=["dot", "nn"])
 def test_two_learners_in_two_threads_overlap_in_c_and_match_solo_runs(use_nn):
     dfs = [_big_df(1), _big_df(2)]
     kw = dict(n_factors=32, y_range=(0, 5.5), use_nn=use_nn)

@@ -9,17 +9,14 @@
  *
  * Output: one line per failed check on stderr, then exactly "N passed, M failed" on stdout;
  * the exit status is 0 only when M == 0. */
-#define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "collabc.h"
 
-#include "fpmode.h"
 #include "harness.h"
 #include "isa.h"
 
@@ -450,92 +447,6 @@ static void test_adam_and_sgd_random_vs_naive(void) {
     }
 }
 
-/* a team (threads.h) runs every chunk of every run exactly once, with runs back to back (the
- * helpers spinning) and after pauses (the helpers asleep and woken), for 2 to 5 threads */
-typedef struct {
-    int64_t *count; /* [n_chunks]: runs that ran the chunk */
-    int64_t run;
-    int bad;        /* a chunk ran twice in one run, or with another run's arg */
-} team_probe;
-static void team_probe_chunk(void *arg, int64_t c) {
-    team_probe *p = arg;
-    if (p->count[c] != p->run) p->bad = 1;
-    p->count[c] = p->run + 1;
-}
-static void test_team_runs_every_chunk_once(void) {
-    const int64_t chunks[] = {1, 2, 3, 7, 64};
-    CHECK(cf_team_start(1, team_probe_chunk, 8) == NULL);
-    CHECK(cf_team_start(4, team_probe_chunk, 1) == NULL);
-    cf_team_run(NULL, NULL); /* nothing */
-    cf_team_stop(NULL);
-    for (int nt = 2; nt <= 5; nt++)
-        for (size_t ci = 0; ci < sizeof chunks / sizeof chunks[0]; ci++) {
-            const int64_t n = chunks[ci];
-            cf_team *t = cf_team_start(nt, team_probe_chunk, n);
-            CHECK((t != NULL) == (n >= 2 && cf_cores() >= 2));
-            if (!t) continue;
-            team_probe p = {calloc((size_t)n, sizeof(int64_t)), 0, 0};
-            for (p.run = 0; p.run < 300; p.run++) {
-                if (p.run % 100 == 50) { /* long enough for the helpers to fall asleep */
-                    struct timespec ts = {0, 2000000};
-                    nanosleep(&ts, NULL);
-                }
-                cf_team_run(t, &p);
-                for (int64_t c = 0; c < n; c++) CHECK(p.count[c] == p.run + 1);
-            }
-            CHECK(!p.bad);
-            cf_team_stop(t);
-            free(p.count);
-        }
-}
-
-/* the optimizer's step on threads (chunks of CF_OPT_CHUNK, the weight-decay boundary inside a
- * chunk) gives the bits of the step on the calling thread: Adam, SGD with and without momentum,
- * decoupled and L2 weight decay, subnormal inputs flushed as the epoch drivers flush them */
-static void test_optimizer_step_on_threads_same_bits(void) {
-    const int64_t N = 3 * CF_OPT_CHUNK + 123;
-    const int64_t n_wds[] = {0, CF_OPT_CHUNK + 77, N};
-    cf_fp_mode mode = cf_fp_flush_subnormals();
-    for (int kind = 0; kind < 3; kind++)
-        for (size_t wi = 0; wi < sizeof n_wds / sizeof n_wds[0]; wi++)
-            for (int decouple = 0; decouple < 2; decouple++) {
-                g_rs = 300 + (uint64_t)(kind * 10 + (int)wi * 2 + decouple);
-                float *p[2], *m[2], *v[2], *g = frand(N, 1);
-                for (int a = 0; a < 2; a++) {
-                    g_rs = 77;
-                    p[a] = frand(N, 1), m[a] = frand(N, 0.1), v[a] = frand(N, 0.1);
-                    for (int64_t n = 0; n < N; n++) v[a][n] = fabsf(v[a][n]);
-                    p[a][5] = 1e-39f, m[a][6] = -2e-40f, v[a][7] = 3e-41f; /* subnormal */
-                    for (int64_t i = 11; i < N; i += CF_OPT_CHUNK) /* in every chunk: moves */
-                        p[a][i] = 1e-39f, m[a][i] = v[a][i] = 0.0f;  /* only if not flushed */
-                }
-                g[8] = 1e-39f;
-                for (int64_t i = 11; i < N; i += CF_OPT_CHUNK) g[i] = 0.0f;
-                for (int a = 0; a < 2; a++) {
-                    cf_optimizer o = {kind == 0 ? CF_OPT_ADAM : CF_OPT_SGD, kind == 2 ? NULL : m[a],
-                                      v[a], N, n_wds[wi], 0.05, 0.99, 1e-5, decouple, 0};
-                    o.n_threads = a ? 3 : 1;
-                    cf_optimizer_team_start(&o);
-                    CHECK((o.team != NULL) == (a == 1 && cf_cores() >= 2));
-                    for (int step = 1; step <= 12; step++) {
-                        for (int64_t n = 0; n < N; n += 97) g[n] = (float)(0.01 * step) - g[n];
-                        cf_optimizer_step(&o, p[a], g, 1e-3 * step, 0.9 - 0.01 * step);
-                    }
-                    cf_optimizer_team_stop(&o);
-                    CHECK(o.team == NULL && o.step == 12);
-                    g_rs = 300 + (uint64_t)(kind * 10 + (int)wi * 2 + decouple);
-                    free(g);
-                    g = frand(N, 1);
-                    g[8] = 1e-39f;
-                    for (int64_t i = 11; i < N; i += CF_OPT_CHUNK) g[i] = 0.0f;
-                }
-                CHECK(fsame(p[0], p[1], N) && fsame(m[0], m[1], N) && fsame(v[0], v[1], N));
-                for (int a = 0; a < 2; a++) free(p[a]), free(m[a]), free(v[a]);
-                free(g);
-            }
-    cf_fp_restore(mode);
-}
-
 static void test_sgd_by_hand(void) {
     float p = 1.0f, g = 0.5f;
     cf_sgd_step(&p, &g, NULL, 1, 0.1, 0.0, 0.0, 1);
@@ -888,35 +799,6 @@ static void test_dot_fit_epoch_vs_naive(void) {
         free(order), free(p), free(m), free(v), free(losses);
         dot_run_free(&r);
         dot_free(&d);
-    }
-}
-
-/* the exact epoch with its optimizer step on 2 or 3 threads gives the bits of one thread:
- * parameters, moments and losses (a model of 35,700 parameters: three chunks) */
-static void test_dot_fit_epoch_threads_same_bits(void) {
-    for (int kind = 0; kind < 2; kind++) {
-        float *want = NULL, *want_m = NULL;
-        double *want_l = NULL;
-        for (int nt = 1; nt <= 3; nt++) {
-            g_rs = 42;
-            dot_problem d = dot_make(400, 300, 50, 1, 1, 3000);
-            int64_t bs = 64, J = (d.R + bs - 1) / bs, *order = perm(d.R), bad = 0;
-            dot_run r = dot_run_make(&d, J, kind ? CF_OPT_SGD : CF_OPT_ADAM, 0.1, d.P - 700);
-            r.opt.n_threads = nt;
-            CHECK(dot_fit(&d, &r, order, d.R, bs, J, &bad) == CF_OK && bad == -1);
-            CHECK(r.opt.team == NULL && r.opt.step == J);
-            if (!want) {
-                want = fcopy(d.params, d.P), want_m = fcopy(r.m, d.P), want_l = dzeros(J);
-                memcpy(want_l, r.losses, sizeof(double) * (size_t)J);
-            } else {
-                CHECK(fsame(d.params, want, d.P) && fsame(r.m, want_m, d.P));
-                CHECK(memcmp(r.losses, want_l, sizeof(double) * (size_t)J) == 0);
-            }
-            free(order);
-            dot_run_free(&r);
-            dot_free(&d);
-        }
-        free(want), free(want_m), free(want_l);
     }
 }
 
@@ -1940,15 +1822,12 @@ int main(void) {
     RUN(test_mse);
     RUN(test_adam_by_hand);
     RUN(test_adam_and_sgd_random_vs_naive);
-    RUN(test_team_runs_every_chunk_once);
-    RUN(test_optimizer_step_on_threads_same_bits);
     RUN(test_sgd_by_hand);
     RUN(test_optimizer_step_weight_decay_ranges);
     RUN(test_schedule);
     RUN(test_linear_random_vs_naive);
     RUN(test_batchnorm);
     RUN(test_dot_fit_epoch_vs_naive);
-    RUN(test_dot_fit_epoch_threads_same_bits);
     RUN(test_dot_fit_epoch_nan_guard);
     RUN(test_dot_fit_epoch_index_and_argument_errors);
     RUN(test_dot_predict);
