@@ -48,8 +48,6 @@ _SEGMENT_SECONDS = 0.25
 _LEARNERS = {}
 
 
-
-
 def _exclusive(method):
     """One thread at a time per Learner: a call while another thread trains or predicts with it
     is refused before it changes anything (the same thread may re-enter, e.g. a callback that

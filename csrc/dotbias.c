@@ -11,6 +11,20 @@
 
 #define CF_PREFETCH_ROWS 8
 
+/* asks the cache for the rows (and biases) of row b + CF_PREFETCH_ROWS of the batch, if there
+ * is one and its ids are in range: random rows, fetched a few ahead (no effect on results) */
+CF_INLINE void prefetch_ahead(const float *uw, const float *iw, const float *ub, const float *ib,
+                              const int32_t *users, const int32_t *items, int64_t b, int64_t B,
+                              int64_t K, int64_t NU, int64_t NI) {
+    if (b + CF_PREFETCH_ROWS >= B) return;
+    const int32_t un = users[b + CF_PREFETCH_ROWS], in = items[b + CF_PREFETCH_ROWS];
+    if ((uint32_t)un >= (uint64_t)NU || (uint32_t)in >= (uint64_t)NI) return;
+    CF_PREFETCH_ROW(uw + (int64_t)un * K, K, 0);
+    CF_PREFETCH_ROW(iw + (int64_t)in * K, K, 0);
+    if (ub) CF_PREFETCH(ub + un, 0);
+    if (ib) CF_PREFETCH(ib + in, 0);
+}
+
 #ifdef CF_VEC16
 /* The forward's sums W rows at a time (W = 8 in the AVX2 version, which the AVX-512 level runs
  * too; 4 in the generic one, SSE or NEON). For a chunk of W factors, p[g] holds row g's W
@@ -78,16 +92,7 @@ CF_INLINE void transpose_w8(cf_v8 *p) {
                 if (ui[g] < 0 || ui[g] >= NU || ii[g] < 0 || ii[g] >= NI) return -1;            \
                 u[g] = uw + (int64_t)ui[g] * K;                                                 \
                 it[g] = iw + (int64_t)ii[g] * K;                                                \
-                if (b + g + CF_PREFETCH_ROWS < B) { /* random rows: fetch a few ahead */        \
-                    const int32_t un = users[b + g + CF_PREFETCH_ROWS],                         \
-                                  in = items[b + g + CF_PREFETCH_ROWS];                         \
-                    if ((uint32_t)un < (uint64_t)NU && (uint32_t)in < (uint64_t)NI) {           \
-                        CF_PREFETCH_ROW(uw + (int64_t)un * K, K, 0);                            \
-                        CF_PREFETCH_ROW(iw + (int64_t)in * K, K, 0);                            \
-                        if (ub) CF_PREFETCH(ub + un, 0);                                        \
-                        if (ib) CF_PREFETCH(ib + in, 0);                                        \
-                    }                                                                           \
-                }                                                                               \
+                prefetch_ahead(uw, iw, ub, ib, users, items, b + g, B, K, NU, NI);              \
             }                                                                                   \
             T acc = {0}, p[W];                                                                  \
             int64_t k = 0;                                                                      \
@@ -154,15 +159,7 @@ int cf_dotbias_forward(float *out, const float *uw, const float *iw, const float
         if (ui < 0 || ui >= NU || ii < 0 || ii >= NI) return CF_ERR_INDEX;
         const float *u = uw + (int64_t)ui * K;
         const float *it = iw + (int64_t)ii * K;
-        if (b + CF_PREFETCH_ROWS < B) { /* random rows: fetch a few ahead */
-            const int32_t u_next = users[b + CF_PREFETCH_ROWS], i_next = items[b + CF_PREFETCH_ROWS];
-            if ((uint32_t)u_next < (uint64_t)NU && (uint32_t)i_next < (uint64_t)NI) {
-                CF_PREFETCH_ROW(uw + (int64_t)u_next * K, K, 0);
-                CF_PREFETCH_ROW(iw + (int64_t)i_next * K, K, 0);
-                if (ub) CF_PREFETCH(ub + u_next, 0);
-                if (ib) CF_PREFETCH(ib + i_next, 0);
-            }
-        }
+        prefetch_ahead(uw, iw, ub, ib, users, items, b, B, K, NU, NI);
         float s = 0.0f;
         for (int64_t k = 0; k < K; k++) s += u[k] * it[k];
         if (ub) s += ub[ui];
