@@ -12,7 +12,9 @@ for each version this CPU runs (COLLABC_ISA=avx512 / avx2 / generic, each in a f
 - the lesson: `fit_one_cycle(5, 5e-3, wd=0.1)` of the dot model on MovieLens-100k (bs 64, 50
   factors, y_range (0, 5.5); seconds of the whole fit, its per-epoch validation included),
   median of --reps fits;
-- top-10 for all 943 users of that model (`collabc.topn.top_n`, seen items excluded): median ms.
+- top-10 for all 943 users of that model (`collabc.topn.top_n`, seen items excluded): median ms;
+- the lesson's neural model, `collab_learner(dls, use_nn=True, y_range=(0, 5.5), layers=[100,
+  50])` with `fit_one_cycle(5, 5e-3, wd=0.1)`: seconds of the whole fit, median of --nn-reps.
 
 Against:
 - LibMF (`mf-train -k 50 -s 2 -l2 0.02 -r 0.05 -p valid train`), built by this script from a
@@ -31,7 +33,8 @@ Against:
   learning-rate and momentum schedules, one thread, float32; it does no validation.
 
 Ratios printed: collabc / LibMF (target <= 0.8), collabc 1-thread SGD / floor, lesson fit /
-lesson floor (target <= 0.8), top-10 ms (target <= 6), and each version / the widest one.
+lesson floor (target <= 0.8), top-10 ms (target <= 6), and each version / the widest one (the
+dot and NN fits and top-10: target <= 1.3 per core).
 
     python bench/bench_cpu.py --libmf-src /path/to/libmf            # 1M shape
     python bench/bench_cpu.py --libmf-bin /path/to/mf-train --large  # and the 25M shape
@@ -212,6 +215,14 @@ def worker_lesson(a):
         t = time.perf_counter()
         learn.fit_one_cycle(5, 5e-3, wd=0.1)
         fits.append(time.perf_counter() - t)
+    nn_fits = []
+    for rep in range(a.nn_reps):
+        set_seed(42 + rep)
+        nn = collab_learner(dls, use_nn=True, y_range=(0, 5.5), layers=[100, 50])
+        nn.logger = lambda *args: None
+        t = time.perf_counter()
+        nn.fit_one_cycle(5, 5e-3, wd=0.1)
+        nn_fits.append(time.perf_counter() - t)
     users = np.arange(1, learn.dls.n_users)
     top_n(learn, users, 10)  # warm-up (the seen-items index is built once)
     for _ in range(20):
@@ -224,6 +235,7 @@ def worker_lesson(a):
         with open(os.path.join(a.dump, "lshape.json"), "w") as f:
             json.dump([len(dls.train.y), dls.n_users, dls.n_items], f)
     print(json.dumps({"fit_s": statistics.median(fits), "fits": fits, "topn_ms": statistics.median(tops),
+                      "nn_fit_s": statistics.median(nn_fits) if nn_fits else None,
                       "n_users": int(len(users))}))
 
 
@@ -301,6 +313,7 @@ def main():
     p.add_argument("--large", action="store_true", help="also the 25M shape (slow: minutes per version)")
     p.add_argument("--epochs", type=int, default=5, help="sparse-path epochs per run (the first is not timed)")
     p.add_argument("--reps", type=int, default=3, help="lesson fits per version")
+    p.add_argument("--nn-reps", type=int, default=1, help="fits of the lesson's neural model per version (0: none)")
     p.add_argument("--rounds", type=int, default=1,
                    help="sparse-path rounds (LibMF, then each version, again): ratios taken inside "
                         "a round, their median printed")
@@ -395,7 +408,8 @@ def main():
         floor_lesson = compile_c(FLOOR_LESSON_C, work, "floor_lesson")
         les = {}
         for k, isa in enumerate(isas):
-            les[isa] = run_json(me + ["--worker", "lesson", "--ml100k", data_root, "--reps", str(a.reps)]
+            les[isa] = run_json(me + ["--worker", "lesson", "--ml100k", data_root, "--reps", str(a.reps),
+                                      "--nn-reps", str(a.nn_reps)]
                                 + (["--dump", work] if k == 0 else []), clone_env(isa))
         with open(os.path.join(work, "lshape.json")) as f:
             n, nu, ni = json.load(f)
@@ -407,6 +421,11 @@ def main():
             print(f"  {isa:8s} fit {d['fit_s']:.3f} s = {d['fit_s'] / fl['fit_s']:.2f}x the floor "
                   f"({d['fit_s'] / les[isas[0]]['fit_s']:.2f}x {isas[0]}); top-10 for "
                   f"{d['n_users']} users {d['topn_ms']:.2f} ms ({d['topn_ms'] / les[isas[0]]['topn_ms']:.2f}x)")
+        if a.nn_reps:
+            print(f"the lesson's neural model, fit_one_cycle(5, 5e-3, wd=0.1) (median of {a.nn_reps}):")
+            for isa in isas:
+                d = les[isa]
+                print(f"  {isa:8s} NN fit {d['nn_fit_s']:.3f} s ({d['nn_fit_s'] / les[isas[0]]['nn_fit_s']:.2f}x {isas[0]})")
     else:
         print("\n(lesson and top-10 skipped: set COLLABC_DATA to a folder holding ml-100k/)")
     if not a.keep:

@@ -19,6 +19,7 @@
 
 #include "harness.h"
 #include "isa.h"
+#include "simd.h"
 
 /* ---------------------------------------------------------------- embedding */
 
@@ -563,6 +564,79 @@ static void test_linear_random_vs_naive(void) {
             free(xT), free(W), free(bias), free(outT), free(doutT), free(dxT), free(dW), free(db);
             free(dxT0), free(dW0), free(db0), free(dW1);
         }
+}
+
+/* the same bits, any NaN matching any NaN (the compiler may swap the operands of an add,
+ * which picks a NaN's payload) */
+static int fsame_nan(const float *a, const float *b, int64_t n) {
+    for (int64_t k = 0; k < n; k++)
+        if (!(isnan(a[k]) && isnan(b[k])) && memcmp(a + k, b + k, sizeof(float)) != 0) return 0;
+    return 1;
+}
+
+/* a linear layer, bit for bit, in every version this CPU runs, against plain loops in the
+ * documented order: the forward's and the input gradient's sums left to right over the
+ * inputs / outputs (whatever blocks of rows a version runs), and the weight gradient's and
+ * the bias's dW[o, i] + cf_dot_f32 (16 partial sums combined pairwise). Batches with and
+ * without a partial block of 64, 32 and 16 rows, inputs around the versions' groups of 16
+ * and 4 dots, -0, infinities and NaNs among the values. It failed when one level of the
+ * combination of several dots at once paired the wrong lanes. */
+static void test_linear_same_bits(void) {
+    const unsigned sup = cf_isa_supported();
+    const int best = cf_isa_get();
+    const int64_t Bs[] = {1, 7, 16, 17, 31, 32, 48, 64, 70, 100, 128};
+    const int64_t DIs[] = {1, 3, 4, 5, 15, 16, 17, 20, 33, 176};
+    for (size_t bi = 0; bi < sizeof Bs / sizeof Bs[0]; bi++)
+        for (size_t di = 0; di < sizeof DIs / sizeof DIs[0]; di++)
+            for (int special = 0; special < 2; special++) {
+                const int64_t B = Bs[bi], DI = DIs[di], DO = 1 + (int64_t)((bi + di) % 5);
+                g_rs = 1000 + 10 * bi + di;
+                float *xT = frand(DI * B, 1), *doutT = frand(DO * B, 1), *W = frand(DO * DI, 1);
+                float *bias = frand(DO, 1), *dW0 = frand(DO * DI, 1), *db0 = frand(DO, 1);
+                float *dx0 = frand(DI * B, 1);
+                if (special) {
+                    const float sp[4] = {-0.0f, INFINITY, -INFINITY, NAN};
+                    for (int t = 0; t < 6; t++) {
+                        xT[rnd_int(DI * B)] = sp[rnd_int(4)];
+                        doutT[rnd_int(DO * B)] = sp[rnd_int(4)];
+                        W[rnd_int(DO * DI)] = sp[rnd_int(4)];
+                    }
+                    dW0[rnd_int(DO * DI)] = sp[rnd_int(4)];
+                }
+                float *out = fzeros(DO * B), *dW = fcopy(dW0, DO * DI), *db = fcopy(db0, DO);
+                float *dx = fcopy(dx0, DI * B);
+                for (int64_t o = 0; o < DO; o++) {
+                    for (int64_t b = 0; b < B; b++) {
+                        float a = 0.0f;
+                        for (int64_t i = 0; i < DI; i++) a += W[o * DI + i] * xT[i * B + b];
+                        out[o * B + b] = a + bias[o];
+                    }
+                    for (int64_t i = 0; i < DI; i++) dW[o * DI + i] += cf_dot_f32(doutT + o * B, xT + i * B, B);
+                    db[o] += cf_sum_f32(doutT + o * B, B);
+                }
+                for (int64_t i = 0; i < DI; i++)
+                    for (int64_t b = 0; b < B; b++) {
+                        float a = dx[i * B + b];
+                        for (int64_t o = 0; o < DO; o++) a += W[o * DI + i] * doutT[o * B + b];
+                        dx[i * B + b] = a;
+                    }
+                for (int l = 0; l < CF_ISA_COUNT; l++) {
+                    if (!(sup >> l & 1u)) continue;
+                    CHECK(cf_isa_set(l) == 0);
+                    float *out_l = fzeros(DO * B), *dW_l = fcopy(dW0, DO * DI), *db_l = fcopy(db0, DO);
+                    float *dx_l = fcopy(dx0, DI * B);
+                    cf_linear_forward(out_l, xT, W, bias, B, DI, DO);
+                    cf_linear_backward(dx_l, dW_l, db_l, doutT, xT, W, B, DI, DO);
+                    CHECK(fsame_nan(out_l, out, DO * B));
+                    CHECK(fsame_nan(dW_l, dW, DO * DI));
+                    CHECK(fsame_nan(db_l, db, DO));
+                    CHECK(fsame_nan(dx_l, dx, DI * B));
+                    free(out_l), free(dW_l), free(db_l), free(dx_l);
+                }
+                free(xT), free(doutT), free(W), free(bias), free(dW0), free(db0), free(dx0);
+                free(out), free(dW), free(db), free(dx);
+            }
+    CHECK(cf_isa_set(best) == 0);
 }
 
 /* ---------------------------------------------------------------- batchnorm */
@@ -1826,6 +1900,7 @@ int main(void) {
     RUN(test_optimizer_step_weight_decay_ranges);
     RUN(test_schedule);
     RUN(test_linear_random_vs_naive);
+    RUN(test_linear_same_bits);
     RUN(test_batchnorm);
     RUN(test_dot_fit_epoch_vs_naive);
     RUN(test_dot_fit_epoch_nan_guard);
