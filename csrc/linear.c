@@ -10,9 +10,10 @@
  * vw lanes, vw the width of the version (simd.h), for NO outputs at once (each input's row
  * of x then serves them all): an array of 32 floats GCC kept in memory, loading and storing
  * every accumulator on every input. Each vector's sum is a chain of adds, one an input, so a
- * block needs enough vectors to keep the adders busy: 8 in the AVX-512 version (two outputs
- * of 64 rows) and in the AVX2 one (two of 32 rows, or one of 64), where one output of 32 rows
- * gave 2 and 4 chains and left them waiting; then 32-row blocks, then rows one by one. */
+ * block needs enough vectors to keep the adders busy: 8 in every version (two outputs of 64
+ * rows in the AVX-512 one, of 32 in the AVX2 one, of 16 in the generic one; one output of 64
+ * rows in AVX2 when one is left), where one output of 32 rows gave 2 and 4 chains in the wider
+ * versions and left them waiting; rows past the last 32-row block one by one. */
 #define CF_LB 32
 
 #if defined(__GNUC__) && !defined(CF_NO_VECTOR_EXT)
@@ -64,6 +65,7 @@ CF_LIN_BLOCK(8, lv8, 8, 1)
 CF_LIN_BLOCK(8, lv8, 4, 2)
 CF_LIN_BLOCK(8, lv8, 4, 1)
 CF_LIN_BLOCK(4, lv4, 8, 1)
+CF_LIN_BLOCK(4, lv4, 4, 2)
 #undef CF_LIN_BLOCK
 #endif
 
@@ -170,44 +172,6 @@ CF_INLINE void dots_w8(float *dw, const float *d, const float *x, int64_t B) {
     __builtin_memcpy(dw, &o, sizeof o);
 }
 
-/* 4 dots, two at a time: four 4-lane vectors of partial sums each (sums 0-3, ..., 12-15),
- * combined to u (4 lanes) a dot, then the last two levels for the four together */
-CF_INLINE void dots_w4(float *dw, const float *d, const float *x, int64_t B) {
-    lv4 c[4];
-    for (int h = 0; h < 4; h += 2) {
-        lv4 acc[2][4];
-        CF_UNROLL(2)
-        for (int g = 0; g < 2; g++)
-            CF_UNROLL(4)
-            for (int j = 0; j < 4; j++) acc[g][j] = (lv4){0};
-        int64_t k = 0;
-        for (; k + 16 <= B; k += 16)
-            CF_UNROLL(2)
-            for (int g = 0; g < 2; g++)
-                CF_UNROLL(4)
-                for (int j = 0; j < 4; j++) {
-                    lv4 dv, xv;
-                    __builtin_memcpy(&dv, d + k + 4 * j, sizeof dv);
-                    __builtin_memcpy(&xv, x + (h + g) * B + k + 4 * j, sizeof xv);
-                    acc[g][j] += dv * xv;
-                }
-        if (k < B) {
-            float buf[2 * 16];
-            __builtin_memcpy(buf, acc, sizeof buf);
-            dots_tail(buf, 2, d, x + h * B, B, k);
-            __builtin_memcpy(acc, buf, sizeof buf);
-        }
-        CF_UNROLL(2)
-        for (int g = 0; g < 2; g++) c[h + g] = (acc[g][0] + acc[g][2]) + (acc[g][1] + acc[g][3]);
-    }
-    const lv4 v01 = CF_SHUF(c[0], c[1], 0, 1, 4, 5) + CF_SHUF(c[0], c[1], 2, 3, 6, 7);
-    const lv4 v23 = CF_SHUF(c[2], c[3], 0, 1, 4, 5) + CF_SHUF(c[2], c[3], 2, 3, 6, 7);
-    const lv4 w = CF_SHUF(v01, v23, 0, 2, 4, 6) + CF_SHUF(v01, v23, 1, 3, 5, 7);
-    lv4 o;
-    __builtin_memcpy(&o, dw, sizeof o);
-    o += w;
-    __builtin_memcpy(dw, &o, sizeof o);
-}
 #undef CF_SHUF
 #endif
 
@@ -221,20 +185,19 @@ CF_INLINE void dw_all(int vw, float *dW, const float *doutT, const float *xT, in
     if (vw == 16)
         for (; i + 16 <= DI; i += 16)
             for (int64_t o = 0; o < DO; o++) dots_w16(dW + o * DI + i, doutT + o * B, xT + i * B, B);
-    else
+    else if (vw == 8)
         for (; i + 4 <= DI; i += 4)
-            for (int64_t o = 0; o < DO; o++) {
-                if (vw == 8) dots_w8(dW + o * DI + i, doutT + o * B, xT + i * B, B);
-                else dots_w4(dW + o * DI + i, doutT + o * B, xT + i * B, B);
-            }
+            for (int64_t o = 0; o < DO; o++) dots_w8(dW + o * DI + i, doutT + o * B, xT + i * B, B);
 #endif
-    for (; i < DI; i++)
-        for (int64_t o = 0; o < DO; o++) dW[o * DI + i] += cf_dot_f32(doutT + o * B, xT + i * B, B);
+    /* the rest, and the generic version, one dot at a time: its 4-lane cf_dot_f32 already holds
+     * the 16 sums in four registers, and grouping dots there measured slower */
+    for (int64_t o = 0; o < DO; o++)
+        for (int64_t j = i; j < DI; j++) dW[o * DI + j] += cf_dot_f32(doutT + o * B, xT + j * B, B);
 }
 
-/* rows [0, R) of the sums of no outputs (see CF_LIN_BLOCK; no = 2 only in versions of 8 lanes
- * and more) in blocks of 64 and 32 rows, or plain loops without the vector extensions; returns
- * the rows done, the rest (fewer than CF_LB) left to lin_tail */
+/* rows [0, R) of the sums of no outputs (1 or 2, see CF_LIN_BLOCK) in blocks of 64 and 32 rows,
+ * or plain loops without the vector extensions; returns the rows done, the rest (fewer than
+ * CF_LB) left to lin_tail */
 CF_INLINE int64_t lin_rows(int vw, int no, float *out, const float *init, const float *restrict c,
                            int64_t cs, int64_t co, const float *restrict x, int64_t B, int64_t n,
                            const float *b0, int64_t R) {
@@ -252,7 +215,10 @@ CF_INLINE int64_t lin_rows(int vw, int no, float *out, const float *init, const 
         else if (vw == 16) lin_block_w16x2o1(CF_AT(s));
         else if (vw == 8 && no == 2) lin_block_w8x4o2(CF_AT(s));
         else if (vw == 8) lin_block_w8x4o1(CF_AT(s));
-        else lin_block_w4x8o1(CF_AT(s));
+        else if (no == 2) {
+            lin_block_w4x4o2(CF_AT(s));
+            lin_block_w4x4o2(CF_AT(s + 16));
+        } else lin_block_w4x8o1(CF_AT(s));
     }
 #undef CF_AT
 #else
@@ -283,8 +249,7 @@ CF_INLINE void lin_tail(float *out, const float *init, const float *c, int64_t c
 
 CF_INLINE void cf_linear_forward_body(int vw, float *restrict outT, const float *restrict xT, const float *restrict W,
                                       const float *restrict bias, int64_t B, int64_t DI, int64_t DO) {
-    /* two outputs at once where the version has the registers */
-    const int no = vw >= 8 ? 2 : 1;
+    const int no = 2; /* outputs at once */
     for (int64_t o = 0, n_out; o < DO; o += n_out) {
         n_out = o + no <= DO ? no : 1;
         const float b0[2] = {bias ? bias[o] : 0.0f, bias && n_out == 2 ? bias[o + 1] : 0.0f};
@@ -305,7 +270,7 @@ CF_INLINE void cf_linear_backward_body(int vw, float *restrict dxT, float *restr
     if (dbias)
         for (int64_t o = 0; o < DO; o++) dbias[o] += cf_sum_f32(doutT + o * B, B);
     if (!dxT) return;
-    const int no = vw >= 8 ? 2 : 1;
+    const int no = 2;
     for (int64_t i = 0, n_out; i < DI; i += n_out) {
         n_out = i + no <= DI ? no : 1;
         float *dx = dxT + i * B;
