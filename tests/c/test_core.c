@@ -661,6 +661,86 @@ static double ref_bn_train(double *out, const double *x, const double *g, const 
     return loss;
 }
 
+/* the batch statistics one feature at a time, in order over the batch (batchnorm.c before it
+ * summed several features side by side): the reference for test_batchnorm_same_bits */
+static void ref_bn_forward_train(float *outT, float *mean, float *invstd, const float *xT, const float *gamma,
+                                 const float *beta, float *rm, float *rv, int64_t B, int64_t N, double momentum,
+                                 double eps) {
+    for (int64_t n = 0; n < N; n++) {
+        const float *x = xT + n * B;
+        double s = 0.0;
+        for (int64_t b = 0; b < B; b++) s += x[b];
+        double mu = s / (double)B, ss = 0.0;
+        for (int64_t b = 0; b < B; b++) {
+            double d = (double)x[b] - mu;
+            ss += d * d;
+        }
+        double var = ss / (double)B;
+        float is = (float)(1.0 / sqrt(var + eps)), m = (float)mu;
+        for (int64_t b = 0; b < B; b++) outT[n * B + b] = (x[b] - m) * is * gamma[n] + beta[n];
+        mean[n] = m;
+        invstd[n] = is;
+        double unbiased = B > 1 ? ss / (double)(B - 1) : var;
+        rm[n] = (float)((1.0 - momentum) * rm[n] + momentum * mu);
+        rv[n] = (float)((1.0 - momentum) * rv[n] + momentum * unbiased);
+    }
+}
+
+static void ref_bn_backward(float *dxT, float *dgamma, float *dbeta, const float *doutT, const float *xT,
+                            const float *mean, const float *invstd, const float *gamma, int64_t B, int64_t N) {
+    for (int64_t n = 0; n < N; n++) {
+        const float *d = doutT + n * B, *x = xT + n * B;
+        float m = mean[n], is = invstd[n];
+        double sd = 0.0, sdx = 0.0;
+        for (int64_t b = 0; b < B; b++) {
+            sd += d[b];
+            sdx += (double)d[b] * (double)((x[b] - m) * is);
+        }
+        dgamma[n] += (float)sdx;
+        dbeta[n] += (float)sd;
+        float k = gamma[n] * is / (float)B, fsd = (float)sd, fsdx = (float)sdx, fB = (float)B;
+        for (int64_t b = 0; b < B; b++) dxT[n * B + b] += k * (fB * d[b] - fsd - (x[b] - m) * is * fsdx);
+    }
+}
+
+/* BatchNorm's training forward and backward, bit for bit, against one feature at a time: every
+ * output, the cached statistics, the running ones, and the three gradients. Feature counts
+ * around the groups of features summed side by side (1 to 9), batches of 1 to 64 rows. */
+static void test_batchnorm_same_bits(void) {
+    const int64_t Bs[] = {1, 2, 7, 64};
+    for (size_t bi = 0; bi < sizeof Bs / sizeof Bs[0]; bi++)
+        for (int64_t N = 1; N <= 9; N++) {
+            const int64_t B = Bs[bi];
+            g_rs = 300 + 10 * (uint64_t)bi + (uint64_t)N;
+            float *xT = frand(N * B, 2), *g = frand(N, 1), *bt = frand(N, 1), *d = frand(N * B, 1);
+            float *rm = frand(N, 1), *rv = frand(N, 1), *dx = frand(N * B, 1), *dg = frand(N, 1), *db = frand(N, 1);
+            /* magnitudes from 2^-12 to 2^12, and each feature's first and last value +-2^30: the
+             * double sums round, and differently in another order (reversing either sum's order
+             * over the batch fails this test) */
+            for (int64_t k = 0; k < N * B; k++) {
+                xT[k] = ldexpf(xT[k], (int)rnd_int(25) - 12);
+                d[k] = ldexpf(d[k], (int)rnd_int(25) - 12);
+            }
+            for (int64_t n = 0; B > 2 && n < N; n++) {
+                xT[n * B] = d[n * B] = 0x1p30f;
+                xT[n * B + B - 1] = d[n * B + B - 1] = -0x1p30f;
+            }
+            float *rm1 = fcopy(rm, N), *rv1 = fcopy(rv, N), *dx1 = fcopy(dx, N * B), *dg1 = fcopy(dg, N), *db1 = fcopy(db, N);
+            float *out = fzeros(N * B), *out1 = fzeros(N * B), *mean = fzeros(N), *mean1 = fzeros(N);
+            float *inv = fzeros(N), *inv1 = fzeros(N);
+            cf_batchnorm_forward_train(out, mean, inv, xT, g, bt, rm, rv, B, N, 0.1, 1e-5);
+            ref_bn_forward_train(out1, mean1, inv1, xT, g, bt, rm1, rv1, B, N, 0.1, 1e-5);
+            CHECK(fsame(out, out1, N * B) && fsame(mean, mean1, N) && fsame(inv, inv1, N));
+            CHECK(fsame(rm, rm1, N) && fsame(rv, rv1, N));
+            cf_batchnorm_backward(dx, dg, db, d, xT, mean, inv, g, B, N);
+            ref_bn_backward(dx1, dg1, db1, d, xT, mean1, inv1, g, B, N);
+            CHECK(fsame(dx, dx1, N * B) && fsame(dg, dg1, N) && fsame(db, db1, N));
+            free(xT), free(g), free(bt), free(d), free(rm), free(rv), free(dx), free(dg), free(db);
+            free(rm1), free(rv1), free(dx1), free(dg1), free(db1), free(out), free(out1), free(mean), free(mean1);
+            free(inv), free(inv1);
+        }
+}
+
 static void test_batchnorm(void) {
     const int64_t shapes[4][2] = {{2, 1}, {5, 3}, {17, 4}, {64, 2}};
     for (int t = 0; t < 4; t++) {
@@ -1902,6 +1982,7 @@ int main(void) {
     RUN(test_linear_random_vs_naive);
     RUN(test_linear_same_bits);
     RUN(test_batchnorm);
+    RUN(test_batchnorm_same_bits);
     RUN(test_dot_fit_epoch_vs_naive);
     RUN(test_dot_fit_epoch_nan_guard);
     RUN(test_dot_fit_epoch_index_and_argument_errors);
