@@ -15,21 +15,21 @@
 #define CF_BN_INLINE static inline
 #endif
 
-/* a[q] = sum_b (x[q B + b] - mu[q]) (mu NULL: 0), squared when sq, for q < g, each in order over
- * b; inlined with g = CF_BN_G a constant, so the loop over q unrolls */
-CF_BN_INLINE void bn_sums_g(double *a, const double *mu, int sq, const float *x, int64_t B, int g) {
+/* a[q] = sum_b x[q B + b], or with mu sum_b (x[q B + b] - mu[q])^2, for q < g, each in order
+ * over b; inlined with g = CF_BN_G a constant, so the loop over q unrolls */
+CF_BN_INLINE void bn_sums_g(double *a, const double *mu, const float *x, int64_t B, int g) {
     double t[CF_BN_G] = {0.0};
     for (int64_t b = 0; b < B; b++)
         for (int q = 0; q < g; q++) {
             const double v = mu ? (double)x[q * B + b] - mu[q] : (double)x[q * B + b];
-            t[q] += sq ? v * v : v;
+            t[q] += mu ? v * v : v;
         }
     for (int q = 0; q < g; q++) a[q] = t[q];
 }
 
-static void bn_sums(double *a, const double *mu, int sq, const float *x, int64_t B, int g) {
-    if (g == CF_BN_G) bn_sums_g(a, mu, sq, x, B, CF_BN_G);
-    else bn_sums_g(a, mu, sq, x, B, g);
+static void bn_sums(double *a, const double *mu, const float *x, int64_t B, int g) {
+    if (g == CF_BN_G) bn_sums_g(a, mu, x, B, CF_BN_G);
+    else bn_sums_g(a, mu, x, B, g);
 }
 
 void cf_batchnorm_forward_train(float *outT, float *mean, float *invstd, const float *xT,
@@ -39,9 +39,9 @@ void cf_batchnorm_forward_train(float *outT, float *mean, float *invstd, const f
     for (int64_t n0 = 0; n0 < N; n0 += CF_BN_G) {
         const int g = N - n0 < CF_BN_G ? (int)(N - n0) : CF_BN_G;
         double s[CF_BN_G], mus[CF_BN_G], ss[CF_BN_G];
-        bn_sums(s, NULL, 0, xT + n0 * B, B, g);
+        bn_sums(s, NULL, xT + n0 * B, B, g);
         for (int q = 0; q < g; q++) mus[q] = s[q] / (double)B;
-        bn_sums(ss, mus, 1, xT + n0 * B, B, g);
+        bn_sums(ss, mus, xT + n0 * B, B, g);
         for (int q = 0; q < g; q++) {
             const int64_t n = n0 + q;
             const float *x = xT + n * B;

@@ -247,16 +247,27 @@ CF_INLINE void lin_tail(float *out, const float *init, const float *c, int64_t c
     }
 }
 
+/* out_q[b] = (init_q[b] or 0) + sum_i c[q co + i cs] x[i B + b] (+ bias[q], or + 0 when bias
+ * is NULL and add_bias) for the N outputs q, each B rows: out_q = out + q B, init_q likewise;
+ * two outputs at a time (lin_rows), rows past the blocks one by one */
+CF_INLINE void lin_outputs(int vw, float *out, const float *init, const float *c, int64_t cs,
+                           int64_t co, const float *x, int64_t B, int64_t n, const float *bias,
+                           int add_bias, int64_t N) {
+    for (int64_t q = 0, n_out; q < N; q += n_out) {
+        n_out = q + 2 <= N ? 2 : 1;
+        const float b0[2] = {bias ? bias[q] : 0.0f, bias && n_out == 2 ? bias[q + 1] : 0.0f};
+        const float *b = add_bias ? b0 : NULL;
+        float *o = out + q * B;
+        const float *in = init ? init + q * B : NULL;
+        const int64_t s = lin_rows(vw, (int)n_out, o, in, c + q * co, cs, co, x, B, n, b, B);
+        for (int r = 0; r < n_out; r++)
+            lin_tail(o + r * B, in ? in + r * B : NULL, c + (q + r) * co, cs, x, B, n, b ? b + r : NULL, s);
+    }
+}
+
 CF_INLINE void cf_linear_forward_body(int vw, float *restrict outT, const float *restrict xT, const float *restrict W,
                                       const float *restrict bias, int64_t B, int64_t DI, int64_t DO) {
-    const int no = 2; /* outputs at once */
-    for (int64_t o = 0, n_out; o < DO; o += n_out) {
-        n_out = o + no <= DO ? no : 1;
-        const float b0[2] = {bias ? bias[o] : 0.0f, bias && n_out == 2 ? bias[o + 1] : 0.0f};
-        const int64_t s = lin_rows(vw, (int)n_out, outT + o * B, NULL, W + o * DI, 1, DI, xT, B, DI, b0, B);
-        for (int q = 0; q < n_out; q++)
-            lin_tail(outT + (o + q) * B, NULL, W + (o + q) * DI, 1, xT, B, DI, b0 + q, s);
-    }
+    lin_outputs(vw, outT, NULL, W, 1, DI, xT, B, DI, bias, 1, DO);
 }
 CF_DISPATCH_LANES_PROC(, cf_linear_forward, (float *restrict outT, const float *restrict xT,
                                        const float *restrict W, const float *restrict bias,
@@ -269,14 +280,7 @@ CF_INLINE void cf_linear_backward_body(int vw, float *restrict dxT, float *restr
     dw_all(vw, dW, doutT, xT, B, DI, DO);
     if (dbias)
         for (int64_t o = 0; o < DO; o++) dbias[o] += cf_sum_f32(doutT + o * B, B);
-    if (!dxT) return;
-    const int no = 2;
-    for (int64_t i = 0, n_out; i < DI; i += n_out) {
-        n_out = i + no <= DI ? no : 1;
-        float *dx = dxT + i * B;
-        const int64_t s = lin_rows(vw, (int)n_out, dx, dx, W + i, DI, 1, doutT, B, DO, NULL, B);
-        for (int q = 0; q < n_out; q++) lin_tail(dx + q * B, dx + q * B, W + i + q, DI, doutT, B, DO, NULL, s);
-    }
+    if (dxT) lin_outputs(vw, dxT, dxT, W, DI, 1, doutT, B, DO, NULL, 0, DI);
 }
 CF_DISPATCH_LANES_PROC(, cf_linear_backward, (float *restrict dxT, float *restrict dW,
                                         float *restrict dbias, const float *restrict doutT,
