@@ -1388,32 +1388,63 @@ static int check_csr(const char *fn, argspec *ptr, argspec *idx, int64_t Q, int6
     return 0;
 }
 
+/* order (optional): a permutation of [0, NC), checked whole here (the core checks the range
+ * again, which is all it needs to stay inside its arrays: a write by another thread during the
+ * call can only repeat or drop candidates) */
+static int check_order(const char *fn, argspec *o, int64_t NC) {
+    if (!o->arr) return 0;
+    if (check_shape1(fn, o, NC) < 0) return -1;
+    unsigned char *seen = PyMem_Calloc((size_t)NC, 1);
+    if (!seen) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    const int32_t *v = (const int32_t *)PyArray_DATA(o->arr);
+    for (int64_t p = 0; p < NC; p++) {
+        const int32_t c = v[p];
+        if (c < 0 || c >= NC || seen[c]) {
+            PyErr_Format(PyExc_ValueError, "%s(): argument 'order' must be a permutation of "
+                         "range(n_candidates=%lld): order[%lld] = %d is %s", fn, (long long)NC,
+                         (long long)p, (int)c, c < 0 || c >= NC ? "outside it" : "repeated");
+            PyMem_Free(seen);
+            return -1;
+        }
+        seen[c] = 1;
+    }
+    PyMem_Free(seen);
+    return 0;
+}
+
 PyDoc_STRVAR(rank_dot_topk_doc,
 "rank_dot_topk(top_idx, top_score, qw, qb, panel, cb, excl_indptr, excl_indices, n_candidates,\n"
-"              first, y_range)\n--\n\n"
+"              first, y_range, order=None)\n--\n\n"
 "For each query row q of qw ((Q,K) float32), the best top_idx.shape[1] = n candidates c in\n"
 "[first, n_candidates) by z = qw[q] . cw[c] + qb[q] + cb[c] (the same float as dotbias_forward;\n"
 "qb (Q,) and cb (NC,) float32 may each be None), best first, ties to the smaller index,\n"
 "skipping excl_indices[excl_indptr[q]:excl_indptr[q+1]] (CSR, int64 / int32, rows sorted; both\n"
 "None for no exclusions). panel = rank_pack(cw). Writes top_idx (Q,n) int32 and top_score\n"
 "(Q,n) float32: z, or sigmoid_range(z, *y_range) when y_range is a (low, high) pair. Rows\n"
-"with fewer than n eligible candidates end with index -1 and score NaN.");
+"with fewer than n eligible candidates end with index -1 and score NaN. order ((NC,) int32,\n"
+"a permutation of range(NC)): the panel and cb hold the candidates in that order (panel =\n"
+"rank_pack(cw[order]), cb = biases[order]); the result is the same, and an order with likely\n"
+"high scores first makes it faster.");
 
 static PyObject *py_rank_dot_topk(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"top_idx", "top_score", "qw", "qb", "panel", "cb", "excl_indptr",
-                             "excl_indices", "n_candidates", "first", "y_range", NULL};
+                             "excl_indices", "n_candidates", "first", "y_range", "order", NULL};
     const char *fn = "rank_dot_topk";
-    argspec a[8] = {{0, "top_idx", NPY_INT32, 1},        {0, "top_score", NPY_FLOAT32, 1},
+    argspec a[9] = {{0, "top_idx", NPY_INT32, 1},        {0, "top_score", NPY_FLOAT32, 1},
                     {0, "qw", NPY_FLOAT32},              {0, "qb", NPY_FLOAT32, 0, 1},
                     {0, "panel", NPY_FLOAT32},           {0, "cb", NPY_FLOAT32, 0, 1},
-                    {0, "excl_indptr", NPY_INT64, 0, 1}, {0, "excl_indices", NPY_INT32, 0, 1}};
+                    {0, "excl_indptr", NPY_INT64, 0, 1}, {0, "excl_indices", NPY_INT32, 0, 1},
+                    {0, "order", NPY_INT32, 0, 1}};
     long long NC, first;
     PyObject *y_range;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOLLO", kwlist, &a[0].obj, &a[1].obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOLLO|O", kwlist, &a[0].obj, &a[1].obj,
                                      &a[2].obj, &a[3].obj, &a[4].obj, &a[5].obj, &a[6].obj,
-                                     &a[7].obj, &NC, &first, &y_range))
+                                     &a[7].obj, &NC, &first, &y_range, &a[8].obj))
         return NULL;
-    if (check_args(fn, a, 8) < 0 || positive(fn, "n_candidates", NC) < 0) return NULL;
+    if (check_args(fn, a, 9) < 0 || positive(fn, "n_candidates", NC) < 0) return NULL;
     if (NC > INT32_MAX) {
         PyErr_Format(PyExc_ValueError, "%s(): n_candidates must be < 2**31", fn);
         return NULL;
@@ -1434,7 +1465,7 @@ static PyObject *py_rank_dot_topk(PyObject *self, PyObject *args, PyObject *kw) 
     int64_t n = DIM(a[0], 1);
     if (positive(fn, "top_idx.shape[1]", n) < 0 || check_shape2(fn, &a[1], Q, n) < 0 ||
         check_shape1(fn, &a[3], Q) < 0 || check_shape1(fn, &a[4], cf_rank_panel_size(NC, K)) < 0 ||
-        check_shape1(fn, &a[5], NC) < 0)
+        check_shape1(fn, &a[5], NC) < 0 || check_order(fn, &a[8], NC) < 0)
         return NULL;
     int64_t *ptr = NULL;
     if (check_csr(fn, &a[6], &a[7], Q, NC, &ptr) < 0) {
@@ -1448,18 +1479,21 @@ static PyObject *py_rank_dot_topk(PyObject *self, PyObject *args, PyObject *kw) 
         return NULL;
     }
     const int32_t *ex = a[7].arr ? I32(a[7]) : NULL;
+    const int32_t *order = a[8].arr ? I32(a[8]) : NULL;
     int st;
     Py_BEGIN_ALLOW_THREADS
     st = cf_rank_dot_topk((int32_t *)PyArray_DATA(a[0].arr), F32(a[1]), CF32(a[2]), OPTF32(a[3]),
-                          CF32(a[4]), OPTF32(a[5]), ptr, ex, Q, K, NC, n, first, has_range,
-                          lo, hi);
+                          CF32(a[4]), order, OPTF32(a[5]), ptr, ex, Q, K, NC, n, first,
+                          has_range, lo, hi);
     Py_END_ALLOW_THREADS
     PyMem_Free(ptr);
-    if (st == CF_ERR_ARG && ex) {
-        /* the core checks the exclusion lists again: only a write during the call fails it */
-        PyErr_Format(PyExc_ValueError, "%s(): argument 'excl_indices' was written by another "
-                     "thread during the call (its rows are no longer sorted and inside [0, %lld))",
-                     fn, NC);
+    if (st == CF_ERR_ARG && (ex || order)) {
+        /* the core checks the exclusion lists and the order again: only a write during the
+         * call fails it */
+        PyErr_Format(PyExc_ValueError, "%s(): argument %s was written by another thread during "
+                     "the call (its entries are no longer inside [0, %lld)%s)", fn,
+                     ex && order ? "'excl_indices' or 'order'" : ex ? "'excl_indices'" : "'order'",
+                     NC, ex ? ", or its rows no longer sorted" : "");
         return NULL;
     }
     if (st != CF_OK) {

@@ -5,10 +5,12 @@
  * chunks of the packed candidate panel that stay in cache, each score fed at once into
  * its query's bounded min-heap (the output row itself), so nothing of size Q x NC exists.
  * Not here: threads (the binding releases the GIL; callers split the queries). */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 #include "activation.h"
 #include "simd.h"
+#include "vec16.h"
 #include "rank.h"
 #include "status.h"
 #include "checked.h"
@@ -45,7 +47,7 @@ void cf_rank_pack(float *panel, const float *cw, int64_t NC, int64_t K) {
 }
 
 /* the index of the lowest set bit of m != 0 */
-static inline int lowest_bit(unsigned m) {
+CF_INLINE int lowest_bit(unsigned m) {
 #if defined(__GNUC__)
     return __builtin_ctz(m);
 #else
@@ -56,12 +58,12 @@ static inline int lowest_bit(unsigned m) {
 }
 
 /* a is a worse pick than b: lower score, or the same score and a larger index */
-static inline int worse(float sa, int32_t ia, float sb, int32_t ib) {
+CF_INLINE int worse(float sa, int32_t ia, float sb, int32_t ib) {
     return sa < sb || (sa == sb && ia > ib);
 }
 
 /* min-heap on (score, index) with the worst pick at the root */
-static void sift_down(float *s, int32_t *ix, int64_t cnt, int64_t pos) {
+CF_INLINE void sift_down(float *s, int32_t *ix, int64_t cnt, int64_t pos) {
     float vs = s[pos];
     int32_t vi = ix[pos];
     for (;;) {
@@ -77,7 +79,7 @@ static void sift_down(float *s, int32_t *ix, int64_t cnt, int64_t pos) {
     ix[pos] = vi;
 }
 
-static void heap_add(float *s, int32_t *ix, int64_t *cnt, int64_t n, float z, int32_t j) {
+CF_INLINE void heap_add(float *s, int32_t *ix, int64_t *cnt, int64_t n, float z, int32_t j) {
     if (*cnt < n) {
         int64_t pos = (*cnt)++;
         while (pos > 0) {
@@ -97,7 +99,7 @@ static void heap_add(float *s, int32_t *ix, int64_t *cnt, int64_t n, float z, in
 }
 
 /* heap -> best first, in place */
-static void heap_sort(float *s, int32_t *ix, int64_t cnt) {
+CF_INLINE void heap_sort(float *s, int32_t *ix, int64_t cnt) {
     for (int64_t m = cnt - 1; m > 0; m--) {
         float ts = s[0];
         int32_t ti = ix[0];
@@ -113,6 +115,7 @@ typedef struct {
     int32_t *top_idx;
     float *top_score;
     const float *qw, *qb, *panel, *cb;
+    const int32_t *order; /* [panel position] -> candidate, or NULL (position = candidate) */
     const int64_t *indptr;
     const int32_t *indices;
     int64_t K, NC, n, first;
@@ -120,14 +123,14 @@ typedef struct {
 } rank_job;
 
 /* z[u][j] = (sum_k q[u][k] * tile[k][j]) + qb[u] + cb[j], k ascending; the bias terms are
- * skipped when qb / cb is NULL. bits[u] gets bit j set where z[u][j] > thr[u], so the caller
- * visits only those candidates; z is written only when some bit is set, or always when store
- * is set.
+ * skipped when qb / cb is NULL (qb: the biases of the nu queries, the last repeated past nu).
+ * bits[u] gets bit j set where z[u][j] >= thr[u], so the caller visits only those
+ * candidates; z is written only when some bit is set, or always when store is set.
  * One explicit accumulator row per query so that compilers vectorise over the NJ candidates
  * (unit stride in the panel) and keep the rows in registers. */
-static inline void score_tile(float z[MU][NJ], const float *const q[MU], const float *tile,
-                              int64_t K, const float *qb, const float *cb, const float thr[MU],
-                              int store, unsigned bits[MU]) {
+CF_INLINE void score_tile(float z[MU][NJ], const float *const q[MU], const float *tile,
+                          int64_t K, const float *qb, int nu, const float *cb,
+                          const float thr[MU], int store, unsigned bits[MU]) {
     float a0[NJ], a1[NJ], a2[NJ], a3[NJ];
     const float *q0 = q[0], *q1 = q[1], *q2 = q[2], *q3 = q[3];
     for (int j = 0; j < NJ; j++) a0[j] = a1[j] = a2[j] = a3[j] = 0.0f;
@@ -144,9 +147,9 @@ static inline void score_tile(float z[MU][NJ], const float *const q[MU], const f
     if (qb)
         for (int j = 0; j < NJ; j++) {
             a0[j] += qb[0];
-            a1[j] += qb[1];
-            a2[j] += qb[2];
-            a3[j] += qb[3];
+            a1[j] += qb[1 < nu ? 1 : nu - 1];
+            a2[j] += qb[2 < nu ? 2 : nu - 1];
+            a3[j] += qb[3 < nu ? 3 : nu - 1];
         }
     if (cb)
         for (int j = 0; j < NJ; j++) {
@@ -155,13 +158,13 @@ static inline void score_tile(float z[MU][NJ], const float *const q[MU], const f
             a2[j] += cb[j];
             a3[j] += cb[j];
         }
-    /* bit j of m_u: z[u][j] > thr[u] (NaN never) */
+    /* bit j of m_u: z[u][j] >= thr[u] (NaN never) */
     unsigned m0 = 0, m1 = 0, m2 = 0, m3 = 0;
     for (int j = 0; j < NJ; j++) {
-        m0 |= (unsigned)(a0[j] > thr[0]) << j;
-        m1 |= (unsigned)(a1[j] > thr[1]) << j;
-        m2 |= (unsigned)(a2[j] > thr[2]) << j;
-        m3 |= (unsigned)(a3[j] > thr[3]) << j;
+        m0 |= (unsigned)(a0[j] >= thr[0]) << j;
+        m1 |= (unsigned)(a1[j] >= thr[1]) << j;
+        m2 |= (unsigned)(a2[j] >= thr[2]) << j;
+        m3 |= (unsigned)(a3[j] >= thr[3]) << j;
     }
     bits[0] = m0;
     bits[1] = m1;
@@ -176,9 +179,87 @@ static inline void score_tile(float z[MU][NJ], const float *const q[MU], const f
         }
 }
 
-/* queries [q0, q1), at most QB of them */
-CF_INLINE void rank_block_body(const rank_job *J, int64_t q0, int64_t q1) {
-    int64_t cnt[QB], cur[QB], end[QB];
+#ifdef CF_VEC16
+/* score_tile on vectors of W lanes (8: AVX2, 4: SSE / NEON): the same operations lane for
+ * lane (each score's sum over k in order, then qb, then cb), written out so that the bias
+ * adds, the threshold tests and the stores are a few vector instructions (GCC made hundreds
+ * of scalar moves of the plain version's epilogue). The candidates above a query's threshold
+ * become bits by the lanes' own bit (bit j for candidate j) and an OR over the lanes: over
+ * each query's vectors, then across the four queries at once (a 4 x 4 transpose of ORs). */
+#define CF_RANK_TILE(W, T, TI)                                                                   \
+    CF_INLINE void score_tile_w##W(float z[MU][NJ], const float *const q[MU], const float *tile, \
+                                   int64_t K, const float *qb, int nu, const float *cb,        \
+                                   const float thr[MU], int store, unsigned bits[MU]) {         \
+        enum { NV = NJ / W };                                                                   \
+        T a[MU][NV];                                                                            \
+        for (int u = 0; u < MU; u++)                                                            \
+            for (int h = 0; h < NV; h++) a[u][h] = (T){0};                                      \
+        for (int64_t k = 0; k < K; k++) {                                                       \
+            T v[NV];                                                                            \
+            for (int h = 0; h < NV; h++) v[h] = ld_w##W(tile + k * NJ + h * W);                 \
+            for (int u = 0; u < MU; u++) {                                                      \
+                const float s = q[u][k];                                                        \
+                for (int h = 0; h < NV; h++) a[u][h] += s * v[h];                               \
+            }                                                                                   \
+        }                                                                                       \
+        if (qb)                                                                                 \
+            for (int u = 0; u < MU; u++)                                                        \
+                for (int h = 0; h < NV; h++) a[u][h] += qb[u < nu ? u : nu - 1];                \
+        if (cb)                                                                                 \
+            for (int h = 0; h < NV; h++) {                                                      \
+                const T c = ld_w##W(cb + h * W);                                                \
+                for (int u = 0; u < MU; u++) a[u][h] += c;                                      \
+            }                                                                                   \
+        cf_v4i m[MU];                                                                           \
+        for (int u = 0; u < MU; u++) {                                                          \
+            TI o = (TI){0};                                                                     \
+            for (int h = 0; h < NV; h++) {                                                      \
+                TI bit;                                                                         \
+                for (int l = 0; l < W; l++) bit[l] = 1 << (h * W + l);                          \
+                o |= (a[u][h] >= thr[u]) & bit; /* NaN never passes */                           \
+            }                                                                                   \
+            m[u] = CF_RANK_LOW4_##W(o);                                                         \
+        }                                                                                       \
+        const cf_v4i x01 = __builtin_shufflevector(m[0], m[1], 0, 4, 1, 5) |                    \
+                           __builtin_shufflevector(m[0], m[1], 2, 6, 3, 7);                     \
+        const cf_v4i x23 = __builtin_shufflevector(m[2], m[3], 0, 4, 1, 5) |                    \
+                           __builtin_shufflevector(m[2], m[3], 2, 6, 3, 7);                     \
+        const cf_v4i y = __builtin_shufflevector(x01, x23, 0, 1, 4, 5) |                        \
+                         __builtin_shufflevector(x01, x23, 2, 3, 6, 7);                         \
+        for (int u = 0; u < MU; u++) bits[u] = (unsigned)y[u];                                  \
+        if ((bits[0] | bits[1] | bits[2] | bits[3]) || store)                                   \
+            for (int u = 0; u < MU; u++)                                                        \
+                for (int h = 0; h < NV; h++) __builtin_memcpy(&z[u][h * W], &a[u][h], sizeof(T)); \
+    }
+/* the OR of a vector's lanes folded into 4 lanes */
+#define CF_RANK_LOW4_8(o) (__builtin_shufflevector(o, o, 0, 1, 2, 3) | __builtin_shufflevector(o, o, 4, 5, 6, 7))
+#define CF_RANK_LOW4_4(o) (o)
+CF_RANK_TILE(8, cf_v8, cf_v8i)
+CF_RANK_TILE(4, cf_v4, cf_v4i)
+#undef CF_RANK_TILE
+#endif
+
+/* the candidates listed in the sorted exclusion entries [a, b): is c one of them? (a binary
+ * search without branches on the data: the last entry <= c) */
+CF_INLINE int excluded(const int32_t *ix, int64_t a, int64_t b, int32_t c) {
+    int64_t len = b - a;
+    if (len <= 0) return 0;
+    const int32_t *p = ix + a;
+    while (len > 1) {
+        const int64_t half = len >> 1;
+        p = p[half] <= c ? p + half : p;
+        len -= half;
+    }
+    return *p == c;
+}
+
+/* queries [q0, q1), at most QB of them. Panel position p holds candidate order[p] (p without
+ * an order): the positions run in order, and a candidate enters a query's heap when it beats
+ * the worst kept (a higher score, or the same score and a smaller index), so the result does
+ * not depend on the order; an order that puts likely high scores first raises the thresholds
+ * early, and fewer candidates pass them. */
+CF_INLINE void rank_block_body(int vw, const rank_job *J, int64_t q0, int64_t q1) {
+    int64_t cnt[QB], ea[QB], eb[QB];
     for (int64_t q = q0; q < q1; q++) {
         /* clamped to the entries validated: the CSR may change under a call that released
          * the GIL, which can then skip the wrong candidates but never read outside it */
@@ -186,14 +267,15 @@ CF_INLINE void rank_block_body(const rank_job *J, int64_t q0, int64_t q1) {
         b = b < 0 ? 0 : b > J->nnz ? J->nnz : b;
         a = a < 0 ? 0 : a > b ? b : a;
         cnt[q - q0] = 0;
-        cur[q - q0] = a;
-        end[q - q0] = b;
+        ea[q - q0] = a;
+        eb[q - q0] = b;
     }
     const int64_t K = J->K, NC = J->NC, n = J->n;
     int64_t n_tiles = (NC + NJ - 1) / NJ;
     int64_t chunk = CHUNK_BYTES / (int64_t)(NJ * sizeof(float)) / (K > 0 ? K : 1);
     if (chunk < 1) chunk = 1;
-    int64_t t_first = J->first / NJ;
+    /* without an order, the tiles wholly below first hold no candidate */
+    int64_t t_first = J->order ? 0 : J->first / NJ;
     float z[MU][NJ];
     unsigned bits[MU];
     for (int64_t t0 = t_first; t0 < n_tiles; t0 += chunk) {
@@ -202,26 +284,33 @@ CF_INLINE void rank_block_body(const rank_job *J, int64_t q0, int64_t q1) {
             const float *q[MU];
             int nu = (int)(q1 - qm < MU ? q1 - qm : MU);
             for (int u = 0; u < MU; u++) q[u] = J->qw + (qm + (u < nu ? u : nu - 1)) * K;
-            float qbv[MU], thr[MU];
-            for (int u = 0; u < MU; u++) qbv[u] = J->qb ? J->qb[qm + (u < nu ? u : nu - 1)] : 0.0f;
+            float thr[MU];
             for (int64_t t = t0; t < t1; t++) {
                 int64_t base = t * NJ;
                 int jn = (int)(NC - base < NJ ? NC - base : NJ);
                 /* a partial last tile adds its item biases below, past the panel's padding */
                 int whole = jn == NJ;
+                /* a candidate passes at z >= thr: the worst kept score once the heap is full
+                 * (a tie may still win by its index), else the lowest finite float (NaN and
+                 * -inf never pass); no candidate of a query past nu is visited */
                 for (int u = 0; u < MU; u++) {
                     int64_t b = qm + (u < nu ? u : nu - 1) - q0;
-                    thr[u] = u < nu && cnt[b] == n ? J->top_score[(q0 + b) * n] : -INFINITY;
-                    if (u >= nu) thr[u] = INFINITY;
+                    thr[u] = u < nu && cnt[b] == n ? J->top_score[(q0 + b) * n] : -FLT_MAX;
                 }
-                score_tile(z, q, J->panel + base * K, K, J->qb ? qbv : NULL,
-                           whole && J->cb ? J->cb + base : NULL, thr, !whole, bits);
+                const float *tile = J->panel + base * K, *qbp = J->qb ? J->qb + qm : NULL;
+                const float *cbp = whole && J->cb ? J->cb + base : NULL;
+#ifdef CF_VEC16
+                if (vw == 8) score_tile_w8(z, q, tile, K, qbp, nu, cbp, thr, !whole, bits);
+                else if (vw == 4) score_tile_w4(z, q, tile, K, qbp, nu, cbp, thr, !whole, bits);
+                else
+#endif
+                    score_tile(z, q, tile, K, qbp, nu, cbp, thr, !whole, bits);
                 if (!whole)
                     for (int u = 0; u < nu; u++) {
                         bits[u] = 0;
                         for (int j = 0; j < jn; j++) {
                             if (J->cb) z[u][j] += J->cb[base + j];
-                            if (z[u][j] > thr[u]) bits[u] |= 1u << j;
+                            if (z[u][j] >= thr[u]) bits[u] |= 1u << j;
                         }
                     }
                 for (int u = 0; u < nu; u++) {
@@ -231,12 +320,12 @@ CF_INLINE void rank_block_body(const rank_job *J, int64_t q0, int64_t q1) {
                     int32_t *hi = J->top_idx + qq * n;
                     for (unsigned m = bits[u]; m; m &= m - 1) {   /* the set bits, lowest first */
                         int j = lowest_bit(m);
-                        int64_t c = base + j;
-                        /* NaN and -inf never pass; ties go to the earlier (smaller) index */
-                        if (!(z[u][j] > thr[u]) || c < J->first) continue;
-                        while (cur[b] < end[b] && J->indices[cur[b]] < c) cur[b]++;
-                        if (cur[b] < end[b] && J->indices[cur[b]] == c) continue;
-                        heap_add(hs, hi, &cnt[b], n, z[u][j], (int32_t)c);
+                        const float zj = z[u][j];
+                        const int32_t c = J->order ? J->order[base + j] : (int32_t)(base + j);
+                        /* better than the worst kept (ties to the smaller index) */
+                        if (cnt[b] == n && !worse(hs[0], hi[0], zj, c)) continue;
+                        if (c < J->first || excluded(J->indices, ea[b], eb[b], c)) continue;
+                        heap_add(hs, hi, &cnt[b], n, zj, c);
                         if (cnt[b] == n) thr[u] = hs[0];
                     }
                 }
@@ -254,11 +343,11 @@ CF_INLINE void rank_block_body(const rank_job *J, int64_t q0, int64_t q1) {
         }
     }
 }
-CF_DISPATCH2_(static, void, , rank_block, (const rank_job *J, int64_t q0, int64_t q1), (J, q0, q1),
-              __attribute__((flatten)))
+CF_DISPATCH2_LANES_(static, void, , rank_block, (const rank_job *J, int64_t q0, int64_t q1), (J, q0, q1))
 
 int cf_rank_dot_topk(int32_t *top_idx, float *top_score, const float *qw, const float *qb,
-                     const float *panel, const float *cb, const int64_t *excl_indptr,
+                     const float *panel, const int32_t *order, const float *cb,
+                     const int64_t *excl_indptr,
                      const int32_t *excl_indices, int64_t Q, int64_t K, int64_t NC, int64_t n,
                      int64_t first, int has_range, float lo, float hi) {
     if (n < 1 || NC < 1 || K < 1 || first < 0 || first > NC || NC > INT32_MAX) return CF_ERR_ARG;
@@ -276,7 +365,10 @@ int cf_rank_dot_topk(int32_t *top_idx, float *top_score, const float *qw, const 
             }
         }
     }
-    rank_job J = {top_idx, top_score, qw, qb, panel, cb, excl_indptr, excl_indices,
+    if (order)
+        for (int64_t p = 0; p < NC; p++)
+            if (order[p] < 0 || order[p] >= NC) return CF_ERR_ARG;
+    rank_job J = {top_idx, top_score, qw, qb, panel, cb, order, excl_indptr, excl_indices,
                   K, NC, n, first, nnz};
     for (int64_t q0 = 0; q0 < Q; q0 += QB) rank_block(&J, q0, q0 + QB < Q ? q0 + QB : Q);
     if (has_range)

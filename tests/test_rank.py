@@ -41,12 +41,17 @@ def random_case(seed, Q=37, NC=101, K=13, bias=True):
     return qw, qb, cw, cb
 
 
-def run(qw, qb, cw, cb, n, excl=None, first=0, y_range=None):
+def run(qw, qb, cw, cb, n, excl=None, first=0, y_range=None, order=None):
+    "The kernel, with the candidates packed in `order` (None: as they are)."
     Q = len(qw)
     idx = np.empty((Q, n), np.int32)
     sc = np.empty((Q, n), np.float32)
     ptr, ind = (None, None) if excl is None else excl
-    _core.rank_dot_topk(idx, sc, qw, qb, _core.rank_pack(cw), cb, ptr, ind, len(cw), first, y_range)
+    if order is not None:
+        order = np.asarray(order, np.int32)
+        cw, cb = cw[order], None if cb is None else cb[order]
+    _core.rank_dot_topk(idx, sc, qw, qb, _core.rank_pack(cw), cb, ptr, ind, len(cw), first, y_range,
+                        order)
     return idx, sc
 
 
@@ -142,6 +147,58 @@ def test_threads_split_gives_the_same_answer():
     np.testing.assert_array_equal(one[0], ridx)
 
 
+def test_any_candidate_order_gives_the_same_result():
+    """The panel may hold the candidates in any order (rank_vectors packs them by the mean query's
+    score): reversed, shuffled or by score, the result is the reference's, with ties (the later
+    of two equal candidates visited first must still lose to the smaller index), NaN and -inf
+    scores, exclusions, first and y_range."""
+    from collabc.topn import _candidate_order
+    rng = np.random.default_rng(12)
+    for seed, (Q, NC, K) in enumerate([(40, 101, 13), (5, 17, 3), (64, 300, 50), (3, 1, 2)]):
+        qw, qb, cw, cb = random_case(100 + seed, Q=Q, NC=NC, K=K)
+        if NC > 40:
+            cw[[30, 3, 12]] = cw[5]          # four candidates with the same scores
+            cb[[30, 3, 12]] = cb[5]
+            cw[7] = np.nan
+            cb[9] = -np.inf
+        lists = [np.unique(rng.integers(0, NC, rng.integers(0, max(NC // 3, 1) + 1))) for _ in range(Q)]
+        ptr = np.zeros(Q + 1, np.int64)
+        np.cumsum([len(x) for x in lists], out=ptr[1:])
+        ind = np.concatenate(lists).astype(np.int32)
+        for excl, first, y_range in [(None, 0, None), ((ptr, ind), 1, None), ((ptr, ind), min(2, NC), (0.0, 5.5))]:
+            want = run(qw, qb, cw, cb, 10, excl, first, y_range)
+            ridx, rsc, _ = reference_topk(qw, qb, cw, cb, 10, excl, first)
+            np.testing.assert_array_equal(want[0], ridx[:, :want[0].shape[1]])
+            for order in (np.arange(NC)[::-1], rng.permutation(NC), _candidate_order(qw, cw, cb)):
+                got = run(qw, qb, cw, cb, 10, excl, first, y_range, order)
+                np.testing.assert_array_equal(got[0], want[0], err_msg=f"case {seed}, first {first}")
+                np.testing.assert_array_equal(got[1], want[1], err_msg=f"case {seed}, first {first}")
+    # ties when every score is equal: the smallest indices, whatever the order
+    qw = np.ones((2, 4), np.float32)
+    cw = np.zeros((40, 4), np.float32)
+    cw[[3, 17, 30, 35]] = 1.0
+    idx, sc = run(qw, None, cw, None, 6, order=np.arange(40)[::-1])
+    np.testing.assert_array_equal(idx[0], [3, 17, 30, 35, 0, 1])
+    np.testing.assert_array_equal(sc[0], [4, 4, 4, 4, 0, 0])
+
+
+def test_rank_vectors_orders_large_query_sets_and_gives_the_same_answer():
+    "From 32 queries rank_vectors packs the candidates by the mean query's score: same result."
+    from collabc import topn
+    rng = np.random.default_rng(13)
+    qw, qb, cw, cb = random_case(13, Q=topn._ORDER_MIN_QUERIES + 8, NC=400, K=20)
+    lists = [np.unique(rng.integers(0, 400, 30)) for _ in range(len(qw))]
+    ptr = np.zeros(len(qw) + 1, np.int64)
+    np.cumsum([len(x) for x in lists], out=ptr[1:])
+    ind = np.concatenate(lists).astype(np.int32)
+    idx, sc = rank_vectors(qw, qb, cw, cb, 10, (ptr, ind), first=1, y_range=(0, 5.5), threads=2)
+    ridx, rsc = run(qw, qb, cw, cb, 10, (ptr, ind), 1, (0, 5.5))
+    np.testing.assert_array_equal(idx, ridx)
+    np.testing.assert_array_equal(sc, rsc)
+    small = rank_vectors(qw[:5], qb[:5], cw, cb, 10, (ptr[:6], ind[:ptr[5]]), first=1, threads=1)
+    np.testing.assert_array_equal(small[0], ridx[:5])
+
+
 def test_pack_layout():
     cw = np.arange(18 * 3, dtype=np.float32).reshape(18, 3)
     p = _core.rank_pack(cw)
@@ -189,6 +246,11 @@ def args():
     (dict(excl_indptr=np.array([0, 2, 2, 2, 2], np.int64), excl_indices=np.array([5, 3], np.int32)), ValueError, "sorted"),
     (dict(excl_indptr=np.array([0, 2, 1, 2, 2], np.int64), excl_indices=np.array([3, 5], np.int32)), ValueError, "non-decreasing"),
     (dict(excl_indptr=np.array([1, 2, 2, 2, 2], np.int64), excl_indices=np.array([3, 5], np.int32)), ValueError, "start at 0"),
+    (dict(order=np.arange(20, dtype=np.int64)), TypeError, "order.*int32"),
+    (dict(order=np.arange(19, dtype=np.int32)), ValueError, "order.*shape"),
+    (dict(order=np.r_[np.arange(19), 20].astype(np.int32)), ValueError, r"order.*permutation.*order\[19\] = 20 is outside"),
+    (dict(order=np.r_[np.arange(19), -1].astype(np.int32)), ValueError, r"order\[19\] = -1 is outside"),
+    (dict(order=np.r_[np.arange(19), 4].astype(np.int32)), ValueError, r"order\[19\] = 4 is repeated"),
 ])
 def test_validation(args, change, exc, match):
     args.update(change)

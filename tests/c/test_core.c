@@ -1454,41 +1454,58 @@ static void test_rank_topk_vs_brute_force(void) {
                 if (rnd_unif() < 0.2) indices[indptr[q + 1]++] = (int32_t)c;
         }
         float *panel = fzeros(cf_rank_panel_size(NC, K));
-        cf_rank_pack(panel, cw, NC, K);
         int32_t *top = izeros(Q * n);
         float *score = fzeros(Q * n);
-        int st = cf_rank_dot_topk(top, score, qw, use_qb ? qb : NULL, panel, use_cb ? cb : NULL,
-                                  use_excl ? indptr : NULL, use_excl ? indices : NULL, Q, K, NC, n,
-                                  first, range, 1.0f, 5.0f);
-        CHECK(st == CF_OK);
         scored *all = xcalloc((size_t)NC, sizeof(scored));
-        for (int64_t q = 0; q < Q; q++) {
-            int64_t cnt = 0, e = indptr[q];
-            for (int64_t c = first; c < NC; c++) {
-                while (use_excl && e < indptr[q + 1] && indices[e] < c) e++;
-                if (use_excl && e < indptr[q + 1] && indices[e] == c) continue;
-                float z = 0.0f;
-                for (int64_t k = 0; k < K; k++) z += qw[q * K + k] * cw[c * K + k];
-                if (use_qb) z += qb[q];
-                if (use_cb) z += cb[c];
-                if (isnan(z) || z == -INFINITY) continue;
-                all[cnt].z = z;
-                all[cnt++].c = (int32_t)c;
+        /* the candidates packed as they are (no order), reversed (the duplicate, 3, comes
+         * before the one it ties with, 1, and must lose to it), and shuffled: the same result */
+        int32_t *order = izeros(NC);
+        float *cwo = fzeros(NC * K), *cbo = fzeros(NC);
+        for (int ord = 0; ord < 3; ord++) {
+            for (int64_t p = 0; p < NC; p++) order[p] = (int32_t)(ord == 1 ? NC - 1 - p : p);
+            for (int64_t p = NC - 1; ord == 2 && p > 0; p--) {
+                int64_t r = rnd_int(p + 1);
+                int32_t t = order[p];
+                order[p] = order[r];
+                order[r] = t;
             }
-            qsort(all, (size_t)cnt, sizeof(scored), by_score);
-            for (int64_t r = 0; r < n; r++) {
-                if (r < cnt) {
-                    CHECK(top[q * n + r] == all[r].c);
-                    float want = range ? 1.0f / (1.0f + expf(-all[r].z)) * 4.0f + 1.0f : all[r].z;
-                    SAME(score[q * n + r], want);
-                } else {
-                    CHECK(top[q * n + r] == -1);
-                    CHECK(isnan(score[q * n + r]));
+            for (int64_t p = 0; p < NC; p++) {
+                memcpy(cwo + p * K, cw + order[p] * K, sizeof(float) * (size_t)K);
+                cbo[p] = cb[order[p]];
+            }
+            cf_rank_pack(panel, cwo, NC, K);
+            int st = cf_rank_dot_topk(top, score, qw, use_qb ? qb : NULL, panel, ord ? order : NULL,
+                                      use_cb ? cbo : NULL, use_excl ? indptr : NULL,
+                                      use_excl ? indices : NULL, Q, K, NC, n, first, range, 1.0f, 5.0f);
+            CHECK(st == CF_OK);
+            for (int64_t q = 0; q < Q; q++) {
+                int64_t cnt = 0, e = indptr[q];
+                for (int64_t c = first; c < NC; c++) {
+                    while (use_excl && e < indptr[q + 1] && indices[e] < c) e++;
+                    if (use_excl && e < indptr[q + 1] && indices[e] == c) continue;
+                    float z = 0.0f;
+                    for (int64_t k = 0; k < K; k++) z += qw[q * K + k] * cw[c * K + k];
+                    if (use_qb) z += qb[q];
+                    if (use_cb) z += cb[c];
+                    if (isnan(z) || z == -INFINITY) continue;
+                    all[cnt].z = z;
+                    all[cnt++].c = (int32_t)c;
+                }
+                qsort(all, (size_t)cnt, sizeof(scored), by_score);
+                for (int64_t r = 0; r < n; r++) {
+                    if (r < cnt) {
+                        CHECK(top[q * n + r] == all[r].c);
+                        float want = range ? 1.0f / (1.0f + expf(-all[r].z)) * 4.0f + 1.0f : all[r].z;
+                        SAME(score[q * n + r], want);
+                    } else {
+                        CHECK(top[q * n + r] == -1);
+                        CHECK(isnan(score[q * n + r]));
+                    }
                 }
             }
         }
         free(qw), free(qb), free(cw), free(cb), free(indptr), free(indices), free(panel), free(top);
-        free(score), free(all);
+        free(score), free(all), free(order), free(cwo), free(cbo);
     }
 }
 
@@ -1498,21 +1515,24 @@ static void test_rank_argument_errors(void) {
     int32_t top[6];
     float *panel = fzeros(cf_rank_panel_size(NC, K));
     cf_rank_pack(panel, cw, NC, K);
-    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, NULL, NULL, Q, K, NC, 0, 0, 0, 0, 0) == CF_ERR_ARG);
-    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, NULL, NULL, Q, K, NC, 3, 6, 0, 0, 0) == CF_ERR_ARG);
-    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, NULL, NULL, Q, K, NC, 3, -1, 0, 0, 0) == CF_ERR_ARG);
-    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, NULL, NULL, Q, 0, NC, 3, 0, 0, 0, 0) == CF_ERR_ARG);
+    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, NULL, NULL, NULL, Q, K, NC, 0, 0, 0, 0, 0) == CF_ERR_ARG);
+    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, NULL, NULL, NULL, Q, K, NC, 3, 6, 0, 0, 0) == CF_ERR_ARG);
+    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, NULL, NULL, NULL, Q, K, NC, 3, -1, 0, 0, 0) == CF_ERR_ARG);
+    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, NULL, NULL, NULL, Q, 0, NC, 3, 0, 0, 0, 0) == CF_ERR_ARG);
     int64_t ptr[3] = {0, 2, 3};
     int32_t unsorted[3] = {3, 1, 0}, outside[3] = {0, 1, 5}, negative[3] = {-1, 1, 2};
-    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, ptr, unsorted, Q, K, NC, 3, 0, 0, 0, 0) == CF_ERR_ARG);
-    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, ptr, outside, Q, K, NC, 3, 0, 0, 0, 0) == CF_ERR_ARG);
-    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, ptr, negative, Q, K, NC, 3, 0, 0, 0, 0) == CF_ERR_ARG);
-    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, ptr, NULL, Q, K, NC, 3, 0, 0, 0, 0) == CF_ERR_ARG);
+    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, NULL, ptr, unsorted, Q, K, NC, 3, 0, 0, 0, 0) == CF_ERR_ARG);
+    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, NULL, ptr, outside, Q, K, NC, 3, 0, 0, 0, 0) == CF_ERR_ARG);
+    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, NULL, ptr, negative, Q, K, NC, 3, 0, 0, 0, 0) == CF_ERR_ARG);
+    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, NULL, ptr, NULL, Q, K, NC, 3, 0, 0, 0, 0) == CF_ERR_ARG);
     int64_t backwards[3] = {0, 2, 1};
     int32_t ok_idx[3] = {1, 2, 0};
-    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, backwards, ok_idx, Q, K, NC, 3, 0, 0, 0, 0) == CF_ERR_ARG);
+    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, NULL, backwards, ok_idx, Q, K, NC, 3, 0, 0, 0, 0) == CF_ERR_ARG);
+    int32_t order_out[5] = {0, 1, 2, 3, 5}, order_neg[5] = {0, -1, 2, 3, 4};
+    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, order_out, NULL, NULL, NULL, Q, K, NC, 3, 0, 0, 0, 0) == CF_ERR_ARG);
+    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, order_neg, NULL, NULL, NULL, Q, K, NC, 3, 0, 0, 0, 0) == CF_ERR_ARG);
     /* first == NC: no candidate at all, every slot -1 / NaN */
-    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, NULL, NULL, Q, K, NC, 3, NC, 0, 0, 0) == CF_OK);
+    CHECK(cf_rank_dot_topk(top, score, qw, NULL, panel, NULL, NULL, NULL, NULL, Q, K, NC, 3, NC, 0, 0, 0) == CF_OK);
     for (int i = 0; i < 6; i++) CHECK(top[i] == -1 && isnan(score[i]));
     free(panel);
 }
