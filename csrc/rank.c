@@ -17,14 +17,15 @@
 
 #define NJ CF_RANK_NJ
 #define MU 4            /* queries per register tile (score_tile is written for 4) */
-#define QB 64           /* queries per block: their heaps and cursors live on the stack */
+#define QB 64           /* queries per block: heap counts, exclusion bounds on the stack */
 #define CHUNK_BYTES (128 * 1024) /* packed candidates scored per pass over a query block */
 
 /* Per-instruction-set versions (as simd.h, but AVX2 and generic only: AVX2 measured faster than
- * AVX-512 for these 16-wide tiles, so the AVX-512 level runs the AVX2 version): flatten inlines
- * rank_block's helpers into each version (a call from AVX code into baseline code costs more
- * than the work). No FMA contraction (-ffp-contract=off), so both versions give the same
- * bits. Define CF_NO_MULTIVERSION to build the generic version only. */
+ * AVX-512 for these 16-wide tiles, so the AVX-512 level runs the AVX2 version), each with its
+ * vector width (8 or 4 lanes, score_tile_w8 / _w4); rank_block's helpers are always inlined
+ * into each version (a call from AVX code into baseline code costs more than the work). No FMA
+ * contraction (-ffp-contract=off), so both versions give the same bits. Define
+ * CF_NO_MULTIVERSION to build the generic version only. */
 
 int64_t cf_rank_panel_size(int64_t NC, int64_t K) {
     int64_t size;
