@@ -574,6 +574,45 @@ static int fsame_nan(const float *a, const float *b, int64_t n) {
     return 1;
 }
 
+/* ReLU's backward, bit for bit, in every version this CPU runs, against the branch it is
+ * written for (dx += dout where x > 0): lengths around each vector width, dx of -0 (which
+ * adding +0 would turn into +0), NaN, inf and x of -0, +0 and NaN; in place (dx == dout) and
+ * with dx overlapping dout by one element (the scalar order then matters) */
+static void test_relu_backward_same_bits(void) {
+    const unsigned sup = cf_isa_supported();
+    const int best = cf_isa_get();
+    const int64_t Ns[] = {0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 100};
+    for (int l = 0; l < CF_ISA_COUNT; l++) {
+        if (!(sup >> l & 1u)) continue;
+        CHECK(cf_isa_set(l) == 0);
+        for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++)
+            for (int mode = 0; mode < 3; mode++) { /* apart, in place, overlapping by one */
+                const int64_t N = Ns[ni];
+                g_rs = 2000 + (uint64_t)(N * 3 + mode);
+                float *buf = frand(N + 1, 1), *x = frand(N, 1), *want = fzeros(N + 1);
+                float *other = frand(N + 1, 1);
+                for (int64_t n = 0; n < N; n++) {
+                    if (n % 5 == 1) buf[n] = -0.0f;
+                    if (n % 7 == 2) x[n] = -0.0f;
+                    if (n % 7 == 3) x[n] = 0.0f;
+                    if (n % 11 == 4) x[n] = NAN;
+                    if (n % 13 == 5) buf[n] = INFINITY;
+                    if (n % 17 == 6) other[n] = NAN;
+                    if (n % 3 == 0) x[n] = fabsf(x[n]) + 0.5f; /* many positive inputs */
+                }
+                float *dx = buf, *dout = mode == 0 ? other : mode == 1 ? buf : buf + 1;
+                float *ref = fcopy(buf, N + 1);
+                const float *rdout = mode == 0 ? other : mode == 1 ? ref : ref + 1;
+                for (int64_t n = 0; n < N; n++)
+                    if (x[n] > 0.0f) ref[n] += rdout[n];
+                cf_relu_backward(dx, dout, x, N);
+                CHECK(fsame_nan(dx, ref, N + 1));
+                free(buf), free(x), free(want), free(other), free(ref);
+            }
+    }
+    CHECK(cf_isa_set(best) == 0);
+}
+
 /* a linear layer, bit for bit, in every version this CPU runs, against plain loops in the
  * documented order: the forward's and the input gradient's sums left to right over the
  * inputs / outputs (whatever blocks of rows a version runs), and the weight gradient's and
@@ -1991,6 +2030,7 @@ int main(void) {
     RUN(test_dotbias_rows_same_bits_as_one_at_a_time);
     RUN(test_sigmoid_range);
     RUN(test_relu);
+    RUN(test_relu_backward_same_bits);
     RUN(test_dropout_kernels_and_mask);
     RUN(test_rng);
     RUN(test_mse);
