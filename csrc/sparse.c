@@ -159,6 +159,17 @@ CF_INLINE float hsum_w4(const cf_v4 *acc) {
     const cf_v4 c = (acc[0] + acc[2]) + (acc[1] + acc[3]);
     return (c[0] + c[2]) + (c[1] + c[3]);
 }
+/* Part h (lanes [h W, h W + W)) of the chunk at n - 16 lies wholly in the whole chunks that end
+ * at f, so its mask is 0 in every lane and the 16-lane code adds +0 there. Adding +0 changes a
+ * sum only when it is -0 (to +0). The sums of squares are never -0 (x * x is +0 at zero), so the
+ * part is skipped for them. A dot product's sign at zero matters only without a y_range: with
+ * one, the prediction is a sigmoid of it (exp(-0) = exp(+0) = 1), and Adagrad's norm adds
+ * 2 dz wd (pu . qi) to dz^2 |qi|^2 >= +0, where +0 + -0 = +0. So the kernels for models
+ * with biases and a y_range (CF_BR, the argument range) skip the part, and the others add a +0
+ * vector (one add instead of two loads, a multiply and a mask; no test of the model's y_range
+ * on every rating). For rows of 49 to 56 factors (fastai's 50) that is the lower half of the
+ * last chunk in the 8-lane version, three quarters of it in the 4-lane one at 50. */
+#define CF_MASKED_PART(n, f, h, W) ((n) - 16 + ((h) + 1) * (W) <= (f))
 #define CF_SPLIT_LANES(W, T, TI)                                                                 \
     /* lanes [h W, h W + W) of the 16-lane mask tm */                                            \
     CF_INLINE T mask_w##W(T v, const void *tm, int h) {                                          \
@@ -167,7 +178,7 @@ CF_INLINE float hsum_w4(const cf_v4 *acc) {
         return (T)((TI)v & m);                                                                   \
     }                                                                                            \
     CF_INLINE float row_dot_w##W(const float *restrict a, const float *restrict b, int64_t n,    \
-                                 const void *tail, int nc) {                                     \
+                                 const void *tail, int nc, int range) {                          \
         T acc[16 / W];                                                                           \
         for (int h = 0; h < 16 / W; h++) acc[h] = ld_w##W(a + h * W) * ld_w##W(b + h * W);       \
         int64_t f = 16;                                                                          \
@@ -175,13 +186,19 @@ CF_INLINE float hsum_w4(const cf_v4 *acc) {
             for (int h = 0; h < 16 / W; h++)                                                     \
                 acc[h] += ld_w##W(a + f + h * W) * ld_w##W(b + f + h * W);                       \
         if (nc || f < n)                                                                         \
-            for (int h = 0; h < 16 / W; h++)                                                     \
+            CF_UNROLL(4) /* each part its own code: the sums stay in registers */                \
+            for (int h = 0; h < 16 / W; h++) {                                                   \
+                if (CF_MASKED_PART(n, f, h, W)) {                                                \
+                    if (!range) acc[h] += (T){0}; /* the masked part's +0 (see CF_MASKED_PART) */ \
+                    continue;                                                                    \
+                }                                                                                \
                 acc[h] += mask_w##W(ld_w##W(a + n - 16 + h * W) * ld_w##W(b + n - 16 + h * W),  \
                                     tail, h);                                                    \
+            }                                                                                    \
         return hsum_w##W(acc);                                                                   \
     }                                                                                            \
     CF_INLINE float row_dot3_w##W(const float *restrict a, const float *restrict b, int64_t n,   \
-                                  const void *tail, int nc, float *aa, float *bb) {              \
+                                  const void *tail, int nc, int range, float *aa, float *bb) {   \
         T ab[16 / W], a2[16 / W], b2[16 / W];                                                    \
         for (int h = 0; h < 16 / W; h++) {                                                       \
             const T va = ld_w##W(a + h * W), vb = ld_w##W(b + h * W);                            \
@@ -198,7 +215,12 @@ CF_INLINE float hsum_w4(const cf_v4 *acc) {
                 b2[h] += vb * vb;                                                                \
             }                                                                                    \
         if (nc || f < n)                                                                         \
+            CF_UNROLL(4) /* each part its own code: the sums stay in registers */                \
             for (int h = 0; h < 16 / W; h++) {                                                   \
+                if (CF_MASKED_PART(n, f, h, W)) {                                                \
+                    if (!range) ab[h] += (T){0}; /* (squares are never -0: nothing to add) */    \
+                    continue;                                                                    \
+                }                                                                                \
                 const T va = ld_w##W(a + n - 16 + h * W), vb = ld_w##W(b + n - 16 + h * W);      \
                 ab[h] += mask_w##W(va * vb, tail, h);                                            \
                 a2[h] += mask_w##W(va * va, tail, h);                                            \
@@ -240,18 +262,18 @@ CF_SPLIT_LANES(4, cf_v4, cf_v4i)
 
 /* the sums and the step at vector width vw (a constant in each version: CF_LANES of simd.h) */
 CF_INLINE float row_dot(int vw, int nc, const float *restrict a, const float *restrict b,
-                        int64_t n, const void *tail) {
+                        int64_t n, const void *tail, int range) {
 #ifdef CF_VEC16
-    if ((nc || n >= 16) && vw == 8) return row_dot_w8(a, b, n, tail, nc);
-    if ((nc || n >= 16) && vw == 4) return row_dot_w4(a, b, n, tail, nc);
+    if ((nc || n >= 16) && vw == 8) return row_dot_w8(a, b, n, tail, nc, range);
+    if ((nc || n >= 16) && vw == 4) return row_dot_w4(a, b, n, tail, nc, range);
 #endif
     return row_dot16(a, b, n, tail, nc);
 }
 CF_INLINE float row_dot3(int vw, int nc, const float *restrict a, const float *restrict b,
-                         int64_t n, const void *tail, float *aa, float *bb) {
+                         int64_t n, const void *tail, int range, float *aa, float *bb) {
 #ifdef CF_VEC16
-    if ((nc || n >= 16) && vw == 8) return row_dot3_w8(a, b, n, tail, nc, aa, bb);
-    if ((nc || n >= 16) && vw == 4) return row_dot3_w4(a, b, n, tail, nc, aa, bb);
+    if ((nc || n >= 16) && vw == 8) return row_dot3_w8(a, b, n, tail, nc, range, aa, bb);
+    if ((nc || n >= 16) && vw == 4) return row_dot3_w4(a, b, n, tail, nc, range, aa, bb);
 #endif
     return row_dot3_16(a, b, n, tail, nc, aa, bb);
 }
@@ -420,10 +442,10 @@ CF_INLINE int rate_err(const block_ctx *c, int kind_br, int vw, const lane *l, r
     const float *pu = c->U + u * K, *qi = priv ? c->Ip + s * K : c->I + i * K;
     float z;
     if (kind == CF_SPARSE_ADAGRAD) {
-        z = row_dot3(vw, CF_NC(kind_br), pu, qi, K, CF_TAIL(c), &t->aa, &t->bb);
+        z = row_dot3(vw, CF_NC(kind_br), pu, qi, K, CF_TAIL(c), kind_br & CF_BR, &t->aa, &t->bb);
         t->ab = z;
     } else {
-        z = row_dot(vw, CF_NC(kind_br), pu, qi, K, CF_TAIL(c));
+        z = row_dot(vw, CF_NC(kind_br), pu, qi, K, CF_TAIL(c), kind_br & CF_BR);
     }
     if (bias) z += priv ? c->ust[3 * su + 2] + c->ist[3 * s + 2] : c->BU[u] + c->BI[i];
     float pred = z, dpred = 1.0f;

@@ -1787,6 +1787,20 @@ static void test_isa_names_and_levels(void) {
     cf_isa_set(cf_isa_parse("auto"));
 }
 
+/* one epoch of the sparse driver over problem d on a 2 x 2 grid (both strata, learning rates
+ * 0.02 then 0.01, weight decay 0.01), which must finish without a bad row */
+static void fit_grid2(dot_problem *d, int kind, int n_threads) {
+    int64_t nb = 2, starts[5], bad = 0, *blocks = strata_blocks(nb);
+    double lrs[4] = {0.02, 0.02, 0.01, 0.01}, loss[4];
+    CHECK(cf_block_sort(d->x, d->y, NULL, 0, d->R, nb, starts, 1) == CF_OK);
+    sparse_state s = sparse_make(d, kind, 0.01);
+    CHECK(cf_dot_fit_blocks(d->params, &s.opt, loss, &bad, d->x, d->y, d->R, starts, nb, blocks, 4,
+                            lrs, NULL, &d->cfg, n_threads) == CF_OK);
+    CHECK(bad == -1);
+    sparse_free(&s);
+    free(blocks);
+}
+
 /* every version this CPU runs gives the generic version's bits: the sparse driver (each
  * optimizer; K with and without a partial 16-lane chunk, and at and around 49..64, the rows
  * of the versions whose chunk loops unroll; with biases and a y_range, whose kernels are
@@ -1805,16 +1819,9 @@ static void test_isa_versions_same_bits(void) {
                     CHECK(cf_isa_set(l) == 0);
                     g_rs = 77;
                     dot_problem d = dot_make(50, 40, K, br, br, 4000);
-                    int64_t nb = 2, starts[5], bad = 0, *blocks = strata_blocks(nb);
-                    double lrs[4] = {0.02, 0.02, 0.01, 0.01}, loss[4];
-                    CHECK(cf_block_sort(d.x, d.y, NULL, 0, d.R, nb, starts, 1) == CF_OK);
-                    sparse_state s = sparse_make(&d, kind, 0.01);
-                    CHECK(cf_dot_fit_blocks(d.params, &s.opt, loss, &bad, d.x, d.y, d.R, starts, nb,
-                                            blocks, 4, lrs, NULL, &d.cfg, 2) == CF_OK);
+                    fit_grid2(&d, kind, 2);
                     if (!want) want = fcopy(d.params, d.P);
                     else CHECK(fsame(d.params, want, d.P));
-                    sparse_free(&s);
-                    free(blocks);
                     dot_free(&d);
                 }
                 free(want);
@@ -1839,6 +1846,55 @@ static void test_isa_versions_same_bits(void) {
         free(xT), free(W), free(bias), free(out), free(p), free(g), free(m), free(v);
     }
     free(want_lin), free(want_p);
+    CHECK(cf_isa_set(best) == 0);
+}
+
+/* Signed zeros in the sparse kernels' sums. The 16-lane code adds the masked lanes of a row's
+ * last chunk as +0, so a dot product over lanes that are all -0 comes out +0 when 16 does not
+ * divide K, and -0 when it does. The 8- and 4-lane versions skip the parts of that chunk whose
+ * lanes are all masked (CF_MASKED_PART in sparse.c); without a y_range they must still add +0
+ * there. User rows of -0 against positive item rows, ratings 0, no biases, no y_range: the
+ * reference's error is then +0 and leaves the user rows at -0 (dz qi + wd pu = +0 + -0 = +0),
+ * but -0 where 16 divides K, which turns them into +0 at a user's first rating. Every version,
+ * SGD and Adagrad, K around the sizes where 1, 2 or 3 of the 4-lane parts are skipped; with a
+ * y_range as well, where the versions must agree with each other. Skipping the +0 without a
+ * y_range fails here. */
+static void test_isa_versions_signed_zero_sums(void) {
+    const unsigned sup = cf_isa_supported();
+    const int best = cf_isa_get();
+    const int64_t Ks[] = {17, 20, 24, 28, 32, 40, 49, 50, 52, 56, 60, 64, 65};
+    for (int kind = 0; kind < 2; kind++)
+        for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
+            for (int range = 0; range < 2; range++) {
+                const int64_t K = Ks[ki], NU = 30, NI = 20;
+                float *want = NULL;
+                for (int l = 0; l < CF_ISA_COUNT; l++) {
+                    if (!(sup >> l & 1u)) continue;
+                    CHECK(cf_isa_set(l) == 0);
+                    g_rs = 91;
+                    dot_problem d = dot_make(NU, NI, K, 0, range, 600);
+                    for (int64_t n = 0; n < NU * K; n++) d.params[n] = -0.0f;
+                    for (int64_t n = NU * K; n < (NU + NI) * K; n++) d.params[n] = fabsf(d.params[n]) + 0.01f;
+                    if (!range)
+                        for (int64_t r = 0; r < d.R; r++) d.y[r] = 0.0f;
+                    int rated[30] = {0};
+                    for (int64_t r = 0; r < d.R; r++) rated[d.x[2 * r]] = 1;
+                    fit_grid2(&d, kind, 1);
+                    if (!range) {
+                        int ok = 1;
+                        for (int64_t u = 0; u < NU; u++)
+                            for (int64_t k = 0; k < K; k++) {
+                                const float w = d.params[u * K + k];
+                                ok &= w == 0.0f && (signbit(w) != 0) == (K % 16 != 0 || !rated[u]);
+                            }
+                        CHECK(ok);
+                    }
+                    if (!want) want = fcopy(d.params, d.P);
+                    else CHECK(fsame(d.params, want, d.P));
+                    dot_free(&d);
+                }
+                free(want);
+            }
     CHECK(cf_isa_set(best) == 0);
 }
 
@@ -2020,6 +2076,7 @@ int main(void) {
     RUN(test_isa_names_and_levels);
     RUN(test_isa_versions_same_bits);
     RUN(test_isa_versions_same_bits_on_errors);
+    RUN(test_isa_versions_signed_zero_sums);
     RUN(test_embedding_forward_by_hand);
     RUN(test_embedding_ids_out_of_range);
     RUN(test_embedding_backward_repeated_ids_accumulate);
