@@ -11,7 +11,6 @@
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(CF_NO_MULTIVERSION)
 #define HAVE_FMA_VERSION 1
 __attribute__((target("fma"), noinline)) static float expf_fma(float x) { return cf_expf_fma(x); }
-#endif
 
 static float from_bits(uint32_t u) {
     float x;
@@ -25,6 +24,7 @@ static int same_bits(float a, float b) {
     memcpy(&ub, &b, sizeof ub);
     return ua == ub || (isnan(a) && isnan(b));
 }
+#endif
 
 static void test_inline_expf_matches_libm(void) {
 #ifdef HAVE_FMA_VERSION
