@@ -13,6 +13,8 @@
 #include "vec16.h"
 #include "sparse.h"
 #include "status.h"
+#include "checked.h"
+#include "threads.h"
 
 /* GCC (12) warns that the second rating of rate_two may be used uninitialized: it is used only
  * when rate_err returned RATE_OK, which it does only after filling it in, but GCC loses that
@@ -21,8 +23,6 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
-#include "checked.h"
-#include "threads.h"
 
 typedef struct {
     float *params;
@@ -186,7 +186,6 @@ CF_INLINE float hsum_w4(const cf_v4 *acc) {
             for (int h = 0; h < 16 / W; h++)                                                     \
                 acc[h] += ld_w##W(a + f + h * W) * ld_w##W(b + f + h * W);                       \
         if (nc || f < n)                                                                         \
-            CF_UNROLL(4) /* each part its own code: the sums stay in registers */                \
             for (int h = 0; h < 16 / W; h++) {                                                   \
                 if (CF_MASKED_PART(n, f, h, W)) {                                                \
                     if (!range) acc[h] += (T){0}; /* the masked part's +0 (see CF_MASKED_PART) */ \
@@ -215,7 +214,6 @@ CF_INLINE float hsum_w4(const cf_v4 *acc) {
                 b2[h] += vb * vb;                                                                \
             }                                                                                    \
         if (nc || f < n)                                                                         \
-            CF_UNROLL(4) /* each part its own code: the sums stay in registers */                \
             for (int h = 0; h < 16 / W; h++) {                                                   \
                 if (CF_MASKED_PART(n, f, h, W)) {                                                \
                     if (!range) ab[h] += (T){0}; /* (squares are never -0: nothing to add) */    \
