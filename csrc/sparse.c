@@ -363,6 +363,7 @@ typedef struct {
      * items and users, copied to the thread by slot for the block (the rows of the blocks
      * other threads train share cache lines with them) */
     float *Ip;
+    const int64_t *lastv; /* the lanes' last rows of each item slot (see lane) */
     /* [slot][3]: an item's or a user's Adagrad accumulator, its bias's, and its bias, side by
      * side (one base pointer a row for a rating) */
     float *ist, *ust;
@@ -389,10 +390,10 @@ CF_INLINE cf_v4 sqrt4(cf_v4 v) {
 }
 #endif
 
-/* One lane of a block: the rows [r, end) of one user. Two lanes hold two different users
- * (taken in row order) and take their ratings in turns; a rating of the later user runs
- * before rows of the earlier user only when its item is none of the earlier user's
- * remaining items, so the two ratings share no row and the result is that of row order.
+/* One lane of a block: the rows [r, end) of one user. Up to CF_LANES lanes hold as many
+ * users (taken in row order), and run_rows runs two of their ratings at a time; a rating of a
+ * later user runs before rows of the earlier users only when its item is none of their
+ * remaining items, so it shares no row with them and the result is that of row order.
  * Each id is read from x once and checked before it indexes anything (inside the tables and
  * in the block's groups, so no other thread's rows), whatever x holds by then (it may have
  * changed since cf_dot_fit_blocks checked it, or not be grouped as starts says): the user
@@ -400,11 +401,14 @@ CF_INLINE cf_v4 sqrt4(cf_v4 v) {
  * when the lane reaches the row before it (its slot then prefetched). */
 typedef struct {
     int64_t r, end;
-    int64_t *last; /* [item slot]: the last row of the lane's users that rates the item */
+    int64_t *last; /* [CF_LANES item slot]: the last row of the lane's users that rates the
+                    * item (the lanes' entries of an item side by side, in one cache line) */
     int64_t u, su; /* the user and its slot */
     int64_t s, s_next; /* the item slots of rows r and r + 1 (-1: an id outside the table or the
                         * block, or, for row r, a user outside them) */
 } lane;
+/* the lanes of run_rows */
+#define CF_LANES 4
 
 /* One rating (the lane's row r), in two parts: rate_err measures its error before the update
  * (returns 1 on a non-finite error), rate_apply then updates its user row and item row (and
@@ -570,6 +574,7 @@ CF_INLINE int64_t read_item(const block_ctx *c, int kind, int64_t r) {
     else
         for (const char *q = a + 64; q < z; q += 64) CF_PREFETCH(q, 1);
     CF_PREFETCH(z, 1);
+    CF_PREFETCH(c->lastv + CF_LANES * s, 0); /* the lanes' entries of the item (see lane) */
     return s;
 }
 
@@ -625,6 +630,10 @@ CF_INLINE int rate_two(const block_ctx *c, int kind, int vw, lane *a, lane *b, i
  * or the block (which rate_err refuses when the rating runs) counts as slot 0 */
 CF_INLINE int64_t sched_slot(int64_t s) { return s < 0 ? 0 : s; }
 
+/* how far ahead of the lanes' takes their ids and ratings are prefetched, in rows (the lanes
+ * read x and y in row order, but four at a time, which the hardware's prefetch did not follow
+ * at the 25M shape; 64 and 256 measured alike there, docs/performance.md) */
+#define CF_ROWS_AHEAD 256
 /* starts lane l on the next user's rows at *next (before end), marking its items; returns 0
  * when no user is left */
 CF_INLINE int lane_take(const block_ctx *c, int kind, lane *l, int64_t *next, int64_t end) {
@@ -635,7 +644,7 @@ CF_INLINE int lane_take(const block_ctx *c, int kind, lane *l, int64_t *next, in
     const int64_t su = slot_mul(c->d, u);
     for (; b < end && c->x[2 * b] == u; b++) {
         const uint32_t i32 = (uint32_t)c->x[2 * b + 1];
-        l->last[i32 < c->ni32 ? slot_mul(c->d, (int32_t)i32) : 0] = b;
+        l->last[CF_LANES * (i32 < c->ni32 ? slot_mul(c->d, (int32_t)i32) : 0)] = b;
     }
     l->r = a;
     l->end = b;
@@ -647,6 +656,11 @@ CF_INLINE int lane_take(const block_ctx *c, int kind, lane *l, int64_t *next, in
     l->s = bad_user ? -1 : read_item(c, kind, a);
     l->s_next = a + 1 < end ? read_item(c, kind, a + 1) : -1;
     *next = b;
+    /* the ids and ratings CF_ROWS_AHEAD rows on: users are taken in row order, so each take
+     * asks for the 64-byte lines of as many rows as its own, and the takes cover every row */
+    const int64_t ahead_end = b + CF_ROWS_AHEAD < end ? b + CF_ROWS_AHEAD : end;
+    for (int64_t q = a + CF_ROWS_AHEAD; q < ahead_end; q += 8) CF_PREFETCH(c->x + 2 * q, 0);
+    for (int64_t q = a + CF_ROWS_AHEAD; q < ahead_end; q += 16) CF_PREFETCH(c->y + q, 0);
     if (b < end) { /* the next user */
         const int32_t un = c->x[2 * b];
         if ((uint32_t)un < c->nu32) CF_PREFETCH_ROW(c->U + (int64_t)un * c->K, c->K, 1);
@@ -664,49 +678,126 @@ CF_INLINE int finish_lane(const block_ctx *c, int kind, int vw, lane *l, int64_t
     return RATE_OK;
 }
 
+/* the rest of lanes E, then F, then G (the first n of them), after a later lane's rating
+ * failed with status st at row at_x: in row order the earlier users' ratings come first. Cold
+ * (it runs once, when a block stops), so a function of its own, out of run_rows' hot loop, and
+ * compiled once, for the baseline: kind and vw are arguments here (the same arithmetic at any
+ * width, so the same values as the version that calls it) */
+static __attribute__((noinline, cold)) int finish_before(const block_ctx *c, int kind, int vw, lane E,
+                                                         lane F, lane G, int n, int64_t end, double *sse,
+                                                         int64_t *at, int st, int64_t at_x) {
+    lane *const ls[3] = {&E, &F, &G};
+    for (int k = 0; k < n; k++) {
+        const int s2 = finish_lane(c, kind, vw, ls[k], end, sse, at);
+        if (s2) return s2;
+    }
+    *at = at_x;
+    return st;
+}
+
+/* the rows of lane E's user, then the users after it (from row next) one after the other: plain
+ * row order, for tests (cf_sparse_max_lanes(1)); like finish_before, outside run_rows */
+static __attribute__((noinline, cold)) int in_row_order(const block_ctx *c, int kind, int vw, lane E,
+                                                        int64_t next, int64_t end, double *sse, int64_t *at) {
+    int st;
+    do st = finish_lane(c, kind, vw, &E, end, sse, at);
+    while (!st && lane_take(c, kind, &E, &next, end));
+    return st;
+}
+
+/* the most lanes run_rows uses (see cf_sparse_max_lanes) */
+static int g_max_lanes = CF_LANES;
+void cf_sparse_max_lanes(int n) { g_max_lanes = n < 1 ? 1 : n > CF_LANES ? CF_LANES : n; }
+
+/* whether lane l's rating may run before the rows left of lane e (its item is none of them) */
+CF_INLINE int clear_of(const lane *e, const lane *l) { return e->last[CF_LANES * sched_slot(l->s)] < e->r; }
+
+#define CF_ROT2(A, B) do { const lane t_ = A; A = B; B = t_; } while (0)
+#define CF_ROT3(A, B, C) do { const lane t_ = A; A = B; B = C; C = t_; } while (0)
+#define CF_ROT4(A, B, C, D) do { const lane t_ = A; A = B; B = C; C = D; D = t_; } while (0)
+
 /* the ratings of rows [start, end) of a block, ordered by user, with the result of row order
- * (see lane); slots [2 * n_slots] is scratch. Returns RATE_OK, or RATE_NONFINITE /
- * RATE_INDEX with *at = the row of the rating that gave a non-finite error or held a bad
- * id: that rating and the rows after it in row order are not applied, except that ratings
- * of later users, which share no row with it, may have been; all the rows before it are. */
+ * (see lane); slots [CF_LANES n_slots] is scratch. The four lanes E, F, G, H hold users in row
+ * order, and each step runs E's next rating with that of the first later lane whose item is
+ * none of the earlier lanes' items left (a later lane's rating waits while it is), or E's alone
+ * when all wait. (With two lanes, the later one waited for about 30% of the ratings of the 1M
+ * benchmark shape, which then ran one at a time; with four, 9%: docs/performance.md.) Returns RATE_OK, or RATE_NONFINITE /
+ * RATE_INDEX with *at = the row of the rating that gave a non-finite error or held a bad id:
+ * that rating and the rows after it in row order are not applied, except that ratings of
+ * later users, which share no row with it, may have been; all the rows before it are. */
 CF_INLINE int run_rows(const block_ctx *c, int kind, int vw, int64_t start, int64_t end, int64_t *slots,
                        int64_t n_slots, double *sse, int64_t *at) {
-    for (int64_t t = 0; t < 2 * n_slots; t++) slots[t] = -1;
-    lane E, F; /* the lanes of the earlier and of the later user (two variables, not an array
-                * indexed by which is earlier: the compiler keeps their fields in registers) */
-    E.last = slots;
-    F.last = slots + n_slots;
+    for (int64_t t = 0; t < CF_LANES * n_slots; t++) slots[t] = -1;
+    lane E = {0}, F = {0}, G = {0}, H = {0}; /* (variables, not an array indexed by position:
+                                              * the compiler keeps the fields it uses most in
+                                              * registers) */
+    E.last = slots; /* (a lane keeps its column of slots as it moves up) */
+    F.last = slots + 1;
+    G.last = slots + 2;
+    H.last = slots + 3;
     int64_t next = start;
     if (!lane_take(c, kind, &E, &next, end)) return RATE_OK;
-    if (!lane_take(c, kind, &F, &next, end)) return finish_lane(c, kind, vw, &E, end, sse, at);
-    for (;;) {
-        /* the later user's rating waits while its item is among the earlier one's left */
-        const int clash = E.last[sched_slot(F.s)] >= E.r;
+    const int max_lanes = g_max_lanes;
+    if (max_lanes == 1) return in_row_order(c, kind, vw, E, next, end, sse, at);
+    int n = 1 + lane_take(c, kind, &F, &next, end); /* the lanes holding a user */
+    if (n == 2 && max_lanes > 2) n += lane_take(c, kind, &G, &next, end);
+    if (n == 3 && max_lanes > 3) n += lane_take(c, kind, &H, &next, end);
+    while (n > 1) {
         int st;
-        if (clash) {
-            if ((st = rate(c, kind, vw, &E, end, sse, at))) return st;
-        } else {
+        if (clear_of(&E, &F)) {
             st = rate_two(c, kind, vw, &E, &F, end, sse, at);
-            if (st && *at == E.r) return st;
-            if (st) {
-                /* in row order the earlier user's ratings come first */
-                const int64_t at_f = *at;
-                int st_e = finish_lane(c, kind, vw, &E, end, sse, at);
-                if (st_e) return st_e;
-                *at = at_f;
-                return st;
-            }
-            /* no user left to take: the rest is the earlier user's */
-            if (F.r == F.end && !lane_take(c, kind, &F, &next, end)) return finish_lane(c, kind, vw, &E, end, sse, at);
+            if (st && *at != E.r) return finish_before(c, kind, vw, E, F, G, 1, end, sse, at, st, *at);
+        } else if (n > 2 && clear_of(&E, &G) && clear_of(&F, &G)) {
+            st = rate_two(c, kind, vw, &E, &G, end, sse, at);
+            if (st && *at != E.r) return finish_before(c, kind, vw, E, F, G, 2, end, sse, at, st, *at);
+        } else if (n > 3 && clear_of(&E, &H) && clear_of(&F, &H) && clear_of(&G, &H)) {
+            st = rate_two(c, kind, vw, &E, &H, end, sse, at);
+            if (st && *at != E.r) return finish_before(c, kind, vw, E, F, G, 3, end, sse, at, st, *at);
+        } else {
+            st = rate(c, kind, vw, &E, end, sse, at);
         }
-        if (E.r == E.end) { /* the later user is now the earlier, and its lane takes the next */
-            const lane t = E;
-            E = F;
-            F = t;
-            if (!lane_take(c, kind, &F, &next, end)) return finish_lane(c, kind, vw, &E, end, sse, at);
+        if (st) return st;
+        /* a lane whose user is done: the lanes after it move up, and the last takes the next
+         * user, or is left empty when no user is left (last lane first: lanes that move up
+         * are never done) */
+        if (n == 4 && H.r == H.end) n -= !lane_take(c, kind, &H, &next, end);
+        if (n >= 3 && G.r == G.end) {
+            if (n == 4) {
+                CF_ROT2(G, H);
+                n -= !lane_take(c, kind, &H, &next, end);
+            } else {
+                n -= !lane_take(c, kind, &G, &next, end);
+            }
+        }
+        if (F.r == F.end) {
+            if (n == 4) {
+                CF_ROT3(F, G, H);
+                n -= !lane_take(c, kind, &H, &next, end);
+            } else if (n == 3) {
+                CF_ROT2(F, G);
+                n -= !lane_take(c, kind, &G, &next, end);
+            } else {
+                n -= !lane_take(c, kind, &F, &next, end);
+            }
+        }
+        if (E.r == E.end) {
+            if (n == 4) {
+                CF_ROT4(E, F, G, H);
+                n -= !lane_take(c, kind, &H, &next, end);
+            } else if (n == 3) {
+                CF_ROT3(E, F, G);
+                n -= !lane_take(c, kind, &G, &next, end);
+            } else {
+                CF_ROT2(E, F);
+                n -= !lane_take(c, kind, &F, &next, end);
+            }
         }
     }
+    return finish_lane(c, kind, vw, &E, end, sse, at);
 }
+#undef CF_ROT2
+#undef CF_ROT3
+#undef CF_ROT4
 
 /* copies the state of the block's rows (items of group ig, users of group ug) to the
  * thread (to_thread) or back */
@@ -780,6 +871,7 @@ CF_INLINE int run_kind(int vw, int kind, const sparse_job *j, int64_t k, int64_t
     block_ctx c;
     block_ctx_init(&c, j, k, priv, n_slots, CF_KIND(kind) != CF_SPARSE_ADAM);
     int64_t start = j->starts[j->blocks[k]], end = j->starts[j->blocks[k] + 1];
+    c.lastv = slots;
     int st = run_rows(&c, kind, vw, start, end, slots, n_slots, sse, at);
     if (CF_KIND(kind) != CF_SPARSE_ADAM) block_state(&c, j->blocks[k] / j->nb, j->blocks[k] % j->nb, 0);
     return st;
@@ -887,11 +979,13 @@ static void *worker(void *arg) {
     const int64_t n_uslots = (j->cfg->n_users + j->nb - 1) / j->nb + 1;
     int64_t n_priv, t;
     int sized = cf_add(j->cfg->k, 3, &n_priv) && cf_mul(n_priv, n_slots, &n_priv) &&
-                cf_mul(3, n_uslots, &t) && cf_add(n_priv, t, &n_priv) && n_slots <= INT64_MAX / 2;
-    int64_t *slots = sized ? cf_alloc(2 * n_slots, sizeof(int64_t)) : NULL;
+                cf_mul(3, n_uslots, &t) && cf_add(n_priv, t, &n_priv) && n_slots <= INT64_MAX / CF_LANES - 8;
+    /* the lanes' slots (see lane), from a 64-byte boundary: an item's four entries in one line */
+    int64_t *slots_mem = sized ? cf_alloc(CF_LANES * n_slots + 8, sizeof(int64_t)) : NULL;
+    int64_t *slots = slots_mem ? (int64_t *)(((uintptr_t)slots_mem + 63) & ~(uintptr_t)63) : NULL;
     float *priv = sized ? cf_alloc(n_priv, sizeof(float)) : NULL;
     if (!slots || !priv) {
-        free(slots);
+        free(slots_mem);
         free(priv);
         finish_block(j, -1, RATE_OK, -1, 1);
         return NULL;
@@ -905,7 +999,7 @@ static void *worker(void *arg) {
         finish_block(j, k, st, at, 0);
     }
     cf_fp_restore(mode);
-    free(slots);
+    free(slots_mem);
     free(priv);
     return NULL;
 }

@@ -53,9 +53,9 @@ int cf_block_sort(int32_t *x, float *y, void *extra, int64_t extra_size, int64_t
  * no group commute, so the result is that of running the blocks in the given order, for any
  * number of threads, bit for bit. Inside a block the result is that of visiting the ratings
  * in row order, each updating only its own user and item rows at learning rate lrs[k]
- * (k = the block's position). (Two users' ratings are interleaved, a rating of the later
- * user running early only when it shares no row with any rating of the earlier user left,
- * so the parameters are the same as in row order; only the order of the block's sum of
+ * (k = the block's position). (Up to four users' ratings are interleaved, a rating of a
+ * later user running early only when it shares no row with any rating of the earlier users
+ * left, so the parameters are the same as in row order; only the order of the block's sum of
  * squared errors differs.) Lazy Adam's first-moment decay is moms[k] for block k (opt->beta1
  * for every block when moms is NULL), so a momentum schedule is per block, like lrs.
  * block_loss[k] receives the block's mean squared error, each
@@ -77,5 +77,11 @@ int cf_dot_fit_blocks(float *params, cf_sparse_opt *opt, double *block_loss, int
                       const int32_t *x, const float *y, int64_t n_rows, const int64_t *starts,
                       int64_t nb, const int64_t *blocks, int64_t n_sel, const double *lrs,
                       const double *moms, const cf_dot_config *cfg, int n_threads);
+
+/* For tests: the most users whose ratings cf_dot_fit_blocks interleaves inside a block (1 to 4,
+ * default 4; 1 is plain row order, one user's ratings after the other), whose parameters the
+ * interleaved runs must match bit for bit. Process-wide and not synchronised: set it only while
+ * no training runs. */
+void cf_sparse_max_lanes(int n);
 
 #endif

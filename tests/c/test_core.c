@@ -1767,6 +1767,49 @@ static void test_dot_fit_blocks_vs_naive(void) {
     }
 }
 
+/* The users whose ratings a block interleaves (up to four lanes, csrc/sparse.c run_rows) give
+ * the parameters and optimizer state of plain row order (cf_sparse_max_lanes(1)) bit for bit:
+ * SGD, Adagrad and Adam, with biases and a y_range and without, at K = 5 and 50 (the unrolled
+ * kernels), on few items (users then rate the same items in their turn: a later lane's item is
+ * often among an earlier one's left, and it waits, or the next lane runs) and on many, with
+ * repeated (user, item) pairs, users of many and of few ratings, one thread and two. */
+static void test_dot_fit_blocks_lanes_same_bits_as_row_order(void) {
+    const int64_t Ks[] = {5, 50}, nis[] = {12, 300};
+    for (int kind = 0; kind < 3; kind++)
+        for (size_t ki = 0; ki < 2; ki++)
+            for (size_t ii = 0; ii < 2; ii++)
+                for (int br = 0; br < 2; br++) {
+                    float *want = NULL, *want_v = NULL, *want_m = NULL;
+                    for (int lanes = 1; lanes <= 5; lanes++) {
+                        g_rs = 17 + (uint64_t)(kind * 8 + ki * 4 + ii * 2 + br);
+                        dot_problem d = dot_make(70, nis[ii], Ks[ki], br, br, 4000);
+                        /* users of many and of few ratings: a third of the rows to user 0..9 */
+                        for (int64_t r = 0; r < d.R; r += 3) d.x[2 * r] = (int32_t)rnd_int(10);
+                        int64_t nb = 2, starts[5], bad = 5, *blocks = strata_blocks(nb);
+                        double lrs[4] = {0.02, 0.02, 0.01, 0.01}, loss[4];
+                        CHECK(cf_block_sort(d.x, d.y, NULL, 0, d.R, nb, starts, 1) == CF_OK);
+                        sparse_state s = sparse_make(&d, kind, 0.01);
+                        cf_sparse_max_lanes(lanes < 5 ? lanes : 4);
+                        CHECK(cf_dot_fit_blocks(d.params, &s.opt, loss, &bad, d.x, d.y, d.R, starts, nb,
+                                                blocks, 4, lrs, NULL, &d.cfg, lanes < 5 ? 1 : 2) == CF_OK);
+                        CHECK(bad == -1);
+                        const int64_t nv = kind == CF_SPARSE_ADAM ? d.P : 2 * (d.cfg.n_users + d.cfg.n_items);
+                        if (!want) {
+                            want = fcopy(d.params, d.P);
+                            want_v = fcopy(s.v, nv);
+                            want_m = fcopy(s.m, d.P);
+                        } else {
+                            CHECK(fsame(d.params, want, d.P) && fsame(s.v, want_v, nv) && fsame(s.m, want_m, d.P));
+                        }
+                        sparse_free(&s);
+                        free(blocks);
+                        dot_free(&d);
+                    }
+                    free(want), free(want_v), free(want_m);
+                }
+    cf_sparse_max_lanes(4);
+}
+
 /* ---------------------------------------------------------------- instruction-set versions */
 
 static void test_isa_names_and_levels(void) {
@@ -1902,7 +1945,7 @@ static void test_isa_versions_signed_zero_sums(void) {
  * the same parameters in every version this CPU runs: the ratings before it applied (among
  * them those of the user whose run the bad row ends), those after it not; and so does a block
  * whose rows are not grouped by user (two rows of different users swapped: each user's rows
- * in two runs, which the two lanes may hold at once). SGD and Adagrad, at K = 50 and 64 (the
+ * in two runs, which two lanes may hold at once). SGD and Adagrad, at K = 50 and 64 (the
  * unrolled kernels) and 32, with biases and a y_range and without (one thread: with more,
  * which blocks after the bad one ran depends on timing). A version that kept a lane's user row
  * in a copy without writing it back on every way out failed here. */
@@ -2113,6 +2156,7 @@ int main(void) {
     RUN(test_rank_argument_errors);
     RUN(test_block_sort);
     RUN(test_dot_fit_blocks_vs_naive);
+    RUN(test_dot_fit_blocks_lanes_same_bits_as_row_order);
     RUN(test_dot_fit_blocks_threads_errors_and_nan);
     return harness_report();
 }
