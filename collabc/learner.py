@@ -78,9 +78,17 @@ class _Summary(str):
         return str(self)
 
 
+_FINITE_CHUNK = 1 << 18   # elements checked at a time: a small temporary, not one of the array's size
+
+
 def _all_finite(snap):
     "Whether every live array of a `Learner._segment_copy` holds finite values only."
-    return all(np.isfinite(a).all() for a, _ in snap)
+    for a, _ in snap:
+        flat = a.reshape(-1)
+        for i in range(0, flat.size, _FINITE_CHUNK):
+            if not np.isfinite(flat[i:i + _FINITE_CHUNK]).all():
+                return False
+    return True
 
 
 class Learner:
@@ -383,6 +391,7 @@ class Learner:
             self._with_events(self._do_epochs, "fit", CancelFitException)
             ok = True
         finally:
+            self._snap_bufs = None   # the segment copies' buffers live for one fit only
             self.training = False
             self.model.eval()
             if not ok:   # an error: leave nothing drawn or rewired by the callbacks
@@ -472,10 +481,20 @@ class Learner:
 
     def _segment_copy(self):
         """(live array, copy) pairs of the model's floating tensors and the optimizer's buffers,
-        taken at the start of a segment (see `TrainingPath.restorable`)."""
+        taken at the start of a segment (see `TrainingPath.restorable`). The copies go to the
+        same buffers segment after segment (kept for one fit): a fresh copy of a large model each
+        segment cost the kernel's page faults (7-34 ms an epoch at the 25M shape, against 5-7
+        ms to copy into buffers already there)."""
         live = [t.numpy() if hasattr(t, "numpy") else np.asarray(t) for t in self.model.state_dict().values()]
         live += list(self.opt.state.values())
-        return [(a, a.copy()) for a in live if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.size]
+        live = [a for a in live if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.size]
+        bufs = getattr(self, "_snap_bufs", None) or []
+        if len(bufs) != len(live) or any(b.shape != a.shape or b.dtype != a.dtype for a, b in zip(live, bufs)):
+            bufs = [np.empty_like(a) for a in live]
+        for a, b in zip(live, bufs):
+            np.copyto(b, a)
+        self._snap_bufs = bufs
+        return list(zip(live, bufs))
 
     def _do_validate(self):
         self.valid_values = self._validate_values()

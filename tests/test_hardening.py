@@ -975,3 +975,30 @@ def test_an_overflowing_update_never_leaves_the_model_non_finite(mode, use_nn):
         assert all(np.all(np.isfinite(b)) for b in learn.opt.state.values())
     if mode == "exact":
         assert put_back, "no case reached the overflow this test is about"
+
+
+def test_segment_copies_reuse_their_buffers_for_one_fit_only():
+    """The loop's copies of the model and the optimizer at each segment's start go to the same
+    buffers within a fit (a fresh copy of a large model every segment cost page faults), are
+    copies (never views of the live arrays), and are let go when the fit ends, however it ends."""
+    from collabc import collab_learner
+    set_seed(0)
+    dls = CollabDataLoaders.from_df(ratings(n=400), bs=32)
+    learn = quiet(collab_learner(dls, n_factors=3, y_range=(0, 5.5), train_mode="sparse"))
+    learn.fit(1, 1e-2)
+    assert learn._snap_bufs is None
+    first = learn._segment_copy()
+    assert first and all(not np.shares_memory(a, b) and np.array_equal(a, b) for a, b in first)
+    live0, copy0 = first[0]
+    before = copy0.copy()
+    live0 += 1.0                                   # the live array changes, its copy does not
+    np.testing.assert_array_equal(copy0, before)
+    again = learn._segment_copy()                  # the same buffers, refreshed
+    assert all(b is b0 for (_, b), (_, b0) in zip(again, first))
+    np.testing.assert_array_equal(again[0][1], live0)
+    live0 -= 1.0
+    try:
+        learn.fit(1, 1e10)                         # a fit that may diverge lets them go too
+    except TrainingDivergedError:
+        pass
+    assert learn._snap_bufs is None
